@@ -1,0 +1,285 @@
+"""One function per DVC stage: read inputs, call the library, log to MLflow, write outputs.
+
+The scripts in ``stages/`` parse paths and params and call these. Every output is written
+atomically, inside the MLflow run, so a failure leaves no output and a FAILED run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from . import data, fileio
+from .params import Params
+
+N_EXAMPLE_INPUT = 5  # rows in the MLflow input example
+N_GRID = 8  # digits in the reconstruction grid logged with each training run
+
+
+def _subset(params: Params, keys: list[str]) -> dict[str, Any]:
+    """The params a stage uses, as a nested dict (what its MLflow runs record)."""
+    full = params.to_dict()
+    out: dict[str, Any] = {}
+    for key in keys:
+        section, _, sub = key.partition(".")
+        if sub:
+            out.setdefault(section, {})[sub] = full[section][sub]
+        else:
+            out[section] = full[section]
+    return out
+
+
+TRAIN_KEYS = ["seed", "device", "latent_dim", "train", "data"]
+
+
+# --- fetch, preprocess ---------------------------------------------------------------------
+
+def run_fetch(params: Params, out_dir: Path) -> None:
+    hashes = data.fetch(params.data.source, out_dir)
+    print(f"fetch: {len(hashes)} MNIST files from {params.data.source} verified into {out_dir}")
+
+
+def run_preprocess(params: Params, raw_dir: Path, out_dir: Path) -> None:
+    d = params.data
+    meta = data.preprocess(raw_dir, out_dir, d.protocol, d.train_limit, d.eval_limit)
+    n_train, n_eval = meta["splits"]["train"]["n"], meta["splits"]["eval"]["n"]
+    print(f"preprocess: protocol {d.protocol}: {n_train} training and {n_eval} evaluation images in {out_dir}")
+
+
+# --- training ------------------------------------------------------------------------------
+
+@contextmanager
+def _epoch_progress(name: str, epochs: int) -> Iterator:
+    """A tqdm bar per model on a terminal; one plain line per epoch in logs (DVC, CI)."""
+    from tqdm import tqdm
+
+    interactive = sys.stderr.isatty()
+    bar = tqdm(total=epochs, desc=name, unit="epoch", disable=not interactive, file=sys.stderr)
+
+    def report(r) -> None:
+        if interactive:
+            bar.set_postfix(train=f"{r.train_loss:.6f}", eval=f"{r.eval_loss:.6f}")
+            bar.update(1)
+        else:
+            print(f"{name}: epoch {r.epoch}/{epochs} train_loss {r.train_loss:.6f} "
+                  f"eval_loss {r.eval_loss:.6f} ({r.seconds:.1f} s)", file=sys.stderr, flush=True)
+
+    try:
+        yield report
+    finally:
+        bar.close()
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """A split loaded once per stage: tensors on the device, eval arrays for figures."""
+
+    device: Any
+    x: Any  # (N, 784) float32 tensor on device
+    eval_x: Any  # (M, 784) float32 tensor on device
+    eval_images: np.ndarray  # (M, 784) float32
+    eval_labels: np.ndarray  # (M,) uint8
+    sha256: str
+
+
+def load_training_data(data_dir: Path, device_name: str) -> TrainingData:
+    import torch
+
+    from . import device as devices
+
+    device = devices.resolve_device(device_name)
+    x, _ = data.load_split(data_dir, "train")
+    ex, ey = data.load_split(data_dir, "eval")
+    sha = data.read_meta(data_dir)["splits"]["train"]["sha256"]
+    return TrainingData(device, torch.from_numpy(x).to(device), torch.from_numpy(ex).to(device), ex, ey, sha)
+
+
+def _log_figures(run, name: str, model, curves: dict | None, ex: np.ndarray, ey: np.ndarray, n: int) -> None:
+    from . import plots
+    from .evaluate import reconstruct
+
+    if curves is not None:
+        fig = plots.loss_curves({name: curves}, title=f"{name}: per-pixel MSE")
+        run.log_figure(fig, "loss_curve.png")
+        plots.close(fig)
+    _, recon = reconstruct(model, ex[:n])
+    fig = plots.reconstruction_grid(ex[:n], {name: recon}, ey[:n])
+    run.log_figure(fig, "reconstructions.png")
+    plots.close(fig)
+
+
+def _curve_csv(history) -> str:
+    lines = ["epoch,train_loss,eval_loss"]
+    lines += [f"{r.epoch},{r.train_loss:.8f},{r.eval_loss:.8f}" for r in history]
+    return "\n".join(lines) + "\n"
+
+
+def _train_codec(params: Params, name: str, spec: dict, stage: str, log_params: dict,
+                 td: TrainingData, model_path: Path, record_path: Path, curve_path: Path) -> dict:
+    """Seed, build, train, log and save one autoencoder; return its record."""
+    from . import device as devices
+    from . import models, tracking, train
+    from .seeding import derive_seed, seed_everything
+
+    device, ex, ey = td.device, td.eval_images, td.eval_labels
+    seed = derive_seed(params.seed, name)
+    generator = seed_everything(seed)
+    model = models.build(spec).to(device)
+    tags = {"mnist_codec.codec": name, "mnist_codec.device": devices.describe(device),
+            "mnist_codec.data_sha256": td.sha256}
+    t = params.train
+    with tracking.start_run(name, stage, {**log_params, "model_seed": seed}, tags, params.to_dict()) as run:
+        with _epoch_progress(name, t.epochs) as progress:
+            def on_epoch(r) -> None:
+                run.log_epoch(r.epoch, r.train_loss, r.eval_loss)
+                progress(r)
+
+            start = time.perf_counter()
+            history = train.fit(model, td.x, td.eval_x, name=name, epochs=t.epochs, batch_size=t.batch_size,
+                                lr=t.lr, generator=generator, on_epoch=on_epoch)
+            seconds = time.perf_counter() - start
+        model = model.cpu()
+        final = history[-1]
+        run.log_metrics({"final_train_loss": final.train_loss, "eval_mse": final.eval_loss,
+                         "train_seconds": seconds})
+        curves = {"epoch": [r.epoch for r in history], "train_loss": [r.train_loss for r in history],
+                  "eval_loss": [r.eval_loss for r in history]}
+        _log_figures(run, name, model, curves, ex, ey, N_GRID)
+        run.log_model(model, ex[:N_EXAMPLE_INPUT])
+        record = {"codec": name, "spec": spec, "mlflow_run_id": run.run_id, "seed": seed,
+                  "device": devices.describe(device), "epochs": t.epochs, "train_seconds": round(seconds, 3),
+                  "final_train_loss": final.train_loss, "final_eval_loss": final.eval_loss}
+        models.save(model, spec, model_path)
+        fileio.write_json(record_path, record)
+        fileio.write_text(curve_path, _curve_csv(history))
+    return record
+
+
+def run_train_ae(params: Params, data_dir: Path, model_path: Path, record_path: Path, curve_path: Path) -> None:
+    spec = {"kind": "ae", "latent_dim": params.latent_dim}
+    log_params = _subset(params, TRAIN_KEYS)
+    td = load_training_data(data_dir, params.device)
+    _train_codec(params, "ae", spec, "train_ae", log_params, td, model_path, record_path, curve_path)
+
+
+def run_train_deep(params: Params, data_dir: Path, out_dir: Path, curves_dir: Path) -> None:
+    """Train one deep AE per requested activation; each is its own MLflow run."""
+    td = load_training_data(data_dir, params.device)
+    with fileio.atomic_dir(out_dir) as tmp_models, fileio.atomic_dir(curves_dir) as tmp_curves:
+        for act in params.activation:
+            name = f"deep_{act}"
+            spec = {"kind": "deep", "latent_dim": params.latent_dim, "hidden": list(params.deep.hidden),
+                    "activation": act}
+            log_params = {**_subset(params, TRAIN_KEYS + ["deep"]), "activation": act}
+            _train_codec(params, name, spec, "train_deep", log_params, td,
+                         tmp_models / f"{act}.pt", tmp_models / f"{act}.json", tmp_curves / f"{name}.csv")
+        fileio.write_json(tmp_models / "index.json", {"activations": list(params.activation)})
+
+
+# --- pca -----------------------------------------------------------------------------------
+
+def run_pca(params: Params, data_dir: Path, npz_path: Path, record_path: Path) -> None:
+    from . import models, pca, tracking
+    from .train import reconstruction_mse
+
+    import torch
+
+    x, _ = data.load_split(data_dir, "train")
+    ex, ey = data.load_split(data_dir, "eval")
+    meta = data.read_meta(data_dir)
+    tags = {"mnist_codec.codec": "pca", "mnist_codec.device": "cpu:scikit-learn",
+            "mnist_codec.data_sha256": meta["splits"]["train"]["sha256"]}
+    log_params = _subset(params, ["seed", "latent_dim", "data"])
+    with tracking.start_run("pca", "pca", log_params, tags, params.to_dict()) as run:
+        start = time.perf_counter()
+        arrays = pca.fit(x, params.latent_dim, seed=params.seed)
+        seconds = time.perf_counter() - start
+        codec = models.pca_codec_from_arrays(arrays["mean"], arrays["components"])
+        train_mse = reconstruction_mse(codec, torch.from_numpy(x))
+        eval_mse = reconstruction_mse(codec, torch.from_numpy(ex))
+        run.log_epoch(1, train_mse, eval_mse)
+        run.log_metrics({"final_train_loss": train_mse, "eval_mse": eval_mse, "train_seconds": seconds,
+                         "explained_variance": float(arrays["explained_variance_ratio"].sum())})
+        _log_figures(run, "pca", codec, None, ex, ey, N_GRID)
+        run.log_model(codec, ex[:N_EXAMPLE_INPUT])
+        pca.save(arrays, npz_path)
+        fileio.write_json(record_path, {
+            "codec": "pca", "spec": {"kind": "pca", "latent_dim": params.latent_dim},
+            "mlflow_run_id": run.run_id, "device": "cpu:scikit-learn", "train_seconds": round(seconds, 3),
+            "final_train_loss": train_mse, "final_eval_loss": eval_mse,
+            "explained_variance": float(arrays["explained_variance_ratio"].sum()),
+        })
+    print(f"pca: {params.latent_dim} components, train MSE {train_mse:.6f}, eval MSE {eval_mse:.6f}")
+
+
+# --- evaluate ------------------------------------------------------------------------------
+
+def load_codecs(pca_path: Path, ae_path: Path, deep_dir: Path) -> dict[str, tuple[Any, dict]]:
+    """name -> (codec module, training record), in table order: PCA, AE, deep per activation."""
+    from . import models, pca
+
+    codecs = {"pca": (pca.load(pca_path), fileio.read_json(pca_path.with_suffix(".json")))}
+    model, _ = models.load(ae_path)
+    codecs["ae"] = (model, fileio.read_json(ae_path.with_suffix(".json")))
+    index = fileio.read_json(deep_dir / "index.json")
+    for act in index["activations"]:
+        model, _ = models.load(deep_dir / f"{act}.pt")
+        codecs[f"deep_{act}"] = (model, fileio.read_json(deep_dir / f"{act}.json"))
+    return codecs
+
+
+def run_evaluate(params: Params, data_dir: Path, pca_path: Path, ae_path: Path, deep_dir: Path,
+                 metrics_path: Path, table_md: Path, table_csv: Path, timings_path: Path,
+                 samples_path: Path) -> None:
+    from . import evaluate, tracking
+
+    start = time.perf_counter()
+    ex, ey = data.load_split(data_dir, "eval")
+    meta = data.read_meta(data_dir)
+    protocol = meta["protocol"]
+    codecs = load_codecs(pca_path, ae_path, deep_dir)
+    n_show, n_proj = params.evaluate.n_examples, min(params.evaluate.n_projection, len(ex))
+    metrics, samples = {}, {"originals": ex[:n_show], "labels": ey[:n_show], "proj_labels": ey[:n_proj]}
+    for name, (model, _) in codecs.items():
+        metrics[name], codes = evaluate.codec_metrics(model, ex, ey)
+        _, samples[f"recon_{name}"] = evaluate.reconstruct(model, ex[:n_show])
+        samples[f"proj_{name}"] = evaluate.project_2d(codes[:n_proj])
+        if name == "pca":
+            samples["pca_2d"] = codes[:n_proj, :2]  # the images' first two principal components
+    rows = evaluate.comparison_rows(metrics, protocol)
+    markdown = evaluate.rows_to_markdown(rows, protocol, len(ex))
+    table = evaluate.rows_to_csv(rows)
+    tags = {"mnist_codec.data_sha256": meta["splits"]["eval"]["sha256"]}
+    tags.update({f"mnist_codec.run.{name}": rec["mlflow_run_id"] for name, (_, rec) in codecs.items()})
+    with tracking.start_run("evaluate", "evaluate", _subset(params, ["evaluate", "data"]), tags,
+                            params.to_dict()) as run:
+        run.log_metrics({f"{name}.{k}": v for name, m in metrics.items() for k, v in m.items() if k != "mse_digit"})
+        run.log_text(markdown, "comparison.md")
+        run.log_text(table, "comparison.csv")
+        fileio.write_json(metrics_path, metrics)
+        fileio.write_text(table_md, markdown)
+        fileio.write_text(table_csv, table)
+        with fileio.atomic_path(samples_path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **samples)
+        timings = {"train_seconds": {name: rec.get("train_seconds") for name, (_, rec) in codecs.items()},
+                   "train_device": {name: rec.get("device") for name, (_, rec) in codecs.items()},
+                   "evaluate_seconds": round(time.perf_counter() - start, 3)}
+        fileio.write_json(timings_path, timings)
+    print(markdown)
+
+
+# --- report --------------------------------------------------------------------------------
+
+def run_report(metrics_path: Path, table_csv: Path, curves_dir: Path, samples_path: Path,
+               figures_dir: Path, html_path: Path) -> None:
+    from . import report
+
+    report.build(metrics_path, table_csv, curves_dir, samples_path, figures_dir, html_path)
+    print(f"report: {html_path} and figures in {figures_dir}")

@@ -1,0 +1,104 @@
+"""The report stage: PNG figures and one self-contained HTML page (images embedded)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+from pathlib import Path
+
+import numpy as np
+
+from . import fileio, plots
+from .errors import DataError
+from .evaluate import HEADERS, display_name
+
+
+def read_curves(curves_dir: Path) -> dict[str, dict[str, list[float]]]:
+    """Every ``<codec>.csv`` below curves_dir -> {'epoch': [...], 'train_loss': [...], 'eval_loss': [...]}."""
+    curves = {}
+    for path in sorted(Path(curves_dir).rglob("*.csv"), key=lambda p: (p.parent != Path(curves_dir), p.name)):
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        curves[display_name(path.stem)] = {k: [float(r[k]) for r in rows] for k in ("epoch", "train_loss", "eval_loss")}
+    if not curves:
+        raise DataError(f"{curves_dir}: no training curves found")
+    return curves
+
+
+def read_table(table_csv: Path) -> list[dict[str, str]]:
+    with open(table_csv, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def save_figure(fig, path: Path) -> bytes:
+    """Render to PNG bytes, write them atomically, close the figure; return the bytes."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plots.close(fig)
+    png = buf.getvalue()
+    fileio.write_bytes(path, png)
+    return png
+
+
+def make_figures(metrics: dict, curves: dict, samples: dict[str, np.ndarray]) -> dict[str, object]:
+    """file name -> matplotlib Figure."""
+    codecs = list(metrics)
+    names = {c: display_name(c) for c in codecs}
+    return {
+        "pca_scatter.png": plots.scatter_2d({"PCA, 2 components": samples["pca_2d"]}, samples["proj_labels"],
+                                            f"MNIST: 2-D PCA projection of {len(samples['proj_labels']):,} digits"),
+        "codes_2d.png": plots.scatter_2d({names[c]: samples[f"proj_{c}"] for c in codecs}, samples["proj_labels"],
+                                         "2-D projection (PCA) of each codec's codes"),
+        "reconstructions.png": plots.reconstruction_grid(
+            samples["originals"], {names[c]: samples[f"recon_{c}"] for c in codecs}, samples["labels"]),
+        "training_curves.png": plots.loss_curves(curves, "Training (solid) and evaluation (dashed) loss"),
+        "per_digit_mse.png": plots.per_digit_bars(
+            {names[c]: [metrics[c]["mse_digit"].get(str(d), np.nan) for d in range(10)] for c in codecs}),
+    }
+
+
+CAPTIONS = {
+    "reconstructions.png": "The first evaluation digits and every codec's reconstruction.",
+    "training_curves.png": "Per-pixel MSE per epoch: training (solid) and evaluation split (dashed).",
+    "per_digit_mse.png": "Reconstruction error by digit.",
+    "pca_scatter.png": "The digits on their first two principal components, coloured by label.",
+    "codes_2d.png": "Each codec's code projected to 2-D with PCA, coloured by label.",
+}
+
+
+def render_html(table: list[dict[str, str]], pngs: dict[str, bytes]) -> str:
+    cols = [c for c in HEADERS if table and c in table[0]]
+    head = "".join(f"<th>{html.escape(HEADERS[c])}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(row[c])}</td>" for c in cols) + "</tr>" for row in table)
+    figures = "".join(
+        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        f"<figcaption>{html.escape(CAPTIONS.get(name, name))}</figcaption></figure>"
+        for name, png in pngs.items()
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>mnist-codec report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; }}
+table {{ border-collapse: collapse; }} th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }} img {{ max-width: 100%; }}
+figure {{ margin: 2em 0; }} figcaption {{ color: #555; }}
+</style></head><body>
+<h1>mnist-codec: PCA vs autoencoders, 32-number codes</h1>
+<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{figures}
+</body></html>
+"""
+
+
+def build(metrics_path: Path, table_csv: Path, curves_dir: Path, samples_path: Path,
+          figures_dir: Path, html_path: Path) -> None:
+    metrics = fileio.read_json(metrics_path)
+    with np.load(samples_path, allow_pickle=False) as npz:
+        samples = {k: npz[k] for k in npz.files}
+    figures = make_figures(metrics, read_curves(curves_dir), samples)
+    with fileio.atomic_dir(figures_dir) as tmp:
+        pngs = {name: save_figure(fig, tmp / name) for name, fig in figures.items()}
+    fileio.write_text(html_path, render_html(read_table(table_csv), pngs))

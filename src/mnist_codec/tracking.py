@@ -1,0 +1,161 @@
+"""The one place that talks to MLflow.
+
+Store: ``sqlite:///<root>/mlflow.db`` with artifacts in ``<root>/mlruns``, where root is
+``DVC_ROOT`` (set by DVC for workspace, --temp and queued runs alike) or the repository
+found above the working directory. ``MLFLOW_TRACKING_URI`` overrides the store.
+MLflow is imported only when a run starts: it costs over a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+EXPERIMENT = "mnist-codec"
+
+
+def repo_root(start: str | Path | None = None) -> Path:
+    """``DVC_ROOT`` if set, else the nearest folder above ``start`` holding .dvc, else ``start``."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".dvc").is_dir():
+            return folder
+    return here
+
+
+def tracking_uri(root: Path) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'lr': 1e-3}} -> {'train.lr': 1e-3}; lists become comma-joined text."""
+    flat: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = ",".join(str(v) for v in value)
+        else:
+            flat[name] = value
+    return flat
+
+
+def pipeline_id(commit: str, exp_name: str, params: dict[str, Any]) -> str:
+    """Shared tag of all runs of one pipeline configuration (commit, experiment, params)."""
+    text = repr((commit, exp_name, sorted(flatten(params).items())))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def base_tags(stage: str, all_params: dict[str, Any], extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Tags every run carries: commit, DVC experiment, stage, pipeline id, protocol.
+
+    ``all_params`` is the whole params file, so every stage of one execution shares the id.
+    """
+    commit = git_commit()
+    exp_name = os.environ.get("DVC_EXP_NAME") or "workspace"
+    tags = {
+        "mnist_codec.stage": stage,
+        "mnist_codec.git_commit": commit,
+        "mnist_codec.dvc_exp": exp_name,
+        "mnist_codec.pipeline": pipeline_id(commit, exp_name, all_params),
+        "mnist_codec.protocol": str(all_params.get("data", {}).get("protocol", "")),
+    }
+    tags.update(extra or {})
+    return tags
+
+
+def _experiment_id(mlflow, root: Path) -> str:
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return mlflow.create_experiment(name, artifact_location=(root / "mlruns").as_uri())
+    except Exception:  # another process created it first
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+class Run:
+    """What a stage logs to its MLflow run; thin wrappers over the mlflow module."""
+
+    def __init__(self, mlflow, run):
+        self._mlflow = mlflow
+        self.run_id: str = run.info.run_id
+
+    def log_epoch(self, epoch: int, train_loss: float, eval_loss: float) -> None:
+        self._mlflow.log_metrics({"train_loss": train_loss, "eval_loss": eval_loss}, step=epoch)
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        self._mlflow.log_metrics(metrics)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._mlflow.set_tags(tags)
+
+    def log_figure(self, figure, filename: str) -> None:
+        self._mlflow.log_figure(figure, filename)
+
+    def log_artifact(self, path: str | Path) -> None:
+        self._mlflow.log_artifact(str(path))
+
+    def log_text(self, text: str, filename: str) -> None:
+        self._mlflow.log_text(text, filename)
+
+    def log_model(self, model, example) -> None:
+        """Log a torch codec with signature and input example; requirements are given, not inferred."""
+        import mlflow.pytorch
+        import numpy as np
+        import torch
+        from mlflow.models import infer_signature
+
+        with torch.no_grad():
+            output = model(torch.from_numpy(example)).numpy()
+        torch_version = torch.__version__.split("+")[0]
+        with warnings.catch_warnings():
+            # torch.export warns about buffers (PCA's mean and components) that it saves anyway.
+            warnings.filterwarnings("ignore", message="No complete tensor found")
+            mlflow.pytorch.log_model(
+                model,
+                name="model",
+                serialization_format="pt2",  # torch.export: loading it runs no pickled code
+                signature=infer_signature(example, output),
+                input_example=example,
+                pip_requirements=[f"torch=={torch_version}", f"numpy=={np.__version__}",
+                                  f"mlflow=={mlflow.__version__}"],
+            )
+
+
+@contextmanager
+def start_run(run_name: str, stage: str, params: dict[str, Any], tags: dict[str, str] | None = None,
+              all_params: dict[str, Any] | None = None) -> Iterator[Run]:
+    """One MLflow run logging ``params`` (what the stage used) and tags; FAILED if the block raises.
+
+    ``all_params`` (default: ``params``) identifies the pipeline execution in the shared tag.
+    """
+    import mlflow
+
+    root = repo_root()
+    mlflow.set_tracking_uri(tracking_uri(root))
+    experiment_id = _experiment_id(mlflow, root)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
+                          tags=base_tags(stage, all_params or params, tags)) as run:
+        mlflow.log_params(flatten(params))
+        yield Run(mlflow, run)

@@ -1,0 +1,13 @@
+"""DVC stage report: figures as PNGs and a self-contained HTML report."""
+from pathlib import Path
+
+from mnist_codec.cli import run_stage, stage_parser
+from mnist_codec.pipeline import run_report
+
+if __name__ == "__main__":
+    parser = stage_parser(__doc__)
+    for flag in ("metrics", "table-csv", "curves", "samples", "figures", "html"):
+        parser.add_argument(f"--{flag}", type=Path, required=True)
+    a = parser.parse_args()
+    run_stage("report", a.params, lambda params: run_report(
+        a.metrics, a.table_csv, a.curves, a.samples, a.figures, a.html))

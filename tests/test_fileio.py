@@ -1,0 +1,50 @@
+import os
+import stat
+
+import pytest
+
+from mnist_codec import fileio
+
+
+def test_atomic_path_replaces_only_on_success(tmp_path):
+    target = tmp_path / "out.txt"
+    fileio.write_text(target, "old")
+    with pytest.raises(RuntimeError):
+        with fileio.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]  # no temp file left
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        fileio.write_text(tmp_path / "a.txt", "x")
+        with fileio.atomic_dir(tmp_path / "d") as d:
+            (d / "f").write_text("y")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+
+
+def test_atomic_dir_swaps_whole_folders(tmp_path):
+    target = tmp_path / "models"
+    with fileio.atomic_dir(target) as d:
+        (d / "a").write_text("1")
+    with pytest.raises(ValueError):
+        with fileio.atomic_dir(target) as d:
+            (d / "b").write_text("2")
+            raise ValueError("fails half way")
+    assert sorted(p.name for p in target.iterdir()) == ["a"]
+    with fileio.atomic_dir(target) as d:
+        (d / "c").write_text("3")
+    assert sorted(p.name for p in target.iterdir()) == ["c"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]
+
+
+def test_sha256(tmp_path):
+    (tmp_path / "f").write_bytes(b"abc")
+    expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert fileio.sha256_file(tmp_path / "f") == fileio.sha256_bytes(b"abc") == expected

@@ -1,0 +1,86 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from mnist_codec import models, pca
+from mnist_codec.errors import DataError
+from mnist_codec.params import ACTIVATIONS
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_deep_autoencoder_shapes_for_every_activation(activation):
+    model = models.deep_autoencoder(32, (256, 64), activation)
+    x = torch.rand(5, 784)
+    assert model.encode(x).shape == (5, 32)
+    out = model(x)
+    assert out.shape == (5, 784) and out.min() >= 0 and out.max() <= 1  # Sigmoid out
+
+
+def test_architectures_match_the_notebook():
+    deep = models.deep_autoencoder(32, (256, 64), "relu")
+    linear = [m for m in deep.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linear] == [
+        (784, 256), (256, 64), (64, 32), (32, 64), (64, 256), (256, 784)]
+    assert isinstance(deep.encoder[-1], torch.nn.ReLU)  # activation after the bottleneck too
+    assert isinstance(deep.decoder[-1], torch.nn.Sigmoid)
+    ae = models.shallow_autoencoder(32)
+    assert models.count_parameters(ae) == 784 * 32 + 32 + 32 * 784 + 784
+    assert isinstance(ae.encoder[1], torch.nn.ReLU) and isinstance(ae.decoder[1], torch.nn.Sigmoid)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    spec = {"kind": "deep", "latent_dim": 8, "hidden": [32], "activation": "tanh"}
+    model = models.build(spec)
+    models.save(model, spec, tmp_path / "m.pt")
+    loaded, got_spec = models.load(tmp_path / "m.pt")
+    assert got_spec == spec
+    x = torch.rand(3, 784)
+    assert torch.equal(model(x), loaded(x))
+
+
+def test_load_refuses_a_pickled_object(tmp_path):
+    path = tmp_path / "evil.pt"
+    marker = tmp_path / "executed"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    with open(path, "wb") as fh:
+        pickle.dump({"spec": {"kind": "ae", "latent_dim": 4}, "state_dict": Payload()}, fh)
+    with pytest.raises(DataError, match="not a valid mnist-codec model file"):
+        models.load(path)
+    assert not marker.exists()
+
+
+def test_load_names_missing_and_mismatched_files(tmp_path):
+    with pytest.raises(DataError, match="model file not found"):
+        models.load(tmp_path / "none.pt")
+    spec = {"kind": "ae", "latent_dim": 8}
+    models.save(models.build(spec), {"kind": "ae", "latent_dim": 16}, tmp_path / "m.pt")
+    with pytest.raises(DataError, match="weights do not match spec"):
+        models.load(tmp_path / "m.pt")
+
+
+def test_pca_codec_matches_scikit_learn_and_round_trips(tmp_path, digits):
+    from sklearn.decomposition import PCA
+
+    x, _ = digits
+    arrays = pca.fit(x, 16)
+    pca.save(arrays, tmp_path / "pca.npz")
+    codec = pca.load(tmp_path / "pca.npz")
+    ref = PCA(n_components=16, svd_solver="full").fit(x)
+    ours = codec(torch.from_numpy(x)).numpy()
+    theirs = ref.inverse_transform(ref.transform(x))
+    assert np.mean((x - ours) ** 2) == pytest.approx(np.mean((x - theirs) ** 2), rel=1e-5, abs=1e-7)
+    assert codec.encode(torch.from_numpy(x)).shape == (400, 16)
+    with np.load(tmp_path / "pca.npz", allow_pickle=False) as npz:  # stored without pickle
+        assert set(npz.files) == {"mean", "components", "explained_variance_ratio"}
+
+
+def test_pca_rejects_bad_files(tmp_path):
+    (tmp_path / "x.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="not a valid PCA file"):
+        pca.load(tmp_path / "x.npz")

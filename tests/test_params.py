@@ -1,0 +1,97 @@
+import pytest
+import yaml
+
+from mnist_codec import params as P
+from mnist_codec.errors import ParamsError
+
+from conftest import REPO
+
+
+def test_repo_params_file_is_valid_and_matches_the_defaults():
+    # params.yaml is the documented default: the dataclass defaults must say the same.
+    assert P.load(REPO / "params.yaml") == P.Params()
+
+
+def test_defaults_reproduce_the_notebook_settings():
+    p = P.Params()
+    assert (p.train.epochs, p.train.batch_size, p.train.lr) == (10, 128, 1e-3)
+    assert p.latent_dim == 32 and p.deep.hidden == (256, 64)
+    assert p.activation == ("relu", "tanh", "leaky_relu")
+
+
+def test_activation_accepts_one_name_or_a_list():
+    assert P.validate({"activation": "tanh"}).activation == ("tanh",)
+    assert P.validate({"activation": ["gelu", "silu"]}).activation == ("gelu", "silu")
+
+
+@pytest.mark.parametrize(
+    "raw, key, allowed",
+    [
+        ({"seed": -1}, "seed", "integer"),
+        ({"seed": "42"}, "seed", "integer"),
+        ({"device": "tpu"}, "device", "auto, cpu, cuda"),
+        ({"latent_dim": 0}, "latent_dim", "from 1 to 783"),
+        ({"latent_dim": 784}, "latent_dim", "from 1 to 783"),
+        ({"latent_dim": 3.5}, "latent_dim", "integer"),
+        ({"activation": "swish"}, "activation", "relu, tanh, leaky_relu, gelu, elu, silu"),
+        ({"activation": []}, "activation", "relu, tanh"),
+        ({"activation": ["relu", "relu"]}, "activation", "without repeated"),
+        ({"data": {"source": "ftp://example.org/"}}, "data.source", "bundled"),
+        ({"data": {"protocol": "kfold"}}, "data.protocol", "holdout, notebook"),
+        ({"data": {"train_limit": 0}}, "data.train_limit", ">= 1"),
+        ({"data": {"eval_limit": "all"}}, "data.eval_limit", "or null"),
+        ({"train": {"epochs": 0}}, "train.epochs", "from 1"),
+        ({"train": {"batch_size": True}}, "train.batch_size", "integer"),
+        ({"train": {"lr": -0.001}}, "train.lr", "positive number"),
+        ({"train": {"lr": 0}}, "train.lr", "positive number"),
+        ({"train": {"lr": float("nan")}}, "train.lr", "positive number"),
+        ({"deep": {"hidden": []}}, "deep.hidden", "non-empty list"),
+        ({"deep": {"hidden": [256, -1]}}, "deep.hidden", "non-empty list"),
+        ({"evaluate": {"n_examples": 0}}, "evaluate.n_examples", "from 1 to 64"),
+        ({"evaluate": {"n_projection": 5}}, "evaluate.n_projection", "from 10"),
+        ({"train": 5}, "train", "a mapping of epochs, batch_size, lr"),
+    ],
+)
+def test_each_bad_value_names_key_value_and_allowed(raw, key, allowed):
+    with pytest.raises(ParamsError) as err:
+        P.validate(raw)
+    msg = str(err.value)
+    assert f"'{key}'" in msg
+    assert allowed in msg
+
+
+def test_lr_typed_as_1e_minus_3_is_caught_with_a_hint(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text("train:\n  lr: 1e-3\n")
+    assert yaml.safe_load(f.read_text())["train"]["lr"] == "1e-3"  # the YAML 1.1 trap itself
+    with pytest.raises(ParamsError, match=r"'train.lr' = '1e-3'.*1\.0e-3"):
+        P.load(f)
+
+
+@pytest.mark.parametrize("raw, key", [({"activations": "relu"}, "activations"),
+                                      ({"train": {"epoch": 3}}, "train.epoch"),
+                                      ({"model": {}}, "model")])
+def test_unknown_keys_are_rejected_by_name(raw, key):
+    with pytest.raises(ParamsError, match=f"unknown key '{key}'"):
+        P.validate(raw)
+
+
+def test_missing_or_broken_file(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        P.load(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [1\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        P.load(bad)
+    top = tmp_path / "list.yaml"
+    top.write_text("- 1\n")
+    with pytest.raises(ParamsError, match="mapping"):
+        P.load(top)
+
+
+def test_schema_covers_every_dataclass_field():
+    # One table is the schema: each field of Params (and its sections) has a check.
+    fields = {f for f in P.Params.__dataclass_fields__ if f not in P.SECTIONS}
+    for section, cls in P.SECTIONS.items():
+        fields |= {f"{section}.{f}" for f in cls.__dataclass_fields__}
+    assert fields == set(P.SCHEMA)

@@ -1,0 +1,38 @@
+"""Stage scripts: bad input is one clear line on stderr and exit code 2, no traceback."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+def _run(script, *args, cwd):
+    return subprocess.run([sys.executable, str(REPO / "stages" / script), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("params_text, expected", [
+    ("activation: swish\n", "'activation' = 'swish' is not allowed; expected one of relu, tanh, leaky_relu"),
+    ("train:\n  lr: 1e-3\n", "'train.lr' = '1e-3'"),
+    ("latent_dim: 784\n", "'latent_dim' = 784"),
+    ("data:\n  protocol: all\n", "'data.protocol' = 'all'"),
+    ("epochs: 3\n", "unknown key 'epochs'"),
+])
+def test_bad_params_fail_before_work(tmp_path, params_text, expected):
+    (tmp_path / "params.yaml").write_text(params_text)
+    out = tmp_path / "raw"
+    proc = _run("fetch.py", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+def test_missing_input_data_is_named(tmp_path):
+    (tmp_path / "params.yaml").write_text("seed: 1\n")
+    proc = _run("preprocess.py", "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "p"), cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "train-images-idx3-ubyte.gz: file not found; run the fetch stage first" in proc.stderr
+    assert not (tmp_path / "p").exists()

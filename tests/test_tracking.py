@@ -1,0 +1,59 @@
+import os
+
+import pytest
+
+from mnist_codec import tracking
+
+
+def test_root_comes_from_dvc_root_then_the_repo_above_cwd(tmp_path, monkeypatch):
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    assert tracking.repo_root(tmp_path / "a" / "b") == tmp_path
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "a"))
+    assert tracking.repo_root(tmp_path / "a" / "b") == tmp_path / "a"
+
+
+def test_tracking_uri_default_and_override(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.tracking_uri(tmp_path) == f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.tracking_uri(tmp_path) == "http://127.0.0.1:5000"
+
+
+def test_flatten_and_pipeline_id():
+    assert tracking.flatten({"train": {"lr": 0.001}, "activation": ["relu", "tanh"]}) == {
+        "train.lr": 0.001, "activation": "relu,tanh"}
+    a = tracking.pipeline_id("abc", "workspace", {"seed": 1})
+    assert a == tracking.pipeline_id("abc", "workspace", {"seed": 1}) != tracking.pipeline_id("abc", "exp-1", {"seed": 1})
+
+
+def test_run_logs_params_history_and_tags(mlflow_store, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-test")
+    with tracking.start_run("ae", "train_ae", {"seed": 3, "train": {"lr": 0.001}}, {"mnist_codec.codec": "ae"}) as run:
+        for epoch in (1, 2, 3):
+            run.log_epoch(epoch, 1.0 / epoch, 2.0 / epoch)
+    client = mlflow.MlflowClient(mlflow_store)
+    got = client.get_run(run.run_id)
+    assert got.info.status == "FINISHED"
+    assert got.data.params == {"seed": "3", "train.lr": "0.001"}
+    assert got.data.tags["mnist_codec.dvc_exp"] == "exp-test"
+    assert got.data.tags["mnist_codec.stage"] == "train_ae"
+    history = client.get_metric_history(run.run_id, "eval_loss")
+    assert [(m.step, m.value) for m in history] == [(1, 2.0), (2, 1.0), (3, 2.0 / 3)]
+    exp = client.get_experiment(got.info.experiment_id)
+    assert exp.name == "mnist-codec"
+    assert exp.artifact_location == (tracking.repo_root() / "mlruns").as_uri()
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt()])
+def test_a_run_that_raises_ends_failed(mlflow_store, exc):
+    import mlflow
+
+    with pytest.raises(type(exc)):
+        with tracking.start_run("x", "train_ae", {}) as run:
+            raise exc
+    assert mlflow.MlflowClient(mlflow_store).get_run(run.run_id).info.status == "FAILED"
+    assert os.environ["MLFLOW_TRACKING_URI"] == mlflow_store
