@@ -28,7 +28,7 @@ test-fast: install
 
 ui: install
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
-		--default-artifact-root "$(CURDIR)/mlruns" --host 127.0.0.1 --port 5000
+		--default-artifact-root "$(CURDIR)/mlruns" --host 127.0.0.1 --port 5000 --workers 1
 
 clean-venv:
 	rm -rf $(VENV)
