@@ -93,6 +93,10 @@ def test_metrics_and_table(repo, first_repro):
     assert not re.search(r'(src|href)="(?!data:)', html)  # nothing loaded from elsewhere: renders offline
     shown = _sh(repo, "dvc", "metrics", "show", "--json").stdout
     assert "deep_tanh" in shown
+    plots = json.loads(_sh(repo, "dvc", "plots", "show", "--json").stdout)["data"]
+    assert sorted(plots) == ["reports/curves/ae.csv", "reports/curves/deep/deep_leaky_relu.csv",
+                             "reports/curves/deep/deep_relu.csv", "reports/curves/deep/deep_tanh.csv"]
+    assert all('"eval_loss"' in json.dumps(p) and '"train_loss"' in json.dumps(p) for p in plots.values())
 
 
 def test_mlflow_has_one_run_per_model_with_history_and_model(repo, first_repro):

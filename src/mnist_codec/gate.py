@@ -12,6 +12,7 @@ import yaml
 
 from . import fileio
 from .errors import GateError
+from .tracking import flatten
 
 DIRECTIONS = ("lower", "higher", "equal")
 
@@ -34,15 +35,10 @@ class Check:
     why: str
 
 
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    out: dict[str, float] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[key] = float(v)
-    return out
+def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """Nested metrics -> {'pca.mse': 0.0168, 'pca.mse_digit.0': ...}, numbers only."""
+    return {k: float(v) for k, v in flatten(metrics).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def load_rules(path: str | Path) -> list[Rule]:
@@ -89,7 +85,7 @@ def check_metric(metric: str, baseline: float, current: float | None, rule: Rule
 
 def compare(baseline: dict, current: dict, rules: list[Rule]) -> list[Check]:
     """One check per baseline metric; a metric with no rule is an error, not a pass."""
-    base, cur = flatten(baseline), flatten(current)
+    base, cur = numeric_metrics(baseline), numeric_metrics(current)
     checks = []
     for metric, value in base.items():
         rule = rule_for(metric, rules)
