@@ -135,6 +135,28 @@ def test_second_repro_runs_nothing(repo, first_repro):
     assert "Running stage" not in again.stdout
 
 
+@pytest.mark.parametrize("key, value, stale", [
+    ("latent_dim", 16, ["pca", "train_ae", "train_deep"]),
+    ("activation", "tanh", ["train_deep"]),
+    ("seed", 7, ["train_ae", "train_deep"]),
+    ("train.epochs", 3, ["train_ae", "train_deep"]),
+    ("evaluate.n_examples", 4, ["evaluate"]),
+    ("data.protocol", "notebook", ["preprocess"]),
+])
+def test_each_param_invalidates_only_the_stages_that_read_it(repo, first_repro, key, value, stale):
+    path = repo / "params.yaml"
+    original = path.read_text()
+    params = yaml.safe_load(original)
+    section, _, sub = key.rpartition(".")
+    (params[section] if section else params)[sub] = value
+    try:
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        status = json.loads(_sh(repo, "dvc", "status", "--json").stdout)
+        assert sorted(status) == sorted(stale)
+    finally:
+        path.write_text(original)
+
+
 def test_experiment_with_one_activation_reuses_pca_and_ae(repo, first_repro):
     _sh(repo, "git", "add", "-A")
     _sh(repo, "git", "commit", "-qm", "baseline")

@@ -11,17 +11,17 @@ from .errors import DataError
 from .models import PCACodec, pca_codec_from_arrays
 
 
-def fit(x: np.ndarray, n_components: int, seed: int = 0) -> dict[str, np.ndarray]:
+def fit(x: np.ndarray, n_components: int) -> dict[str, np.ndarray]:
     """Fit PCA on x (N, 784); return mean (784,), components (k, 784) and variance ratios (k,).
 
     ``covariance_eigh`` diagonalises the 784x784 covariance: exact, and much faster than an
-    SVD of the tall N x 784 matrix.
+    SVD of the tall N x 784 matrix. It draws no random numbers, so it needs no seed.
     """
     from sklearn.decomposition import PCA
 
     if n_components > min(x.shape):
         raise DataError(f"pca: {n_components} components need at least as many images, found {len(x)}")
-    pca = PCA(n_components=n_components, svd_solver="covariance_eigh", random_state=seed)
+    pca = PCA(n_components=n_components, svd_solver="covariance_eigh")
     pca.fit(x)
     return {
         "mean": pca.mean_.astype(np.float32),

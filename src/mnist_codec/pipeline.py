@@ -195,10 +195,10 @@ def run_pca(params: Params, data_dir: Path, npz_path: Path, record_path: Path) -
     meta = data.read_meta(data_dir)
     tags = {"mnist_codec.codec": "pca", "mnist_codec.device": "cpu:scikit-learn",
             "mnist_codec.data_sha256": meta["splits"]["train"]["sha256"]}
-    log_params = _subset(params, ["seed", "latent_dim", "data"])
+    log_params = _subset(params, ["latent_dim", "data"])
     with tracking.start_run("pca", "pca", log_params, tags, params.to_dict()) as run:
         start = time.perf_counter()
-        arrays = pca.fit(x, params.latent_dim, seed=params.seed)
+        arrays = pca.fit(x, params.latent_dim)
         seconds = time.perf_counter() - start
         codec = models.pca_codec_from_arrays(arrays["mean"], arrays["components"])
         train_mse = reconstruction_mse(codec, torch.from_numpy(x))
