@@ -26,6 +26,8 @@ def _env(root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["PYTHONPATH"] = str(root / "src")  # the copy's code, not the checkout's
+    env["DVC_SITE_CACHE_DIR"] = str(root.parent / "dvc-site-cache")  # keep DVC's state in the temp dir
+    env["DVC_NO_ANALYTICS"] = "1"
     for who in ("AUTHOR", "COMMITTER"):  # dvc exp run commits; do not depend on a global git identity
         env[f"GIT_{who}_NAME"] = "mnist-codec tests"
         env[f"GIT_{who}_EMAIL"] = "tests@mnist-codec.invalid"
