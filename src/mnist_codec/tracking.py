@@ -107,14 +107,8 @@ class Run:
     def log_metrics(self, metrics: dict[str, float]) -> None:
         self._mlflow.log_metrics(metrics)
 
-    def set_tags(self, tags: dict[str, str]) -> None:
-        self._mlflow.set_tags(tags)
-
     def log_figure(self, figure, filename: str) -> None:
         self._mlflow.log_figure(figure, filename)
-
-    def log_artifact(self, path: str | Path) -> None:
-        self._mlflow.log_artifact(str(path))
 
     def log_text(self, text: str, filename: str) -> None:
         self._mlflow.log_text(text, filename)
