@@ -31,9 +31,7 @@ def fit(x: np.ndarray, n_components: int) -> dict[str, np.ndarray]:
 
 
 def save(arrays: dict[str, np.ndarray], path: str | Path) -> None:
-    with fileio.atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    fileio.write_npz(path, arrays)
 
 
 def load(path: str | Path) -> PCACodec:

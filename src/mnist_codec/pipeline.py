@@ -131,7 +131,8 @@ def _train_codec(params: Params, name: str, spec: dict, stage: str, log_params: 
     seed = derive_seed(params.seed, name)
     generator = seed_everything(seed)
     model = models.build(spec).to(device)
-    tags = {"mnist_codec.codec": name, "mnist_codec.device": devices.describe(device),
+    device_name = devices.describe(device)
+    tags = {"mnist_codec.codec": name, "mnist_codec.device": device_name,
             "mnist_codec.data_sha256": td.sha256}
     t = params.train
     with tracking.start_run(name, stage, {**log_params, "model_seed": seed}, tags, params.to_dict()) as run:
@@ -153,7 +154,7 @@ def _train_codec(params: Params, name: str, spec: dict, stage: str, log_params: 
         _log_figures(run, name, model, curves, ex, ey, N_GRID)
         run.log_model(model, ex[:N_EXAMPLE_INPUT])
         record = {"codec": name, "spec": spec, "mlflow_run_id": run.run_id, "seed": seed,
-                  "device": devices.describe(device), "epochs": t.epochs, "train_seconds": round(seconds, 3),
+                  "device": device_name, "epochs": t.epochs, "train_seconds": round(seconds, 3),
                   "final_train_loss": final.train_loss, "final_eval_loss": final.eval_loss}
         models.save(model, spec, model_path)
         fileio.write_json(record_path, record)
@@ -200,12 +201,13 @@ def run_pca(params: Params, data_dir: Path, npz_path: Path, record_path: Path) -
         start = time.perf_counter()
         arrays = pca.fit(x, params.latent_dim)
         seconds = time.perf_counter() - start
+        explained = float(arrays["explained_variance_ratio"].sum())
         codec = models.pca_codec_from_arrays(arrays["mean"], arrays["components"])
         train_mse = reconstruction_mse(codec, torch.from_numpy(x))
         eval_mse = reconstruction_mse(codec, torch.from_numpy(ex))
         run.log_epoch(1, train_mse, eval_mse)
         run.log_metrics({"final_train_loss": train_mse, "eval_mse": eval_mse, "train_seconds": seconds,
-                         "explained_variance": float(arrays["explained_variance_ratio"].sum())})
+                         "explained_variance": explained})
         _log_figures(run, "pca", codec, None, ex, ey, N_GRID)
         run.log_model(codec, ex[:N_EXAMPLE_INPUT])
         pca.save(arrays, npz_path)
@@ -213,7 +215,7 @@ def run_pca(params: Params, data_dir: Path, npz_path: Path, record_path: Path) -
             "codec": "pca", "spec": {"kind": "pca", "latent_dim": params.latent_dim},
             "mlflow_run_id": run.run_id, "device": "cpu:scikit-learn", "train_seconds": round(seconds, 3),
             "final_train_loss": train_mse, "final_eval_loss": eval_mse,
-            "explained_variance": float(arrays["explained_variance_ratio"].sum()),
+            "explained_variance": explained,
         })
     print(f"pca: {params.latent_dim} components, train MSE {train_mse:.6f}, eval MSE {eval_mse:.6f}")
 
@@ -265,9 +267,7 @@ def run_evaluate(params: Params, data_dir: Path, pca_path: Path, ae_path: Path, 
         fileio.write_json(metrics_path, metrics)
         fileio.write_text(table_md, markdown)
         fileio.write_text(table_csv, table)
-        with fileio.atomic_path(samples_path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **samples)
+        fileio.write_npz(samples_path, samples)
         timings = {"train_seconds": {name: rec.get("train_seconds") for name, (_, rec) in codecs.items()},
                    "train_device": {name: rec.get("device") for name, (_, rec) in codecs.items()},
                    "evaluate_seconds": round(time.perf_counter() - start, 3)}
