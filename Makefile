@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP_ARGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install repro test test-fast ui clean-venv
+.PHONY: install repro test test-fast bench ui clean-venv
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ test: install
 
 test-fast: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pytest -m "not slow"
+
+# The notebook and the pipeline side by side (a few minutes); writes benchmarks/RESULTS.md
+bench: install
+	$(BIN)/python benchmarks/bench_pipeline.py
 
 ui: install
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \

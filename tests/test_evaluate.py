@@ -55,3 +55,15 @@ def test_comparison_table_holdout_and_notebook():
     csv_text = evaluate.rows_to_csv(nb)
     assert csv_text.splitlines()[0] == "codec,name,code_size,params,mse,psnr_db,notebook_mse,vs_notebook"
     assert len(csv_text.splitlines()) == 4
+
+
+def test_scores_match_a_float64_reference_whatever_the_chunk(digits):
+    x, _ = digits
+    model = models.build({"kind": "deep", "latent_dim": 8, "hidden": [32, 16], "activation": "tanh"})
+    with torch.no_grad():
+        recon = model(torch.from_numpy(x)).numpy()
+    reference = np.mean((recon.astype(np.float64) - x.astype(np.float64)) ** 2, axis=1)
+    for chunk in (7, 100, 8192):
+        codes, errors = evaluate.encode_and_score(model, x, chunk=chunk)
+        assert codes.shape == (len(x), 8)
+        np.testing.assert_allclose(errors, reference, rtol=1e-6)

@@ -48,12 +48,28 @@ def test_run_logs_params_history_and_tags(mlflow_store, monkeypatch):
     assert exp.artifact_location == (tracking.repo_root() / "mlruns").as_uri()
 
 
-@pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt()])
-def test_a_run_that_raises_ends_failed(mlflow_store, exc):
+@pytest.mark.parametrize("exc, status", [(RuntimeError("boom"), "FAILED"), (KeyboardInterrupt(), "KILLED")])
+def test_a_run_that_raises_ends_failed_or_killed(mlflow_store, exc, status):
     import mlflow
 
     with pytest.raises(type(exc)):
         with tracking.start_run("x", "train_ae", {}) as run:
             raise exc
-    assert mlflow.MlflowClient(mlflow_store).get_run(run.run_id).info.status == "FAILED"
+    assert mlflow.MlflowClient(mlflow_store).get_run(run.run_id).info.status == status
     assert os.environ["MLFLOW_TRACKING_URI"] == mlflow_store
+
+
+def test_several_runs_open_at_once_each_get_their_own_metrics(mlflow_store):
+    import mlflow
+
+    specs = [tracking.RunSpec(f"m{k}", {"k": k}, {"mnist_codec.codec": f"m{k}"}) for k in range(3)]
+    with tracking.start_runs(specs, "train_deep", {"seed": 1}) as runs:
+        for epoch in (1, 2):
+            for k, run in enumerate(runs):  # interleaved, as when models train side by side
+                run.log_epoch(epoch, float(k), float(k) + epoch)
+    client = mlflow.MlflowClient(mlflow_store)
+    for k, run in enumerate(runs):
+        got = client.get_run(run.run_id)
+        assert got.info.status == "FINISHED" and got.info.run_name == f"m{k}"
+        assert got.data.params == {"k": str(k)}
+        assert [m.value for m in client.get_metric_history(run.run_id, "eval_loss")] == [k + 1.0, k + 2.0]

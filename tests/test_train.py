@@ -75,3 +75,85 @@ def test_reconstruction_mse_is_chunk_independent(digits):
     assert train.reconstruction_mse(model, xt, chunk=7) == pytest.approx(train.reconstruction_mse(model, xt), rel=1e-9)
     ref = float(np.mean((model(xt).detach().numpy().astype(np.float64) - x) ** 2))
     assert train.reconstruction_mse(model, xt) == pytest.approx(ref, rel=1e-6)
+
+
+def _plain_notebook_loop(model, x, epochs, batch_size, lr, generator):
+    """The notebook's loop, written plainly: per-step loss read-back, unfused Adam."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=generator)
+        running = 0.0
+        for i in range(0, len(x), batch_size):
+            xb = x[perm[i: i + batch_size]]
+            optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(xb), xb)
+            loss.backward()
+            optimizer.step()
+            running += loss.item() * len(xb)
+        losses.append(running / len(x))
+    return losses
+
+
+@pytest.mark.parametrize("kind", ["ae", "deep"])
+def test_fast_trainer_gives_the_losses_of_a_plain_eager_loop(digits, kind):
+    x, _ = digits
+    xt = torch.from_numpy(x)
+    spec = {"kind": "ae", "latent_dim": 8} if kind == "ae" else \
+        {"kind": "deep", "latent_dim": 8, "hidden": [64, 16], "activation": "relu"}
+    ref_model = models.build(spec)  # same initial weights for both
+    fast_model = models.build(spec)
+    fast_model.load_state_dict(ref_model.state_dict())
+    # 400 images at batch 96: four full batches and a partial one of 16, every epoch
+    ref = _plain_notebook_loop(ref_model, xt, 3, 96, 1e-3, torch.Generator().manual_seed(5))
+    hist = train.fit(fast_model, xt, xt, name=kind, epochs=3, batch_size=96, lr=1e-3,
+                     generator=torch.Generator().manual_seed(5), cores=1)
+    assert [r.train_loss for r in hist] == pytest.approx(ref, rel=1e-5)
+    for p, q in zip(fast_model.parameters(), ref_model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def _jobs(names):
+    jobs = []
+    for name in names:
+        generator = seed_everything(derive_seed(3, name))
+        spec = {"kind": "deep", "latent_dim": 8, "hidden": [32, 16], "activation": name.removeprefix("deep_")}
+        jobs.append(train.Job(name, models.build(spec), generator))
+    return jobs
+
+
+def test_models_trained_side_by_side_match_each_trained_alone(digits):
+    x, _ = digits
+    xt = torch.from_numpy(x)
+    names = ["deep_relu", "deep_tanh", "deep_leaky_relu"]
+    seen = []
+    together = _jobs(names)
+    for job in together:
+        job.on_epoch = lambda r, name=job.name: seen.append((name, r.epoch))
+    # two worker threads with one core each; then each model alone on one core
+    histories = train.fit_many(together, xt, xt[:50], epochs=3, batch_size=64, lr=1e-3, cores=2)
+    for job, history in zip(_jobs(names), histories):
+        alone = train.fit_many([job], xt, xt[:50], epochs=3, batch_size=64, lr=1e-3, cores=1)[0]
+        assert [(r.train_loss, r.eval_loss) for r in alone] == [(r.train_loss, r.eval_loss) for r in history]
+    assert sorted(seen) == sorted((n, e) for n in names for e in (1, 2, 3))  # every epoch reported once
+    for name in names:  # and in order, per model
+        assert [e for n, e in seen if n == name] == [1, 2, 3]
+
+
+def test_a_diverging_model_stops_its_side_by_side_training(digits):
+    x, _ = digits
+    xt = torch.from_numpy(x)
+    jobs = _jobs(["deep_relu", "deep_tanh"])
+    with torch.no_grad():
+        jobs[1].model.encoder[0].weight[0, 0] = float("inf")
+    with pytest.raises(TrainingError, match="deep_tanh: training loss became nan in epoch 1"):
+        train.fit_many(jobs, xt, xt, epochs=5, batch_size=64, lr=1e-3, cores=2)
+
+
+def test_cpu_plan_gives_each_model_a_core():
+    from mnist_codec.device import cpu_plan
+
+    assert cpu_plan(1, cores=2) == (1, 2)
+    assert cpu_plan(3, cores=2) == (2, 1)
+    assert cpu_plan(3, cores=16) == (3, 5)
+    assert cpu_plan(3, cores=1) == (1, 1)

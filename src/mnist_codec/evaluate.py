@@ -49,10 +49,22 @@ def psnr(mse: float, peak: float = 1.0) -> float:
     return 10.0 * math.log10(peak**2 / mse) if mse > 0 else float("inf")
 
 
-def per_image_mse(x: np.ndarray, recon: np.ndarray) -> np.ndarray:
-    """(N,) mean squared error of each image, accumulated in float64."""
-    diff = recon.astype(np.float64) - x.astype(np.float64)
-    return np.mean(diff * diff, axis=1)
+@torch.no_grad()
+def encode_and_score(model, x: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (N, k) and per-image MSE (N,) float64 of x (N, 784), one chunk at a time.
+
+    Only a chunk of reconstructions exists at once, so scoring all 70,000 images needs no
+    full-size copy in float64.
+    """
+    model.eval()
+    codes, errors = [], []
+    for i in range(0, len(x), chunk):
+        xb = torch.from_numpy(x[i: i + chunk])
+        z = model.encode(xb)
+        diff = model.decode(z).double() - xb.double()  # (chunk, 784)
+        codes.append(z.numpy())
+        errors.append(diff.square_().mean(dim=1).numpy())
+    return np.concatenate(codes), np.concatenate(errors)
 
 
 def per_digit_mse(errors: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -62,8 +74,7 @@ def per_digit_mse(errors: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 def codec_metrics(model, x: np.ndarray, y: np.ndarray) -> tuple[dict, np.ndarray]:
     """Metrics dict for metrics.json, and the codes (N, k)."""
-    codes, recon = reconstruct(model, x)
-    errors = per_image_mse(x, recon)
+    codes, errors = encode_and_score(model, x)
     mse = float(errors.mean())
     metrics = {
         "mse": mse,

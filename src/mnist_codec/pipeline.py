@@ -55,17 +55,18 @@ def run_preprocess(params: Params, raw_dir: Path, out_dir: Path) -> None:
 # --- training ------------------------------------------------------------------------------
 
 @contextmanager
-def _epoch_progress(name: str, epochs: int) -> Iterator:
+def _epoch_progress(names: list[str], epochs: int) -> Iterator:
     """A tqdm bar per model on a terminal; one plain line per epoch in logs (DVC, CI)."""
     from tqdm import tqdm
 
     interactive = sys.stderr.isatty()
-    bar = tqdm(total=epochs, desc=name, unit="epoch", disable=not interactive, file=sys.stderr)
+    bars = {name: tqdm(total=epochs, desc=name, unit="epoch", position=k, disable=not interactive,
+                       file=sys.stderr) for k, name in enumerate(names)}
 
-    def report(r) -> None:
+    def report(name: str, r) -> None:
         if interactive:
-            bar.set_postfix(train=f"{r.train_loss:.6f}", eval=f"{r.eval_loss:.6f}")
-            bar.update(1)
+            bars[name].set_postfix(train=f"{r.train_loss:.6f}", eval=f"{r.eval_loss:.6f}")
+            bars[name].update(1)
         else:
             print(f"{name}: epoch {r.epoch}/{epochs} train_loss {r.train_loss:.6f} "
                   f"eval_loss {r.eval_loss:.6f} ({r.seconds:.1f} s)", file=sys.stderr, flush=True)
@@ -73,7 +74,8 @@ def _epoch_progress(name: str, epochs: int) -> Iterator:
     try:
         yield report
     finally:
-        bar.close()
+        for bar in bars.values():
+            bar.close()
 
 
 @dataclass(frozen=True)
@@ -120,66 +122,85 @@ def _curve_csv(history) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _train_codec(params: Params, name: str, spec: dict, stage: str, log_params: dict,
-                 td: TrainingData, model_path: Path, record_path: Path, curve_path: Path) -> dict:
-    """Seed, build, train, log and save one autoencoder; return its record."""
+@dataclass(frozen=True)
+class CodecTarget:
+    """One autoencoder a training stage builds, and where its outputs go."""
+
+    name: str
+    spec: dict
+    log_params: dict
+    model_path: Path
+    record_path: Path
+    curve_path: Path
+
+
+def _train_codecs(params: Params, targets: list[CodecTarget], stage: str, td: TrainingData) -> None:
+    """Seed, build, train side by side, log and save the stage's autoencoders.
+
+    Each model is its own MLflow run, open while it trains; files are written last, inside
+    the runs, so a failure leaves no model and FAILED (or KILLED) runs.
+    """
     from . import device as devices
     from . import models, tracking, train
     from .seeding import derive_seed, seed_everything
 
-    device, ex, ey = td.device, td.eval_images, td.eval_labels
-    seed = derive_seed(params.seed, name)
-    generator = seed_everything(seed)
-    model = models.build(spec).to(device)
-    device_name = devices.describe(device)
-    tags = {"mnist_codec.codec": name, "mnist_codec.device": device_name,
-            "mnist_codec.data_sha256": td.sha256}
-    t = params.train
-    with tracking.start_run(name, stage, {**log_params, "model_seed": seed}, tags, params.to_dict()) as run:
-        with _epoch_progress(name, t.epochs) as progress:
-            def on_epoch(r) -> None:
+    device, ex, ey, t = td.device, td.eval_images, td.eval_labels, params.train
+    device_name = devices.describe(device, len(targets))
+    jobs, specs = [], []
+    for target in targets:
+        seed = derive_seed(params.seed, target.name)
+        generator = seed_everything(seed)  # weights drawn now, data order from the generator
+        jobs.append(train.Job(target.name, models.build(target.spec).to(device), generator))
+        specs.append(tracking.RunSpec(target.name, {**target.log_params, "model_seed": seed}, {
+            "mnist_codec.codec": target.name, "mnist_codec.device": device_name,
+            "mnist_codec.data_sha256": td.sha256}))
+    with tracking.start_runs(specs, stage, params.to_dict()) as runs, \
+            _epoch_progress([j.name for j in jobs], t.epochs) as progress:
+        for job, run in zip(jobs, runs):
+            def on_epoch(r, job=job, run=run) -> None:
                 run.log_epoch(r.epoch, r.train_loss, r.eval_loss)
-                progress(r)
-
-            start = time.perf_counter()
-            history = train.fit(model, td.x, td.eval_x, name=name, epochs=t.epochs, batch_size=t.batch_size,
-                                lr=t.lr, generator=generator, on_epoch=on_epoch)
-            seconds = time.perf_counter() - start
-        model = model.cpu()
-        final = history[-1]
-        run.log_metrics({"final_train_loss": final.train_loss, "eval_mse": final.eval_loss,
-                         "train_seconds": seconds})
-        curves = {"epoch": [r.epoch for r in history], "train_loss": [r.train_loss for r in history],
-                  "eval_loss": [r.eval_loss for r in history]}
-        _log_figures(run, name, model, curves, ex, ey, N_GRID)
-        run.log_model(model, ex[:N_EXAMPLE_INPUT])
-        record = {"codec": name, "spec": spec, "mlflow_run_id": run.run_id, "seed": seed,
-                  "device": device_name, "epochs": t.epochs, "train_seconds": round(seconds, 3),
-                  "final_train_loss": final.train_loss, "final_eval_loss": final.eval_loss}
-        models.save(model, spec, model_path)
-        fileio.write_json(record_path, record)
-        fileio.write_text(curve_path, _curve_csv(history))
-    return record
+                progress(job.name, r)
+            job.on_epoch = on_epoch
+        start = time.perf_counter()
+        histories = train.fit_many(jobs, td.x, td.eval_x, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr)
+        seconds = time.perf_counter() - start  # models trained side by side share this wall time
+        for target, job, run, history in zip(targets, jobs, runs, histories):
+            model, final = job.model.cpu(), history[-1]
+            run.log_metrics({"final_train_loss": final.train_loss, "eval_mse": final.eval_loss,
+                             "train_seconds": seconds})
+            curves = {"epoch": [r.epoch for r in history], "train_loss": [r.train_loss for r in history],
+                      "eval_loss": [r.eval_loss for r in history]}
+            _log_figures(run, target.name, model, curves, ex, ey, N_GRID)
+            run.log_model(model, ex[:N_EXAMPLE_INPUT])
+            record = {"codec": target.name, "spec": target.spec, "mlflow_run_id": run.run_id,
+                      "seed": derive_seed(params.seed, target.name), "device": device_name,
+                      "epochs": t.epochs, "train_seconds": round(seconds, 3),
+                      "trained_with": [j.name for j in jobs],
+                      "final_train_loss": final.train_loss, "final_eval_loss": final.eval_loss}
+            models.save(model, target.spec, target.model_path)
+            fileio.write_json(target.record_path, record)
+            fileio.write_text(target.curve_path, _curve_csv(history))
 
 
 def run_train_ae(params: Params, data_dir: Path, model_path: Path, record_path: Path, curve_path: Path) -> None:
-    spec = {"kind": "ae", "latent_dim": params.latent_dim}
-    log_params = _subset(params, TRAIN_KEYS)
-    td = load_training_data(data_dir, params.device)
-    _train_codec(params, "ae", spec, "train_ae", log_params, td, model_path, record_path, curve_path)
+    target = CodecTarget("ae", {"kind": "ae", "latent_dim": params.latent_dim}, _subset(params, TRAIN_KEYS),
+                         model_path, record_path, curve_path)
+    _train_codecs(params, [target], "train_ae", load_training_data(data_dir, params.device))
 
 
 def run_train_deep(params: Params, data_dir: Path, out_dir: Path, curves_dir: Path) -> None:
-    """Train one deep AE per requested activation; each is its own MLflow run."""
+    """Train one deep AE per requested activation, side by side; each is its own MLflow run."""
     td = load_training_data(data_dir, params.device)
     with fileio.atomic_dir(out_dir) as tmp_models, fileio.atomic_dir(curves_dir) as tmp_curves:
+        targets = []
         for act in params.activation:
             name = f"deep_{act}"
             spec = {"kind": "deep", "latent_dim": params.latent_dim, "hidden": list(params.deep.hidden),
                     "activation": act}
             log_params = {**_subset(params, TRAIN_KEYS + ["deep"]), "activation": act}
-            _train_codec(params, name, spec, "train_deep", log_params, td,
-                         tmp_models / f"{act}.pt", tmp_models / f"{act}.json", tmp_curves / f"{name}.csv")
+            targets.append(CodecTarget(name, spec, log_params, tmp_models / f"{act}.pt",
+                                       tmp_models / f"{act}.json", tmp_curves / f"{name}.csv"))
+        _train_codecs(params, targets, "train_deep", td)
         fileio.write_json(tmp_models / "index.json", {"activations": list(params.activation)})
 
 

@@ -13,6 +13,7 @@ import os
 import subprocess
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -80,41 +81,51 @@ def base_tags(stage: str, all_params: dict[str, Any], extra: dict[str, str] | No
     return tags
 
 
-def _experiment_id(mlflow, root: Path) -> str:
+def _experiment_id(client, root: Path) -> str:
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
-    exp = mlflow.get_experiment_by_name(name)
+    exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     try:
-        return mlflow.create_experiment(name, artifact_location=(root / "mlruns").as_uri())
+        return client.create_experiment(name, artifact_location=(root / "mlruns").as_uri())
     except Exception:  # another process created it first
-        exp = mlflow.get_experiment_by_name(name)
+        exp = client.get_experiment_by_name(name)
         if exp is None:
             raise
         return exp.experiment_id
 
 
 class Run:
-    """What a stage logs to its MLflow run; thin wrappers over the mlflow module."""
+    """One MLflow run, addressed by id, so several can be open at once (one per model).
 
-    def __init__(self, mlflow, run):
-        self._mlflow = mlflow
-        self.run_id: str = run.info.run_id
+    Metrics, figures and texts go through an ``MlflowClient``; nothing relies on the fluent
+    API's per-thread "active run".
+    """
+
+    def __init__(self, client, run_id: str):
+        self._client = client
+        self.run_id = run_id
 
     def log_epoch(self, epoch: int, train_loss: float, eval_loss: float) -> None:
-        self._mlflow.log_metrics({"train_loss": train_loss, "eval_loss": eval_loss}, step=epoch)
+        self.log_metrics({"train_loss": train_loss, "eval_loss": eval_loss}, step=epoch)
 
-    def log_metrics(self, metrics: dict[str, float]) -> None:
-        self._mlflow.log_metrics(metrics)
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
     def log_figure(self, figure, filename: str) -> None:
-        self._mlflow.log_figure(figure, filename)
+        self._client.log_figure(self.run_id, figure, filename)
 
     def log_text(self, text: str, filename: str) -> None:
-        self._mlflow.log_text(text, filename)
+        self._client.log_text(self.run_id, text, filename)
 
     def log_model(self, model, example) -> None:
         """Log a torch codec with signature and input example; requirements are given, not inferred."""
+        import mlflow
         import mlflow.pytorch
         import numpy as np
         import torch
@@ -123,7 +134,7 @@ class Run:
         with torch.no_grad():
             output = model(torch.from_numpy(example)).numpy()
         torch_version = torch.__version__.split("+")[0]
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), mlflow.start_run(run_id=self.run_id):
             # torch.export warns about buffers (PCA's mean and components) that it saves anyway.
             warnings.filterwarnings("ignore", message="No complete tensor found")
             mlflow.pytorch.log_model(
@@ -137,19 +148,51 @@ class Run:
             )
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """What one run records at its start: its name, the params it used, and its own tags."""
+
+    name: str
+    params: dict[str, Any]
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@contextmanager
+def start_runs(specs: list[RunSpec], stage: str, all_params: dict[str, Any]) -> Iterator[list[Run]]:
+    """Open one MLflow run per spec; end them FINISHED, or KILLED (Ctrl-C, SIGTERM) or FAILED.
+
+    ``all_params`` is the whole params file: it identifies the pipeline execution in the
+    shared ``mnist_codec.pipeline`` tag.
+    """
+    import mlflow
+    from mlflow.entities import Param
+
+    root = repo_root()
+    client = mlflow.MlflowClient(tracking_uri(root))
+    experiment_id = _experiment_id(client, root)
+    runs: list[Run] = []
+    status = "FINISHED"
+    try:
+        for spec in specs:
+            run = client.create_run(experiment_id, run_name=spec.name,
+                                    tags=base_tags(stage, all_params, spec.tags))
+            runs.append(Run(client, run.info.run_id))
+            client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in flatten(spec.params).items()])
+        yield runs
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        for run in runs:
+            client.set_terminated(run.run_id, status)
+
+
 @contextmanager
 def start_run(run_name: str, stage: str, params: dict[str, Any], tags: dict[str, str] | None = None,
               all_params: dict[str, Any] | None = None) -> Iterator[Run]:
-    """One MLflow run logging ``params`` (what the stage used) and tags; FAILED if the block raises.
-
-    ``all_params`` (default: ``params``) identifies the pipeline execution in the shared tag.
-    """
-    import mlflow
-
-    root = repo_root()
-    mlflow.set_tracking_uri(tracking_uri(root))
-    experiment_id = _experiment_id(mlflow, root)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
-                          tags=base_tags(stage, all_params or params, tags)) as run:
-        mlflow.log_params(flatten(params))
-        yield Run(mlflow, run)
+    """One run; see start_runs. ``all_params`` defaults to ``params``."""
+    with start_runs([RunSpec(run_name, params, tags or {})], stage, all_params or params) as runs:
+        yield runs[0]
