@@ -134,7 +134,7 @@ def markdown(result: dict) -> str:
         f"GPU: {m['gpu'] or 'none'}; torch {m['torch']}, Python {m['python']}.",
         f"- **Protocol:** all 70,000 images, 10 epochs, batch 128, Adam 1e-3 (`data.protocol=notebook`). "
         f"{len(a)} rounds, notebook (A) and `dvc repro --force` (B) alternating A B A B.",
-        f"- **Pipeline devices:** " + "; ".join(f"{k}: {v}" for k, v in b[-1]["train_device"].items()),
+        "- **Pipeline devices:** " + "; ".join(f"{k}: {v}" for k, v in b[-1]["train_device"].items()),
         "",
         "## Wall time (medians)",
         "",

@@ -10,4 +10,5 @@ if __name__ == "__main__":
         parser.add_argument(f"--{flag}", type=Path, required=True)
     a = parser.parse_args()
     run_stage("evaluate", a.params, lambda params: run_evaluate(
-        params, a.data, a.pca, a.ae, a.deep, a.metrics, a.table_md, a.table_csv, a.timings, a.samples))
+        params, a.data, a.pca, a.ae, a.deep, a.metrics, a.table_md, a.table_csv, a.timings, a.samples),
+        outputs=[a.metrics, a.table_md, a.table_csv, a.timings, a.samples])

@@ -8,4 +8,5 @@ if __name__ == "__main__":
     parser = stage_parser(__doc__)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    run_stage("fetch", args.params, lambda params: run_fetch(params, args.out))
+    run_stage("fetch", args.params, lambda params: run_fetch(params, args.out),
+              outputs=[args.out])

@@ -10,4 +10,5 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, required=True, help="components and mean (.npz)")
     parser.add_argument("--record", type=Path, required=True, help="training record (.json)")
     args = parser.parse_args()
-    run_stage("pca", args.params, lambda params: run_pca(params, args.data, args.out, args.record))
+    run_stage("pca", args.params, lambda params: run_pca(params, args.data, args.out, args.record),
+              outputs=[args.out, args.record])

@@ -9,4 +9,5 @@ if __name__ == "__main__":
     parser.add_argument("--raw", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    run_stage("preprocess", args.params, lambda params: run_preprocess(params, args.raw, args.out))
+    run_stage("preprocess", args.params, lambda params: run_preprocess(params, args.raw, args.out),
+              outputs=[args.out])

@@ -10,4 +10,5 @@ if __name__ == "__main__":
         parser.add_argument(f"--{flag}", type=Path, required=True)
     a = parser.parse_args()
     run_stage("report", a.params, lambda params: run_report(
-        a.metrics, a.table_csv, a.curves, a.samples, a.figures, a.html))
+        a.metrics, a.table_csv, a.curves, a.samples, a.figures, a.html),
+        outputs=[a.figures, a.html])

@@ -12,4 +12,5 @@ if __name__ == "__main__":
     parser.add_argument("--curve", type=Path, required=True)
     args = parser.parse_args()
     run_stage("train_ae", args.params,
-              lambda params: run_train_ae(params, args.data, args.model, args.record, args.curve))
+              lambda params: run_train_ae(params, args.data, args.model, args.record, args.curve),
+              outputs=[args.model, args.record, args.curve])

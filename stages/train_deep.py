@@ -10,4 +10,5 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, required=True, help="folder of models and records")
     parser.add_argument("--curves", type=Path, required=True, help="folder of loss curves (.csv)")
     args = parser.parse_args()
-    run_stage("train_deep", args.params, lambda params: run_train_deep(params, args.data, args.out, args.curves))
+    run_stage("train_deep", args.params, lambda params: run_train_deep(params, args.data, args.out, args.curves),
+              outputs=[args.out, args.curves])

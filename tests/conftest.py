@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import os
+import shutil
+import subprocess
+import sys
+import http.server
+import threading
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +66,77 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     return uri
+
+
+@pytest.fixture(scope="session")
+def good_mirror(tmp_path_factory) -> Path:
+    """A mirror folder of the real MNIST files, gzipped differently from the bundled copy."""
+    from mnist_codec import data
+
+    folder = tmp_path_factory.mktemp("mirror")
+    for f in data.RAW_FILES:
+        raw = gzip.decompress((data.bundled_dir() / f"{f.name}.gz").read_bytes())
+        (folder / f"{f.name}.gz").write_bytes(gzip.compress(raw, compresslevel=1))
+    return folder
+
+
+class MirrorServer:
+    """An HTTP server on 127.0.0.1 serving a folder; the test that starts it stops it."""
+
+    def __init__(self, folder: Path):
+        handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+        handler.log_message = lambda *a, **k: None
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+# --- a throw-away copy of the project, for tests that run DVC --------------------------------
+
+def project_env(root: Path) -> dict[str, str]:
+    """Environment for DVC and stage processes in a project copy at ``root``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = str(root / "src")  # the copy's code, not the checkout's
+    env["DVC_SITE_CACHE_DIR"] = str(root.parent / "dvc-site-cache")  # keep DVC's state in the temp dir
+    env["DVC_NO_ANALYTICS"] = "1"
+    for who in ("AUTHOR", "COMMITTER"):  # dvc exp run commits; do not depend on a global git identity
+        env[f"GIT_{who}_NAME"] = "mnist-codec tests"
+        env[f"GIT_{who}_EMAIL"] = "tests@mnist-codec.invalid"
+    return env
+
+
+def sh(root: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=root, env=project_env(root), capture_output=True, text=True, timeout=900)
+    if check:
+        assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def project_copy(root: Path, overrides: dict[str, dict]) -> Path:
+    """A git repo at ``root`` holding the project's files (what a clone has), params overridden."""
+    import yaml
+
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, listed):
+        src = REPO / rel
+        if src.is_file():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, root / rel)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for section, values in overrides.items():
+        if isinstance(values, dict):
+            params[section].update(values)
+        else:
+            params[section] = values
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+        sh(root, *cmd)
+    return root

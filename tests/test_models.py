@@ -1,4 +1,3 @@
-import pickle
 
 import numpy as np
 import pytest
@@ -38,21 +37,6 @@ def test_save_and_load_round_trip(tmp_path):
     assert got_spec == spec
     x = torch.rand(3, 784)
     assert torch.equal(model(x), loaded(x))
-
-
-def test_load_refuses_a_pickled_object(tmp_path):
-    path = tmp_path / "evil.pt"
-    marker = tmp_path / "executed"
-
-    class Payload:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
-    with open(path, "wb") as fh:
-        pickle.dump({"spec": {"kind": "ae", "latent_dim": 4}, "state_dict": Payload()}, fh)
-    with pytest.raises(DataError, match="not a valid mnist-codec model file"):
-        models.load(path)
-    assert not marker.exists()
 
 
 def test_load_names_missing_and_mismatched_files(tmp_path):

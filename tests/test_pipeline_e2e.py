@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import project_copy, sh
 
 pytestmark = pytest.mark.slow
 
@@ -22,48 +19,15 @@ SMALL = {"data": {"train_limit": 3000, "eval_limit": 500}, "train": {"epochs": 2
          "evaluate": {"n_projection": 200}}
 
 
-def _env(root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["PYTHONPATH"] = str(root / "src")  # the copy's code, not the checkout's
-    env["DVC_SITE_CACHE_DIR"] = str(root.parent / "dvc-site-cache")  # keep DVC's state in the temp dir
-    env["DVC_NO_ANALYTICS"] = "1"
-    for who in ("AUTHOR", "COMMITTER"):  # dvc exp run commits; do not depend on a global git identity
-        env[f"GIT_{who}_NAME"] = "mnist-codec tests"
-        env[f"GIT_{who}_EMAIL"] = "tests@mnist-codec.invalid"
-    return env
-
-
-def _sh(root: Path, *cmd: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=root, env=_env(root), capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     """A git repo holding the project's files (what a clone has), with a small profile."""
-    root = tmp_path_factory.mktemp("e2e") / "repo"
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
-    for rel in filter(None, listed):
-        src = REPO / rel
-        if src.is_file():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, root / rel)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for section, values in SMALL.items():
-        params[section].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "commit", "-qm", "init"]):
-        _sh(root, *cmd)
-    return root
+    return project_copy(tmp_path_factory.mktemp("e2e") / "repo", SMALL)
 
 
 @pytest.fixture(scope="module")
 def first_repro(repo: Path) -> subprocess.CompletedProcess:
-    return _sh(repo, "dvc", "repro")
+    return sh(repo, "dvc", "repro")
 
 
 def test_every_stage_runs_and_writes_its_outputs(repo, first_repro):
@@ -93,9 +57,9 @@ def test_metrics_and_table(repo, first_repro):
     html = (repo / "reports/report.html").read_text()
     assert html.count("data:image/png;base64,") == 5 and "<script" not in html
     assert not re.search(r'(src|href)="(?!data:)', html)  # nothing loaded from elsewhere: renders offline
-    shown = _sh(repo, "dvc", "metrics", "show", "--json").stdout
+    shown = sh(repo, "dvc", "metrics", "show", "--json").stdout
     assert "deep_tanh" in shown
-    plots = json.loads(_sh(repo, "dvc", "plots", "show", "--json").stdout)["data"]
+    plots = json.loads(sh(repo, "dvc", "plots", "show", "--json").stdout)["data"]
     assert sorted(plots) == ["reports/curves/ae.csv", "reports/curves/deep/deep_leaky_relu.csv",
                              "reports/curves/deep/deep_relu.csv", "reports/curves/deep/deep_tanh.csv"]
     assert all('"eval_loss"' in json.dumps(p) and '"train_loss"' in json.dumps(p) for p in plots.values())
@@ -133,7 +97,7 @@ def test_mlflow_has_one_run_per_model_with_history_and_model(repo, first_repro):
 
 
 def test_second_repro_runs_nothing(repo, first_repro):
-    again = _sh(repo, "dvc", "repro")
+    again = sh(repo, "dvc", "repro")
     assert "Running stage" not in again.stdout
 
 
@@ -153,16 +117,16 @@ def test_each_param_invalidates_only_the_stages_that_read_it(repo, first_repro, 
     (params[section] if section else params)[sub] = value
     try:
         path.write_text(yaml.safe_dump(params, sort_keys=False))
-        status = json.loads(_sh(repo, "dvc", "status", "--json").stdout)
+        status = json.loads(sh(repo, "dvc", "status", "--json").stdout)
         assert sorted(status) == sorted(stale)
     finally:
         path.write_text(original)
 
 
 def test_experiment_with_one_activation_reuses_pca_and_ae(repo, first_repro):
-    _sh(repo, "git", "add", "-A")
-    _sh(repo, "git", "commit", "-qm", "baseline")
-    exp = _sh(repo, "dvc", "exp", "run", "-S", "activation=tanh")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "baseline")
+    exp = sh(repo, "dvc", "exp", "run", "-S", "activation=tanh")
     out = exp.stdout
     for cached in ("fetch", "preprocess", "pca", "train_ae"):
         assert f"Running stage '{cached}'" not in out
@@ -170,5 +134,5 @@ def test_experiment_with_one_activation_reuses_pca_and_ae(repo, first_repro):
         assert f"Running stage '{ran}'" in out
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert list(metrics) == ["pca", "ae", "deep_tanh"]
-    shown = json.loads(_sh(repo, "dvc", "exp", "show", "--json").stdout)
+    shown = json.loads(sh(repo, "dvc", "exp", "show", "--json").stdout)
     assert shown  # the experiment is listed

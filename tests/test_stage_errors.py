@@ -22,8 +22,8 @@ def _run(script, *args, cwd):
 ])
 def test_bad_params_fail_before_work(tmp_path, params_text, expected):
     (tmp_path / "params.yaml").write_text(params_text)
-    out = tmp_path / "raw"
-    proc = _run("fetch.py", "--out", str(out), cwd=tmp_path)
+    out = tmp_path / "data" / "raw"
+    proc = _run("fetch.py", "--out", "data/raw", cwd=tmp_path)
     assert proc.returncode == 2
     assert expected in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -32,7 +32,7 @@ def test_bad_params_fail_before_work(tmp_path, params_text, expected):
 
 def test_missing_input_data_is_named(tmp_path):
     (tmp_path / "params.yaml").write_text("seed: 1\n")
-    proc = _run("preprocess.py", "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "p"), cwd=tmp_path)
+    proc = _run("preprocess.py", "--raw", "data/raw", "--out", "data/processed", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "train-images-idx3-ubyte.gz: file not found; run the fetch stage first" in proc.stderr
-    assert not (tmp_path / "p").exists()
+    assert not (tmp_path / "data" / "processed").exists()

@@ -6,10 +6,13 @@ import argparse
 import signal
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
-from .errors import MnistCodecError
+from .errors import MnistCodecError, ParamsError
 from .params import Params, load
+
+# The only folders of the repository a stage writes to (MLflow adds mlruns/ and mlflow.db).
+WRITABLE = ("data", "models", "reports")
 
 
 def _terminate(signum, frame):  # noqa: ARG001
@@ -17,11 +20,33 @@ def _terminate(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run_stage(name: str, params_path: str | Path, body: Callable[[Params], None]) -> None:
-    """Validate all params, then run ``body``; expected errors become one line and exit 2."""
+def check_outputs(paths: Iterable[str | Path], root: Path) -> None:
+    """Refuse any output path that resolves (``..`` and symlinks followed) outside
+    ``root``/data, ``root``/models or ``root``/reports."""
+    root = root.resolve()
+    for path in paths:
+        resolved = (Path.cwd() / path).resolve()
+        try:
+            parts = resolved.relative_to(root).parts
+        except ValueError:
+            parts = ()
+        if not parts or parts[0] not in WRITABLE or len(parts) < 2:
+            raise ParamsError(f"output path {str(path)!r} resolves to {resolved}, outside "
+                              f"{', '.join(f'{root / w}/' for w in WRITABLE)}; refusing to write there")
+
+
+def run_stage(name: str, params_path: str | Path, body: Callable[[Params], None],
+              outputs: Iterable[str | Path] = ()) -> None:
+    """Validate all params and output paths, then run ``body``.
+
+    Expected errors become one line and exit 2; Ctrl-C and SIGTERM exit 130.
+    """
+    from .fileio import workspace_root
+
     signal.signal(signal.SIGTERM, _terminate)
     try:
         params = load(params_path)
+        check_outputs(outputs, workspace_root())
         body(params)
     except MnistCodecError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)

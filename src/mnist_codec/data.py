@@ -95,8 +95,8 @@ def verify_gzip(blob: bytes, expected: RawFile, where: str) -> bytes:
 def fetch(source: str, out_dir: str | Path) -> dict[str, str]:
     """Fetch, verify and write the four MNIST files to ``out_dir``; return name -> sha256.
 
-    Each file is verified before it is written, and written atomically: a failure leaves
-    no partial file behind.
+    Every file is verified before any is written, and the folder is replaced as a whole:
+    a failure leaves the previous verified files, or none, never a partial one.
     """
     out_dir = Path(out_dir)
     blobs = {}
@@ -106,9 +106,10 @@ def fetch(source: str, out_dir: str | Path) -> dict[str, str]:
         blob = read_source(source, gz_name)
         verify_gzip(blob, f, where)
         blobs[gz_name] = blob
-    # Only once all four are verified is anything written.
-    for gz_name, blob in blobs.items():
-        fileio.write_bytes(out_dir / gz_name, blob)
+    # Only once all four are verified is anything written, and the folder is swapped in whole.
+    with fileio.atomic_dir(out_dir) as tmp:
+        for gz_name, blob in blobs.items():
+            (tmp / gz_name).write_bytes(blob)
     return {f.name: f.sha256 for f in RAW_FILES}
 
 

@@ -22,6 +22,19 @@ def _umask() -> int:
     return mask
 
 
+def workspace_root(start: str | Path | None = None) -> Path:
+    """The nearest folder above ``start`` (default: the working directory) holding .dvc, else ``start``.
+
+    For a queued or ``--temp`` experiment this is its own temporary workspace, where its
+    stages write, while ``DVC_ROOT`` names the repository it came from.
+    """
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".dvc").is_dir():
+            return folder
+    return here
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

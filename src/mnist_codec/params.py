@@ -134,9 +134,13 @@ def _source(key: str, v: Any) -> str:
     allowed = "'bundled' or a base URL starting with https://, http:// or file://"
     if not isinstance(v, str):
         raise _fail(key, v, allowed)
-    if v == "bundled" or v.startswith(("https://", "http://", "file://")):
-        return v
-    raise _fail(key, v, allowed)
+    if v != "bundled" and not v.startswith(("https://", "http://", "file://")):
+        raise _fail(key, v, allowed)
+    from urllib.parse import unquote, urlsplit
+
+    if ".." in unquote(urlsplit(v).path).split("/"):
+        raise _fail(key, v, "a URL without '..' path segments (give the mirror's full path)")
+    return v
 
 
 def _hidden(key: str, v: Any) -> tuple[int, ...]:

@@ -20,6 +20,7 @@ from .params import Params
 
 N_EXAMPLE_INPUT = 5  # rows in the MLflow input example
 N_GRID = 8  # digits in the reconstruction grid logged with each training run
+CHECKPOINT_DIR = ".checkpoints"  # beside the models; not a DVC output, removed when a stage completes
 
 
 def _subset(params: Params, keys: list[str]) -> dict[str, Any]:
@@ -134,11 +135,39 @@ class CodecTarget:
     curve_path: Path
 
 
-def _train_codecs(params: Params, targets: list[CodecTarget], stage: str, td: TrainingData) -> None:
+def _fingerprint(params: Params, target: CodecTarget, data_sha256: str) -> str:
+    """What a checkpoint must match to be resumed: the model, its training params, its data."""
+    import json
+
+    from .seeding import derive_seed
+
+    text = json.dumps({"spec": target.spec, "train": params.to_dict()["train"],
+                       "seed": derive_seed(params.seed, target.name), "data": data_sha256}, sort_keys=True)
+    return fileio.sha256_bytes(text.encode())
+
+
+def _checkpoint_path(checkpoint_dir: Path, name: str) -> Path:
+    return checkpoint_dir / f"{name}.ckpt"
+
+
+def _remove_checkpoints(checkpoint_dir: Path, targets: list[CodecTarget]) -> None:
+    """Once a stage's outputs are in place its checkpoints are spent."""
+    for target in targets:
+        _checkpoint_path(checkpoint_dir, target.name).unlink(missing_ok=True)
+    try:
+        checkpoint_dir.rmdir()
+    except OSError:  # other stages' checkpoints are still there, or it never existed
+        pass
+
+
+def _train_codecs(params: Params, targets: list[CodecTarget], stage: str, td: TrainingData,
+                  checkpoint_dir: Path) -> None:
     """Seed, build, train side by side, log and save the stage's autoencoders.
 
     Each model is its own MLflow run, open while it trains; files are written last, inside
-    the runs, so a failure leaves no model and FAILED (or KILLED) runs.
+    the runs, so a failure leaves no model and FAILED (or KILLED) runs. Every epoch ends
+    with a checkpoint in ``checkpoint_dir`` (outside the stage's DVC outputs), from which
+    an interrupted stage resumes when run again with the same params and data.
     """
     from . import device as devices
     from . import models, tracking, train
@@ -150,7 +179,9 @@ def _train_codecs(params: Params, targets: list[CodecTarget], stage: str, td: Tr
     for target in targets:
         seed = derive_seed(params.seed, target.name)
         generator = seed_everything(seed)  # weights drawn now, data order from the generator
-        jobs.append(train.Job(target.name, models.build(target.spec).to(device), generator))
+        checkpoint = train.Checkpoint(_checkpoint_path(checkpoint_dir, target.name),
+                                      _fingerprint(params, target, td.sha256))
+        jobs.append(train.Job(target.name, models.build(target.spec).to(device), generator, checkpoint=checkpoint))
         specs.append(tracking.RunSpec(target.name, {**target.log_params, "model_seed": seed}, {
             "mnist_codec.codec": target.name, "mnist_codec.device": device_name,
             "mnist_codec.data_sha256": td.sha256}))
@@ -185,12 +216,15 @@ def _train_codecs(params: Params, targets: list[CodecTarget], stage: str, td: Tr
 def run_train_ae(params: Params, data_dir: Path, model_path: Path, record_path: Path, curve_path: Path) -> None:
     target = CodecTarget("ae", {"kind": "ae", "latent_dim": params.latent_dim}, _subset(params, TRAIN_KEYS),
                          model_path, record_path, curve_path)
-    _train_codecs(params, [target], "train_ae", load_training_data(data_dir, params.device))
+    checkpoints = model_path.parent / CHECKPOINT_DIR
+    _train_codecs(params, [target], "train_ae", load_training_data(data_dir, params.device), checkpoints)
+    _remove_checkpoints(checkpoints, [target])
 
 
 def run_train_deep(params: Params, data_dir: Path, out_dir: Path, curves_dir: Path) -> None:
     """Train one deep AE per requested activation, side by side; each is its own MLflow run."""
     td = load_training_data(data_dir, params.device)
+    checkpoints = out_dir.parent / CHECKPOINT_DIR
     with fileio.atomic_dir(out_dir) as tmp_models, fileio.atomic_dir(curves_dir) as tmp_curves:
         targets = []
         for act in params.activation:
@@ -200,8 +234,9 @@ def run_train_deep(params: Params, data_dir: Path, out_dir: Path, curves_dir: Pa
             log_params = {**_subset(params, TRAIN_KEYS + ["deep"]), "activation": act}
             targets.append(CodecTarget(name, spec, log_params, tmp_models / f"{act}.pt",
                                        tmp_models / f"{act}.json", tmp_curves / f"{name}.csv"))
-        _train_codecs(params, targets, "train_deep", td)
+        _train_codecs(params, targets, "train_deep", td, checkpoints)
         fileio.write_json(tmp_models / "index.json", {"activations": list(params.activation)})
+    _remove_checkpoints(checkpoints, targets)
 
 
 # --- pca -----------------------------------------------------------------------------------

@@ -24,11 +24,9 @@ def repo_root(start: str | Path | None = None) -> Path:
     """``DVC_ROOT`` if set, else the nearest folder above ``start`` holding .dvc, else ``start``."""
     if os.environ.get("DVC_ROOT"):
         return Path(os.environ["DVC_ROOT"]).resolve()
-    here = Path(start or os.getcwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / ".dvc").is_dir():
-            return folder
-    return here
+    from .fileio import workspace_root
+
+    return workspace_root(start)
 
 
 def tracking_uri(root: Path) -> str:
@@ -95,6 +93,25 @@ def _experiment_id(client, root: Path) -> str:
         return exp.experiment_id
 
 
+@contextmanager
+def _store_lock(uri: str, root: Path) -> Iterator[None]:
+    """Exclusive lock while a local sqlite store is opened: processes starting together (a
+    queued sweep with ``-j 2``) would otherwise race to create its tables."""
+    if not uri.startswith("sqlite:"):
+        yield
+        return
+    import fcntl
+
+    lock_dir = root / "mlruns"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / ".store.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 class Run:
     """One MLflow run, addressed by id, so several can be open at once (one per model).
 
@@ -134,6 +151,7 @@ class Run:
         with torch.no_grad():
             output = model(torch.from_numpy(example)).numpy()
         torch_version = torch.__version__.split("+")[0]
+        mlflow.set_tracking_uri(self._client.tracking_uri)  # the fluent API below must use this run's store
         with warnings.catch_warnings(), mlflow.start_run(run_id=self.run_id):
             # torch.export warns about buffers (PCA's mean and components) that it saves anyway.
             warnings.filterwarnings("ignore", message="No complete tensor found")
@@ -168,8 +186,10 @@ def start_runs(specs: list[RunSpec], stage: str, all_params: dict[str, Any]) -> 
     from mlflow.entities import Param
 
     root = repo_root()
-    client = mlflow.MlflowClient(tracking_uri(root))
-    experiment_id = _experiment_id(client, root)
+    uri = tracking_uri(root)
+    with _store_lock(uri, root):  # a new store is created and migrated here: one process at a time
+        client = mlflow.MlflowClient(uri)
+        experiment_id = _experiment_id(client, root)
     runs: list[Run] = []
     status = "FINISHED"
     try:

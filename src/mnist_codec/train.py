@@ -25,7 +25,8 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -42,6 +43,18 @@ class EpochResult:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a model's end-of-epoch state is kept, and what it must match to be resumed.
+
+    ``fingerprint`` names everything the training depends on (spec, params, seed, data);
+    a checkpoint written under another fingerprint is ignored, never resumed.
+    """
+
+    path: Path
+    fingerprint: str
+
+
 @dataclass
 class Job:
     """One model to train: its name (for errors and logs), module and data-order generator."""
@@ -50,6 +63,7 @@ class Job:
     model: nn.Module
     generator: torch.Generator
     on_epoch: Callable[[EpochResult], None] | None = None
+    checkpoint: Checkpoint | None = None
 
 
 @torch.no_grad()
@@ -77,6 +91,39 @@ class _ModelTrainer:
         self.optimizer = make_optimizer(job.model, lr, self.device)
         self.total = torch.zeros((), dtype=torch.float64, device=self.device)
         self.perm = torch.empty(0, dtype=torch.long, device=self.device)
+        self.history: list[EpochResult] = []
+
+    def resume(self) -> None:
+        """Continue from the job's checkpoint, if one matches: weights, Adam, data order, epochs."""
+        ck = self.job.checkpoint
+        if ck is None or not ck.path.exists():
+            return
+        try:
+            blob = torch.load(ck.path, map_location="cpu", weights_only=True)
+            usable = isinstance(blob, dict) and blob.get("fingerprint") == ck.fingerprint
+        except Exception as exc:  # unreadable (cut short, say): start over rather than trust it
+            print(f"{self.job.name}: ignoring unreadable checkpoint {ck.path} ({type(exc).__name__})",
+                  file=sys.stderr)
+            return
+        if not usable:  # written for other params, code or data
+            return
+        self.job.model.load_state_dict(blob["model"])
+        self.optimizer.load_state_dict(blob["optimizer"])
+        self.job.generator.set_state(blob["generator"])
+        self.history = [EpochResult(**r) for r in blob["history"]]
+        print(f"{self.job.name}: resuming after epoch {len(self.history)} from {ck.path}", file=sys.stderr)
+
+    def save_checkpoint(self) -> None:
+        ck = self.job.checkpoint
+        if ck is None:
+            return
+        from .fileio import atomic_path
+
+        blob = {"fingerprint": ck.fingerprint, "model": self.job.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "generator": self.job.generator.get_state(),
+                "history": [asdict(r) for r in self.history]}
+        with atomic_path(ck.path) as tmp:
+            torch.save(blob, tmp)
 
     def new_epoch(self) -> None:
         # drawn on the CPU from the model's generator: the same order on every device
@@ -106,7 +153,10 @@ class _ModelTrainer:
             raise TrainingError(f"{self.job.name}: training loss became {train_loss} in epoch {epoch}; "
                                 "lower train.lr")
         eval_loss = reconstruction_mse(self.job.model, eval_x)
-        return EpochResult(epoch, train_loss, eval_loss, time.perf_counter() - start)
+        result = EpochResult(epoch, train_loss, eval_loss, time.perf_counter() - start)
+        self.history.append(result)
+        self.save_checkpoint()
+        return result
 
 
 class _CudaGraphedSteps:
@@ -124,7 +174,10 @@ class _CudaGraphedSteps:
         self.orders = [torch.zeros(self.n_full * batch_size, dtype=torch.long, device=device) for _ in trainers]
         self.pos = torch.zeros(1, dtype=torch.long, device=device)
         self.arange = torch.arange(batch_size, device=device)
-        saved = [{k: v.clone() for k, v in t.job.model.state_dict().items()} for t in trainers]
+        saved = [({k: v.clone() for k, v in t.job.model.state_dict().items()},
+                  {p: {k: v.clone() for k, v in st.items() if torch.is_tensor(v)}
+                   for p, st in t.optimizer.state.items()})  # non-empty when resumed
+                 for t in trainers]
         try:
             self._warm_up()
             self.graph = torch.cuda.CUDAGraph()
@@ -133,7 +186,7 @@ class _CudaGraphedSteps:
             with torch.cuda.graph(self.graph):
                 self._steps()
         finally:
-            self._restore(saved)  # warm-up and capture leave no trace: training starts from the start
+            self._restore(saved)  # warm-up and capture leave no trace
 
     def _steps(self) -> None:
         at = self.pos * self.batch_size + self.arange  # (B,) positions in this epoch's order
@@ -151,13 +204,13 @@ class _CudaGraphedSteps:
         torch.cuda.current_stream().wait_stream(side)
 
     @torch.no_grad()
-    def _restore(self, saved: list[dict]) -> None:
-        for t, state in zip(self.trainers, saved):
-            t.job.model.load_state_dict(state)  # copies into the same tensors the graph uses
-            for st in t.optimizer.state.values():
-                for v in st.values():
-                    if torch.is_tensor(v):
-                        v.zero_()  # Adam starts from zero moments and step 0
+    def _restore(self, saved: list[tuple[dict, dict]]) -> None:
+        for t, (weights, adam) in zip(self.trainers, saved):
+            t.job.model.load_state_dict(weights)  # copies into the same tensors the graph uses
+            for p, st in t.optimizer.state.items():
+                for k, v in st.items():
+                    if torch.is_tensor(v):  # back to the resumed moments, or to zero moments and step 0
+                        v.copy_(adam[p][k]) if p in adam else v.zero_()
             t.total.zero_()
         self.pos.zero_()
 
@@ -196,12 +249,15 @@ def fit_many(
     if len(train_x) == 0:
         raise TrainingError(f"{jobs[0].name if jobs else 'training'}: no training images")
     trainers = [_ModelTrainer(job, train_x, batch_size, lr) for job in jobs]
-    histories: list[list[EpochResult]] = [[] for _ in jobs]
 
     def emit(k: int, result: EpochResult) -> None:
-        histories[k].append(result)
         if jobs[k].on_epoch is not None:
             jobs[k].on_epoch(result)
+
+    for k, t in enumerate(trainers):
+        t.resume()
+        for result in t.history:  # epochs done before an interruption are reported again
+            emit(k, result)
 
     if train_x.device.type == "cuda":
         use_graphs = cuda_graphs if cuda_graphs is not None else True
@@ -217,7 +273,7 @@ def fit_many(
             _fit_threaded(trainers, eval_x, epochs, workers, threads, emit)
     for job in jobs:
         job.model.eval()
-    return histories
+    return [t.history[:epochs] for t in trainers]
 
 
 def fit(model: nn.Module, train_x: torch.Tensor, eval_x: torch.Tensor, *, name: str, epochs: int,
@@ -240,22 +296,23 @@ def _fit_together(trainers, eval_x, epochs, batch_size, graphs, emit) -> None:
                 t.optimizer.zero_grad(set_to_none=True)
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        for t in trainers:
-            t.new_epoch()
-        if graphed is not None:
+        due = [k for k, t in enumerate(trainers) if len(t.history) < epoch]  # resumed ones may be ahead
+        for k in due:
+            trainers[k].new_epoch()
+        if graphed is not None and len(due) == len(trainers):
             graphed.epoch(lambda: False)
         else:
-            for t in trainers:
-                t.eager_epoch()
-        for k, t in enumerate(trainers):
-            emit(k, t.finish_epoch(epoch, eval_x, start))
+            for k in due:
+                trainers[k].eager_epoch()
+        for k in due:
+            emit(k, trainers[k].finish_epoch(epoch, eval_x, start))
 
 
 def _fit_threaded(trainers, eval_x, epochs, workers, threads, emit) -> None:
     """Model-epochs spread over worker threads; results come back here in finishing order."""
     from .device import configure_cpu
 
-    done = [0] * len(trainers)
+    done = [len(t.history) for t in trainers]  # more than 0 where a checkpoint was resumed
     busy = [False] * len(trainers)
     lock = threading.Lock()
     stop = threading.Event()
@@ -291,11 +348,12 @@ def _fit_threaded(trainers, eval_x, epochs, workers, threads, emit) -> None:
             stop.set()
             results.put((None, exc))
 
+    remaining = sum(epochs - d for d in done if d < epochs)
     pool = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
     for th in pool:
         th.start()
     try:
-        for _ in range(len(trainers) * epochs):
+        for _ in range(remaining):
             k, item = results.get()
             if k is None:
                 raise item

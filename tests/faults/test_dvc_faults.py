@@ -1,0 +1,80 @@
+"""DVC under concurrency: two `dvc repro` at once, and a queued sweep with two workers.
+
+Slow: each runs the real pipeline on a small profile in a throw-away copy of the project.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import project_copy, project_env, sh
+
+pytestmark = pytest.mark.slow
+
+SMALL = {"data": {"train_limit": 3000, "eval_limit": 500}, "train": {"epochs": 2},
+         "evaluate": {"n_projection": 200}}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    return project_copy(tmp_path_factory.mktemp("dvc-faults") / "repo", SMALL)
+
+
+def mlflow_runs(root: Path) -> list:
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("mnist-codec")
+    return client.search_runs([exp.experiment_id], max_results=5000), client
+
+
+def test_two_repros_at_once_one_runs_the_other_gets_the_lock_error(repo):
+    start = lambda: subprocess.Popen(["dvc", "repro"], cwd=repo, env=project_env(repo),  # noqa: E731
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = start()
+    time.sleep(1.5)  # the first holds the repo lock from its start
+    second = start()
+    out2, _ = second.communicate(timeout=300)
+    out1, _ = first.communicate(timeout=900)
+    assert first.returncode == 0, out1
+    # DVC's lock: the repo lock, or the per-output lock the first run holds
+    assert second.returncode != 0, out2
+    assert "Unable to acquire lock" in out2 or ("is busy, it is being blocked by" in out2
+                                                and f"(PID {first.pid})" in out2), out2
+    assert "Running stage" not in out2
+    assert "Data and pipelines are up to date" in sh(repo, "dvc", "status").stdout
+    metrics = (repo / "reports/metrics.json").read_bytes()
+    # the same result as a run alone
+    sh(repo, "dvc", "repro", "--force")
+    assert (repo / "reports/metrics.json").read_bytes() == metrics
+
+
+def test_a_queued_sweep_with_two_workers_loses_no_run_and_no_metric_point(repo):
+    sh(repo, "dvc", "repro")
+    runs_before, _ = mlflow_runs(repo)
+    sh(repo, "dvc", "exp", "run", "--queue", "-S", "seed=101,202")
+    sh(repo, "dvc", "queue", "start", "-j", "2")
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        status = sh(repo, "dvc", "queue", "status").stdout
+        if not any(s in status for s in ("Queued", "Running")):
+            break
+        time.sleep(3)
+    sh(repo, "dvc", "queue", "stop", "--kill", check=False)
+    assert status.count("Success") == 2, status
+    runs, client = mlflow_runs(repo)
+    new = [r for r in runs if r.info.run_id not in {b.info.run_id for b in runs_before}]
+    # a seed re-trains the AE and the three deep AEs and re-evaluates: 5 runs per experiment
+    by_stage = {}
+    for r in new:
+        by_stage.setdefault(r.data.tags["mnist_codec.stage"], []).append(r)
+    assert {k: len(v) for k, v in by_stage.items()} == {"train_ae": 2, "train_deep": 6, "evaluate": 2}
+    assert {r.info.status for r in new} == {"FINISHED"}
+    assert len({r.data.tags["mnist_codec.dvc_exp"] for r in new}) == 2  # one name per experiment
+    for r in by_stage["train_ae"] + by_stage["train_deep"]:
+        for metric in ("train_loss", "eval_loss"):
+            assert [m.step for m in client.get_metric_history(r.info.run_id, metric)] == [1, 2]

@@ -1,0 +1,67 @@
+"""Params: every key is validated before any work, with one message naming the key, the
+value and what is allowed. The table below covers every key of the schema."""
+
+import pytest
+
+from mnist_codec import params as P
+from mnist_codec.errors import ParamsError
+
+BAD_VALUES = [
+    ({"seed": -1}, "seed", "integer"),
+    ({"seed": "42"}, "seed", "integer"),
+    ({"device": "tpu"}, "device", "auto, cpu, cuda"),
+    ({"latent_dim": 0}, "latent_dim", "from 1 to 783"),
+    ({"latent_dim": 784}, "latent_dim", "from 1 to 783"),
+    ({"latent_dim": 3.5}, "latent_dim", "integer"),
+    ({"activation": "swish"}, "activation", "relu, tanh, leaky_relu, gelu, elu, silu"),
+    ({"activation": []}, "activation", "relu, tanh"),
+    ({"activation": ["relu", "relu"]}, "activation", "without repeated"),
+    ({"data": {"source": "ftp://example.org/"}}, "data.source", "bundled"),
+    ({"data": {"source": "file:///srv/mnist/../../etc/"}}, "data.source", "without '..' path segments"),
+    ({"data": {"source": "https://mirror.example.org/a/%2E%2E/b/"}}, "data.source", "without '..'"),
+    ({"data": {"protocol": "kfold"}}, "data.protocol", "holdout, notebook"),
+    ({"data": {"train_limit": 0}}, "data.train_limit", ">= 1"),
+    ({"data": {"eval_limit": "all"}}, "data.eval_limit", "or null"),
+    ({"train": {"epochs": 0}}, "train.epochs", "from 1"),
+    ({"train": {"batch_size": True}}, "train.batch_size", "integer"),
+    ({"train": {"lr": -0.001}}, "train.lr", "positive number"),
+    ({"train": {"lr": 0}}, "train.lr", "positive number"),
+    ({"train": {"lr": float("nan")}}, "train.lr", "positive number"),
+    ({"deep": {"hidden": []}}, "deep.hidden", "non-empty list"),
+    ({"deep": {"hidden": [256, -1]}}, "deep.hidden", "non-empty list"),
+    ({"evaluate": {"n_examples": 0}}, "evaluate.n_examples", "from 1 to 64"),
+    ({"evaluate": {"n_projection": 5}}, "evaluate.n_projection", "from 10"),
+    ({"train": 5}, "train", "a mapping of epochs, batch_size, lr"),
+]
+
+
+@pytest.mark.parametrize("raw, key, allowed", BAD_VALUES)
+def test_each_bad_value_names_key_value_and_allowed(raw, key, allowed):
+    with pytest.raises(ParamsError) as err:
+        P.validate(raw)
+    msg = str(err.value)
+    assert f"'{key}'" in msg
+    assert allowed in msg
+
+
+def test_the_table_covers_every_key_of_the_schema():
+    keys = {key for _, key, _ in BAD_VALUES}
+    assert set(P.SCHEMA) <= keys
+
+
+@pytest.mark.parametrize("raw, key, allowed", [row for row in BAD_VALUES if "." not in row[1]][:3])
+def test_a_bad_value_stops_a_stage_before_it_writes(tmp_path, raw, key, allowed):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import REPO
+
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    proc = subprocess.run([sys.executable, str(REPO / "stages" / "fetch.py"), "--out", "data/raw"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"fetch: error: params: '{key}'" in proc.stderr and allowed in proc.stderr
+    assert not (tmp_path / "data").exists()

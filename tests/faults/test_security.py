@@ -1,0 +1,125 @@
+"""Security: no pickled code runs, the UI listens on 127.0.0.1 only, the pinned MLflow
+and torch are past their known advisories, and nothing is written outside the repo."""
+
+from __future__ import annotations
+
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.version import Version
+
+from mnist_codec import models
+from mnist_codec.cli import check_outputs
+from mnist_codec.errors import DataError, ParamsError
+
+from conftest import REPO, write_raw_dir
+
+
+class Payload:
+    """Unpickling this creates ``marker``: proof that pickled code ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def plant(path: Path, marker: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        pickle.dump({"spec": {"kind": "ae", "latent_dim": 4}, "state_dict": Payload(marker)}, fh)
+
+
+def test_a_pickle_payload_in_place_of_a_model_is_refused_not_run(tmp_path):
+    plant(tmp_path / "evil.pt", tmp_path / "executed")
+    with pytest.raises(DataError, match="evil.pt: not a valid mnist-codec model file"):
+        models.load(tmp_path / "evil.pt")
+    assert not (tmp_path / "executed").exists()
+
+
+def test_the_evaluate_stage_refuses_a_planted_model_file(tmp_path):
+    from mnist_codec import data
+
+    root = tmp_path / "p"
+    (root / ".dvc").mkdir(parents=True)
+    data.preprocess(write_raw_dir(root / "data" / "raw"), root / "data" / "processed", "holdout")
+    (root / "params.yaml").write_text("latent_dim: 4\n")
+    plant(root / "models" / "pca.npz", root / "executed-pca")  # .npz is read with allow_pickle=False
+    plant(root / "models" / "ae.pt", root / "executed-ae")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "evaluate.py"), "--data", "data/processed", "--pca", "models/pca.npz",
+         "--ae", "models/ae.pt", "--deep", "models/deep", "--metrics", "reports/metrics.json",
+         "--table-md", "reports/comparison.md", "--table-csv", "reports/comparison.csv",
+         "--timings", "reports/timings.json", "--samples", "data/evaluation/samples.npz"],
+        cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "evaluate: error: models/pca.npz: not a valid PCA file" in proc.stderr
+    assert not (root / "executed-pca").exists() and not (root / "executed-ae").exists()
+    assert not (root / "reports").exists()
+    with pytest.raises(DataError, match="not a valid mnist-codec model file"):
+        models.load(root / "models" / "ae.pt")
+    assert not (root / "executed-ae").exists()
+
+
+def test_the_mlflow_ui_listens_on_127_0_0_1_only():
+    recipe = re.search(r"^ui:.*?\n((?:\t.*\n)+)", (REPO / "Makefile").read_text(), re.M).group(1)
+    assert "--host 127.0.0.1" in recipe and "0.0.0.0" not in recipe
+    blocks = (REPO / "README.md").read_text().split("```")[1::2]  # the code blocks
+    ui_blocks = [b for b in blocks if re.search(r"mlflow (ui|server)", b)]
+    assert ui_blocks
+    for block in ui_blocks:
+        assert "--host 127.0.0.1" in block and "0.0.0.0" not in block, block
+
+
+def _locked() -> dict[str, Version]:
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==", 1)
+            pins[name.strip().lower()] = Version(version.split(";")[0].strip())
+    return pins
+
+
+def test_locked_versions_are_past_every_listed_advisory():
+    pins = _locked()
+    advisories = yaml.safe_load((REPO / "security" / "advisories.yaml").read_text())
+    assert {a["package"] for a in advisories} >= {"mlflow", "torch"}
+    for adv in advisories:
+        assert pins[adv["package"]] >= Version(str(adv["fixed"])), f"{adv['id']}: {adv['what']}"
+    # MLflow is pinned exactly, in the package metadata as in the lock
+    assert f'"mlflow=={pins["mlflow"]}"' in (REPO / "pyproject.toml").read_text()
+
+
+@pytest.mark.parametrize("path", ["../outside/raw", "/tmp/mnist-codec-elsewhere/raw", "data/../../raw",
+                                  "data", "src/mnist_codec/datasets", "mlruns/x"])
+def test_outputs_outside_the_repos_own_folders_are_refused(tmp_path, monkeypatch, path):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ParamsError, match="refusing to write there"):
+        check_outputs([path], tmp_path)
+    check_outputs(["data/raw", "models/deep", "reports/figures", "data/../models/ae.pt"], tmp_path)
+
+
+def test_a_symlink_out_of_the_repo_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "repo" / "data" / "raw").symlink_to(tmp_path / "elsewhere")
+    monkeypatch.chdir(tmp_path / "repo")
+    with pytest.raises(ParamsError, match="refusing to write there"):
+        check_outputs(["data/raw/x.gz"], tmp_path / "repo")
+
+
+def test_a_stage_asked_to_write_outside_refuses_and_writes_nothing(tmp_path):
+    root = tmp_path / "repo"
+    (root / ".dvc").mkdir(parents=True)
+    (root / "params.yaml").write_text("seed: 1\n")
+    proc = subprocess.run([sys.executable, str(REPO / "stages" / "fetch.py"), "--out", "../stolen"],
+                          cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "fetch: error: output path '../stolen'" in proc.stderr
+    assert not (tmp_path / "stolen").exists()

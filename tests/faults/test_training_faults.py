@@ -1,0 +1,244 @@
+"""Training faults: a diverging loss, a kill mid-training, a kill mid-write, a resume.
+
+Stages run as DVC runs them: ``python stages/<stage>.py`` in a project folder, logging to
+that folder's own MLflow store.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from mnist_codec import data, models, pipeline, train
+from mnist_codec.params import validate
+from mnist_codec.seeding import derive_seed, seed_everything
+
+from conftest import REPO, write_raw_dir
+
+DEEP_ARGS = ["--data", "data/processed", "--out", "models/deep", "--curves", "reports/curves/deep"]
+
+
+def mini_project(root: Path, n_train: int = 3000, **params) -> Path:
+    """A project folder (found as the repo by its .dvc) with synthetic processed data."""
+    (root / ".dvc").mkdir(parents=True)
+    raw = write_raw_dir(root / "data" / "raw", n_train=n_train, n_test=200)
+    data.preprocess(raw, root / "data" / "processed", "holdout")
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+def stage_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+
+
+def run_stage(root: Path, stage: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "stages" / f"{stage}.py"), *args], cwd=root,
+                          env=stage_env(), capture_output=True, text=True, timeout=300)
+
+
+def mlflow_runs(root: Path, stage: str) -> list:
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("mnist-codec")
+    return [r for r in client.search_runs([exp.experiment_id])
+            if r.data.tags.get("mnist_codec.stage") == stage]
+
+
+def leftovers(root: Path) -> list[str]:
+    """Temporary files or folders anywhere under the project's output folders."""
+    return [str(p) for folder in ("data", "models", "reports") if (root / folder).exists()
+            for p in (root / folder).rglob(".*") if p.name != ".checkpoints"]
+
+
+# --- a loss that stops being finite --------------------------------------------------------
+
+def test_a_diverging_loss_stops_the_stage_naming_model_and_epoch(tmp_path):
+    # Adam at lr=1e12 blows the weights up past float32's range in the first steps
+    root = mini_project(tmp_path / "p", n_train=600, latent_dim=8, activation=["relu"],
+                        deep={"hidden": [64, 16]}, train={"epochs": 3, "lr": 1.0e12})
+    proc = run_stage(root, "train_deep", *DEEP_ARGS)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "train_deep: error: deep_relu: training loss became nan in epoch 1; lower train.lr" in proc.stderr
+    assert not (root / "models" / "deep").exists()
+    assert [p for p in (root / "reports").rglob("*") if p.is_file()] == []
+    runs = mlflow_runs(root, "train_deep")
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert leftovers(root) == []
+
+
+# --- SIGTERM mid-training, then the next run resumes -----------------------------------------
+
+RESUMABLE = dict(seed=5, latent_dim=32, activation=["relu", "tanh"], train={"epochs": 30})
+
+
+def test_sigterm_mid_training_kills_the_runs_and_the_next_run_resumes_to_the_same_losses(tmp_path):
+    root = mini_project(tmp_path / "killed", **RESUMABLE)
+    proc = subprocess.Popen([sys.executable, str(REPO / "stages" / "train_deep.py"), *DEEP_ARGS], cwd=root,
+                            env=stage_env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "epoch 3/30" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130, "".join(seen) + rest
+    assert "train_deep: interrupted" in rest
+    # no model, no partial output; both MLflow runs KILLED; checkpoints kept for the next run
+    assert not (root / "models" / "deep").exists() and not (root / "reports" / "curves" / "deep").exists()
+    assert leftovers(root) == []
+    assert sorted(r.info.status for r in mlflow_runs(root, "train_deep")) == ["KILLED", "KILLED"]
+    checkpoints = sorted(p.name for p in (root / "models" / ".checkpoints").iterdir())
+    assert checkpoints == ["deep_relu.ckpt", "deep_tanh.ckpt"]
+
+    again = run_stage(root, "train_deep", *DEEP_ARGS)
+    assert again.returncode == 0, again.stderr
+    assert "deep_relu: resuming after epoch" in again.stderr
+    assert (root / "models" / "deep" / "relu.pt").is_file() and (root / "models" / "deep" / "tanh.pt").is_file()
+    assert not (root / "models" / ".checkpoints").exists()  # spent once the outputs are in place
+
+    reference = mini_project(tmp_path / "uninterrupted", **RESUMABLE)
+    assert run_stage(reference, "train_deep", *DEEP_ARGS).returncode == 0
+    for name in ("deep_relu", "deep_tanh"):
+        got = np.loadtxt(root / "reports/curves/deep" / f"{name}.csv", delimiter=",", skiprows=1)
+        want = np.loadtxt(reference / "reports/curves/deep" / f"{name}.csv", delimiter=",", skiprows=1)
+        assert got.shape == (30, 3)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    finished = [r for r in mlflow_runs(root, "train_deep") if r.info.status == "FINISHED"]
+    assert len(finished) == 2
+
+
+# --- resume, in the library: exact -----------------------------------------------------------
+
+def _job(name: str, ckpt: Path | None, fingerprint: str = "f1") -> train.Job:
+    generator = seed_everything(derive_seed(9, name))
+    spec = {"kind": "deep", "latent_dim": 8, "hidden": [32, 16], "activation": name.removeprefix("deep_")}
+    checkpoint = train.Checkpoint(ckpt, fingerprint) if ckpt else None
+    return train.Job(name, models.build(spec), generator, checkpoint=checkpoint)
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_losses(digits, tmp_path, cores):
+    x = torch.from_numpy(digits[0])
+    names = ["deep_relu", "deep_tanh", "deep_leaky_relu"]
+    kw = dict(epochs=5, batch_size=64, lr=1e-3, cores=cores)
+    reference = train.fit_many([_job(n, None) for n in names], x, x[:50], **kw)
+
+    class Stop(KeyboardInterrupt):
+        pass
+
+    def stop_at_3(r):
+        if r.epoch == 3:
+            raise Stop
+
+    jobs = [_job(n, tmp_path / f"{n}.ckpt") for n in names]
+    jobs[1].on_epoch = stop_at_3
+    with pytest.raises(Stop):
+        train.fit_many(jobs, x, x[:50], **kw)
+    state = torch.load(tmp_path / "deep_tanh.ckpt", weights_only=True)
+    assert [r["epoch"] for r in state["history"]] == [1, 2, 3]
+    assert {"model", "optimizer", "generator", "fingerprint"} <= set(state)
+
+    reported = []
+    resumed_jobs = [_job(n, tmp_path / f"{n}.ckpt") for n in names]  # fresh weights, fresh generators
+    resumed_jobs[0].on_epoch = lambda r: reported.append(r.epoch)
+    resumed = train.fit_many(resumed_jobs, x, x[:50], **kw)
+    for got, want in zip(resumed, reference):
+        assert [(r.epoch, r.train_loss, r.eval_loss) for r in got] == [(r.epoch, r.train_loss, r.eval_loss) for r in want]
+    assert reported == [1, 2, 3, 4, 5]  # restored epochs are reported again, each once
+
+
+def test_a_checkpoint_for_other_params_or_cut_short_is_not_resumed(digits, tmp_path):
+    x = torch.from_numpy(digits[0])
+    kw = dict(epochs=2, batch_size=64, lr=1e-3, cores=1)
+    reference = train.fit_many([_job("deep_relu", None)], x, x[:50], **kw)[0]
+    ckpt = tmp_path / "deep_relu.ckpt"
+    train.fit_many([_job("deep_relu", ckpt, fingerprint="other params")], x, x[:50], epochs=1, batch_size=64,
+                   lr=1e-3, cores=1)
+    assert ckpt.exists()
+    fresh = train.fit_many([_job("deep_relu", ckpt, fingerprint="these params")], x, x[:50], **kw)[0]
+    assert [r.train_loss for r in fresh] == [r.train_loss for r in reference]  # trained from the start
+    ckpt.write_bytes(ckpt.read_bytes()[:100])  # cut short
+    fresh = train.fit_many([_job("deep_relu", ckpt, fingerprint="these params")], x, x[:50], **kw)[0]
+    assert [r.train_loss for r in fresh] == [r.train_loss for r in reference]
+
+
+# --- killed at any write: old outputs or none ------------------------------------------------
+
+def _outputs(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for folder in ("models", "reports", "data/evaluation")
+            for p in sorted((root / folder).rglob("*")) if p.is_file() and ".checkpoints" not in p.parts}
+
+
+def _run_evaluate_and_train_ae(root: Path, params) -> None:
+    pipeline.run_train_ae(params, root / "data/processed", root / "models/ae.pt", root / "models/ae.json",
+                          root / "reports/curves/ae.csv")
+    pipeline.run_evaluate(params, root / "data/processed", root / "models/pca.npz", root / "models/ae.pt",
+                          root / "models/deep", root / "reports/metrics.json", root / "reports/comparison.md",
+                          root / "reports/comparison.csv", root / "reports/timings.json",
+                          root / "data/evaluation/samples.npz")
+
+
+def test_a_stage_killed_at_any_rename_leaves_each_output_old_or_absent(tmp_path, monkeypatch, mlflow_store):
+    root = mini_project(tmp_path / "p", n_train=300, latent_dim=4, activation=["tanh"], deep={"hidden": [16, 8]},
+                        train={"epochs": 1}, evaluate={"n_projection": 50})
+    params = validate(yaml.safe_load((root / "params.yaml").read_text()))
+    pipeline.run_pca(params, root / "data/processed", root / "models/pca.npz", root / "models/pca.json")
+    pipeline.run_train_deep(params, root / "data/processed", root / "models/deep", root / "reports/curves/deep")
+    _run_evaluate_and_train_ae(root, params)
+    old = _outputs(root)
+
+    real_replace, calls = os.replace, []
+
+    def count(src, dst):
+        calls.append(dst)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", count)
+    _run_evaluate_and_train_ae(root, params)  # how many renames a full run makes
+    n_renames = len(calls)
+    assert n_renames >= 8
+    for k in range(n_renames):
+        seen = []
+
+        def kill_at_k(src, dst, k=k):
+            seen.append(dst)
+            if len(seen) == k + 1:
+                raise KeyboardInterrupt(f"killed at rename {k + 1} ({dst})")
+            return real_replace(src, dst)
+
+        monkeypatch.setattr(os, "replace", kill_at_k)
+        with pytest.raises(KeyboardInterrupt):
+            _run_evaluate_and_train_ae(root, params)
+        monkeypatch.setattr(os, "replace", real_replace)
+        now = _outputs(root)
+        assert leftovers(root) == [], f"rename {k + 1}"
+        assert set(now) == set(old), f"rename {k + 1}"  # nothing removed
+        for rel in now:  # each file the old one or a complete new one, never torn
+            _check_complete(root / rel)
+
+
+def _check_complete(path: Path) -> None:
+    import json
+
+    if path.suffix == ".json":
+        json.loads(path.read_text())
+    elif path.suffix == ".pt":
+        models.load(path)
+    elif path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as npz:
+            [npz[k] for k in npz.files]
+    elif path.suffix == ".csv":
+        lines = path.read_text().splitlines()
+        assert len(lines) >= 2 and all(line.count(",") == lines[0].count(",") for line in lines)
+    else:
+        assert path.read_text().endswith("\n")
