@@ -53,17 +53,17 @@ def psnr(mse: float, peak: float = 1.0) -> float:
 def encode_and_score(model, x: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """Codes (N, k) and per-image MSE (N,) float64 of x (N, 784), one chunk at a time.
 
-    Only a chunk of reconstructions exists at once, so scoring all 70,000 images needs no
-    full-size copy in float64.
+    Only a chunk of reconstructions exists at once, and squared errors are summed in
+    float64, so scoring all 70,000 images needs no full-size copy in float64.
     """
     model.eval()
     codes, errors = [], []
     for i in range(0, len(x), chunk):
         xb = torch.from_numpy(x[i: i + chunk])
         z = model.encode(xb)
-        diff = model.decode(z).double() - xb.double()  # (chunk, 784)
+        diff = model.decode(z) - xb  # (chunk, 784)
         codes.append(z.numpy())
-        errors.append(diff.square_().mean(dim=1).numpy())
+        errors.append((torch.sum(diff * diff, dim=1, dtype=torch.float64) / diff.shape[1]).numpy())
     return np.concatenate(codes), np.concatenate(errors)
 
 
