@@ -68,3 +68,19 @@ def test_pca_rejects_bad_files(tmp_path):
     (tmp_path / "x.npz").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="not a valid PCA file"):
         pca.load(tmp_path / "x.npz")
+
+
+def test_covariance_eigh_pca_equals_full_svd_on_real_mnist_to_1e_6():
+    # the solver the pipeline uses, against the exact full SVD, on the 10,000 real test digits
+    from sklearn.decomposition import PCA
+
+    from mnist_codec import data
+
+    images, _ = data.load_pair(data.bundled_dir(), "t10k")
+    x = images.astype(np.float32) / 255.0
+    arrays = pca.fit(x, 32)
+    codec = models.pca_codec_from_arrays(arrays["mean"], arrays["components"])
+    ours = float(np.mean((codec(torch.from_numpy(x)).numpy().astype(np.float64) - x) ** 2))
+    full = PCA(n_components=32, svd_solver="full").fit(x.astype(np.float64))
+    exact = float(np.mean((full.inverse_transform(full.transform(x.astype(np.float64))) - x) ** 2))
+    assert abs(ours - exact) <= 1e-6
