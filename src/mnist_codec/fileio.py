@@ -101,8 +101,16 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         os.chmod(tmp, 0o777 & ~_umask())
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / path.name)
-            os.replace(tmp, path)
+            moved = False
+            try:
+                os.replace(path, old / path.name)
+                moved = True
+                os.replace(tmp, path)
+            except BaseException:  # interrupted (Ctrl-C, SIGTERM) mid-swap: the old folder goes back
+                if moved:
+                    os.replace(old / path.name, path)
+                old.rmdir()
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)

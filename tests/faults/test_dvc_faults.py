@@ -5,6 +5,7 @@ Slow: each runs the real pipeline on a small profile in a throw-away copy of the
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -78,3 +79,41 @@ def test_a_queued_sweep_with_two_workers_loses_no_run_and_no_metric_point(repo):
     for r in by_stage["train_ae"] + by_stage["train_deep"]:
         for metric in ("train_loss", "eval_loss"):
             assert [m.step for m in client.get_metric_history(r.info.run_id, metric)] == [1, 2]
+
+
+def test_ctrl_c_during_a_training_stage_then_dvc_repro_resumes_and_succeeds(repo):
+    import signal
+
+    import yaml
+
+    sh(repo, "dvc", "repro")
+    params_file = repo / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["train"]["epochs"] = 40  # long enough to be interrupted mid-stage
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        runs_before = {r.info.run_id for r in mlflow_runs(repo)[0]}
+        proc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=project_env(repo), start_new_session=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if "deep_tanh: epoch 3/40" in line:
+                os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole group
+                break
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=120) != 0, "".join(seen) + rest
+        assert not (repo / "models" / "deep").exists()
+        killed = [r for r in mlflow_runs(repo)[0] if r.info.run_id not in runs_before
+                  and r.data.tags["mnist_codec.stage"] == "train_deep"]
+        assert sorted(r.info.status for r in killed) == ["KILLED"] * 3
+
+        again = sh(repo, "dvc", "repro")
+        assert "Running stage 'train_deep'" in again.stdout
+        assert "resuming after epoch" in again.stdout + again.stderr
+        assert (repo / "models" / "deep" / "tanh.pt").is_file()
+        assert not (repo / "models" / ".checkpoints").exists()
+        assert "Data and pipelines are up to date" in sh(repo, "dvc", "status").stdout
+    finally:
+        params_file.write_text(original)

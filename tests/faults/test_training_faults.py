@@ -175,26 +175,33 @@ def test_a_checkpoint_for_other_params_or_cut_short_is_not_resumed(digits, tmp_p
 # --- killed at any write: old outputs or none ------------------------------------------------
 
 def _outputs(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for folder in ("models", "reports", "data/evaluation")
+    return {str(p.relative_to(root)): p.read_bytes() for folder in ("models", "reports", "data/processed",
+                                                                    "data/evaluation")
             for p in sorted((root / folder).rglob("*")) if p.is_file() and ".checkpoints" not in p.parts}
 
 
-def _run_evaluate_and_train_ae(root: Path, params) -> None:
+def _run_stages(root: Path, params) -> None:
+    """Every stage after fetch, as the pipeline runs them, on the mini project."""
+    pipeline.run_preprocess(params, root / "data/raw", root / "data/processed")
+    pipeline.run_pca(params, root / "data/processed", root / "models/pca.npz", root / "models/pca.json")
     pipeline.run_train_ae(params, root / "data/processed", root / "models/ae.pt", root / "models/ae.json",
                           root / "reports/curves/ae.csv")
     pipeline.run_evaluate(params, root / "data/processed", root / "models/pca.npz", root / "models/ae.pt",
                           root / "models/deep", root / "reports/metrics.json", root / "reports/comparison.md",
                           root / "reports/comparison.csv", root / "reports/timings.json",
                           root / "data/evaluation/samples.npz")
+    pipeline.run_train_deep(params, root / "data/processed", root / "models/deep", root / "reports/curves/deep")
+    pipeline.run_report(root / "reports/metrics.json", root / "reports/comparison.csv", root / "reports/curves",
+                        root / "data/evaluation/samples.npz", root / "reports/figures", root / "reports/report.html")
 
 
-def test_a_stage_killed_at_any_rename_leaves_each_output_old_or_absent(tmp_path, monkeypatch, mlflow_store):
+def test_a_stage_killed_at_any_rename_leaves_each_output_old_or_complete(tmp_path, monkeypatch, mlflow_store):
     root = mini_project(tmp_path / "p", n_train=300, latent_dim=4, activation=["tanh"], deep={"hidden": [16, 8]},
                         train={"epochs": 1}, evaluate={"n_projection": 50})
     params = validate(yaml.safe_load((root / "params.yaml").read_text()))
     pipeline.run_pca(params, root / "data/processed", root / "models/pca.npz", root / "models/pca.json")
     pipeline.run_train_deep(params, root / "data/processed", root / "models/deep", root / "reports/curves/deep")
-    _run_evaluate_and_train_ae(root, params)
+    _run_stages(root, params)
     old = _outputs(root)
 
     real_replace, calls = os.replace, []
@@ -204,9 +211,9 @@ def test_a_stage_killed_at_any_rename_leaves_each_output_old_or_absent(tmp_path,
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", count)
-    _run_evaluate_and_train_ae(root, params)  # how many renames a full run makes
+    _run_stages(root, params)  # how many renames a full run makes
     n_renames = len(calls)
-    assert n_renames >= 8
+    assert n_renames >= 20
     for k in range(n_renames):
         seen = []
 
@@ -218,7 +225,7 @@ def test_a_stage_killed_at_any_rename_leaves_each_output_old_or_absent(tmp_path,
 
         monkeypatch.setattr(os, "replace", kill_at_k)
         with pytest.raises(KeyboardInterrupt):
-            _run_evaluate_and_train_ae(root, params)
+            _run_stages(root, params)
         monkeypatch.setattr(os, "replace", real_replace)
         now = _outputs(root)
         assert leftovers(root) == [], f"rename {k + 1}"
@@ -237,6 +244,12 @@ def _check_complete(path: Path) -> None:
     elif path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as npz:
             [npz[k] for k in npz.files]
+    elif path.suffix == ".npy":
+        np.load(path, allow_pickle=False)
+    elif path.suffix == ".png":
+        assert path.read_bytes().startswith(b"\x89PNG") and path.read_bytes().endswith(b"IEND\xaeB`\x82")
+    elif path.suffix == ".html":
+        assert path.read_text().rstrip().endswith("</html>")
     elif path.suffix == ".csv":
         lines = path.read_text().splitlines()
         assert len(lines) >= 2 and all(line.count(",") == lines[0].count(",") for line in lines)
