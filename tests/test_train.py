@@ -157,3 +157,29 @@ def test_cpu_plan_gives_each_model_a_core():
     assert cpu_plan(3, cores=2) == (2, 1)
     assert cpu_plan(3, cores=16) == (3, 5)
     assert cpu_plan(3, cores=1) == (1, 1)
+
+
+def test_the_graphed_path_replayed_eagerly_equals_eager_steps(digits):
+    # What CUDA captures (static order buffers, a position counter advanced inside the step,
+    # warm-up then restore, the partial batch stepped outside), replayed eagerly on the CPU:
+    # it must train exactly as plain eager steps do.
+    from mnist_codec.device import configure_cpu
+
+    x = torch.from_numpy(digits[0])  # 400 images at batch 96: four full batches and one of 16
+    names = ["deep_relu", "deep_tanh", "deep_leaky_relu"]
+
+    def run(capture):
+        jobs = _jobs(names)
+        trainers = [train._ModelTrainer(job, x, 96, 1e-3) for job in jobs]
+        histories = [[] for _ in jobs]
+        train._fit_together(trainers, x[:50], 3, 96, capture, lambda k, r: histories[k].append(r))
+        return histories, jobs
+
+    configure_cpu(1)
+    replayed, replayed_jobs = run(lambda steps: steps)
+    eager, eager_jobs = run(None)
+    for a, b in zip(replayed, eager):
+        assert [(r.train_loss, r.eval_loss) for r in a] == [(r.train_loss, r.eval_loss) for r in b]
+    for ja, jb in zip(replayed_jobs, eager_jobs):
+        for p, q in zip(ja.model.parameters(), jb.model.parameters()):
+            assert torch.equal(p, q)

@@ -159,15 +159,26 @@ class _ModelTrainer:
         return result
 
 
-class _CudaGraphedSteps:
-    """The full-batch steps of several models, captured together in one CUDA graph.
+def cuda_capture(steps: Callable[[], None]) -> Callable[[], None]:
+    """Capture ``steps`` in a CUDA graph (nothing runs now); return what replays it."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        steps()
+    return graph.replay
+
+
+class _GraphedSteps:
+    """The full-batch steps of several models, captured together as one replayable step.
 
     Each model keeps its own permutation in a static buffer; a position counter on the
-    device advances inside the graph, so one replay is one step of every model, with no
-    host work between steps.
+    device advances inside the step, so one replay is one step of every model, with no host
+    work between steps. ``capture`` turns the step function into its replay: on CUDA,
+    :func:`cuda_capture`; the identity replays it eagerly (how the tests check this logic
+    on a CPU).
     """
 
-    def __init__(self, trainers: Sequence[_ModelTrainer], batch_size: int):
+    def __init__(self, trainers: Sequence[_ModelTrainer], batch_size: int,
+                 capture: Callable[[Callable[[], None]], Callable[[], None]]):
         self.trainers, self.batch_size = trainers, batch_size
         device = trainers[0].device
         self.n_full = len(trainers[0].x) // batch_size
@@ -179,12 +190,10 @@ class _CudaGraphedSteps:
                    for p, st in t.optimizer.state.items()})  # non-empty when resumed
                  for t in trainers]
         try:
-            self._warm_up()
-            self.graph = torch.cuda.CUDAGraph()
+            self._warm_up(device)
             for t in trainers:
                 t.optimizer.zero_grad(set_to_none=True)
-            with torch.cuda.graph(self.graph):
-                self._steps()
+            self.replay = capture(self._steps)
         finally:
             self._restore(saved)  # warm-up and capture leave no trace
 
@@ -194,8 +203,13 @@ class _CudaGraphedSteps:
             t.step(torch.index_select(order, 0, at))
         self.pos.add_(1)
 
-    def _warm_up(self) -> None:
-        """Run the steps on a side stream, so lazy state (Adam moments, cuBLAS) exists before capture."""
+    def _warm_up(self, device: torch.device) -> None:
+        """Run the steps (on a side stream on CUDA), so lazy state (Adam moments, cuBLAS)
+        exists before capture."""
+        if device.type != "cuda":
+            for _ in range(3):
+                self._steps()
+            return
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -214,15 +228,13 @@ class _CudaGraphedSteps:
             t.total.zero_()
         self.pos.zero_()
 
-    def epoch(self, should_stop: Callable[[], bool]) -> None:
+    def epoch(self) -> None:
         b = self.batch_size
         for t, order in zip(self.trainers, self.orders):
             order.copy_(t.perm[: self.n_full * b])
         self.pos.zero_()
         for _ in range(self.n_full):
-            self.graph.replay()
-        if should_stop():
-            return
+            self.replay()
         for t in self.trainers:  # the last partial batch, eagerly, on the same weights and state
             if self.n_full * b < len(t.x):
                 t.step(t.perm[self.n_full * b:])
@@ -261,14 +273,14 @@ def fit_many(
 
     if train_x.device.type == "cuda":
         use_graphs = cuda_graphs if cuda_graphs is not None else True
-        _fit_together(trainers, eval_x, epochs, batch_size, use_graphs, emit)
+        _fit_together(trainers, eval_x, epochs, batch_size, cuda_capture if use_graphs else None, emit)
     else:
         from .device import configure_cpu, cpu_plan
 
         workers, threads = cpu_plan(len(jobs), cores)
         configure_cpu(threads)
         if workers == 1:
-            _fit_together(trainers, eval_x, epochs, batch_size, False, emit)
+            _fit_together(trainers, eval_x, epochs, batch_size, None, emit)
         else:
             _fit_threaded(trainers, eval_x, epochs, workers, threads, emit)
     for job in jobs:
@@ -284,12 +296,12 @@ def fit(model: nn.Module, train_x: torch.Tensor, eval_x: torch.Tensor, *, name: 
                     batch_size=batch_size, lr=lr, **kwargs)[0]
 
 
-def _fit_together(trainers, eval_x, epochs, batch_size, graphs, emit) -> None:
-    """All models step by step in this thread (one graph replay per step on CUDA)."""
+def _fit_together(trainers, eval_x, epochs, batch_size, capture, emit) -> None:
+    """All models step by step in this thread; with ``capture``, one replay steps them all."""
     graphed = None
-    if graphs and len(trainers[0].x) >= batch_size:
+    if capture is not None and len(trainers[0].x) >= batch_size:
         try:
-            graphed = _CudaGraphedSteps(trainers, batch_size)
+            graphed = _GraphedSteps(trainers, batch_size, capture)
         except RuntimeError as exc:  # e.g. an op this torch build cannot capture: same maths, eagerly
             print(f"training: CUDA graph capture failed ({exc}); stepping eagerly", file=sys.stderr)
             for t in trainers:
@@ -300,7 +312,7 @@ def _fit_together(trainers, eval_x, epochs, batch_size, graphs, emit) -> None:
         for k in due:
             trainers[k].new_epoch()
         if graphed is not None and len(due) == len(trainers):
-            graphed.epoch(lambda: False)
+            graphed.epoch()
         else:
             for k in due:
                 trainers[k].eager_epoch()
