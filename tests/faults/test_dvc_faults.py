@@ -94,7 +94,10 @@ def test_ctrl_c_during_a_training_stage_then_dvc_repro_resumes_and_succeeds(repo
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         runs_before = {r.info.run_id for r in mlflow_runs(repo)[0]}
+        # a terminal's foreground job: its own process group, and SIGINT not ignored (a shell that
+        # starts CI in the background makes its jobs ignore SIGINT, and children inherit that)
         proc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=project_env(repo), start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         seen = []
         for line in proc.stdout:
