@@ -175,9 +175,10 @@ def _train_codecs(params: Params, targets: list[CodecTarget], stage: str, td: Tr
 
     device, ex, ey, t = td.device, td.eval_images, td.eval_labels, params.train
     device_name = devices.describe(device, len(targets))
-    jobs, specs = [], []
+    jobs, specs, seeds = [], [], []
     for target in targets:
         seed = derive_seed(params.seed, target.name)
+        seeds.append(seed)
         generator = seed_everything(seed)  # weights drawn now, data order from the generator
         checkpoint = train.Checkpoint(_checkpoint_path(checkpoint_dir, target.name),
                                       _fingerprint(params, target, td.sha256))
@@ -195,7 +196,7 @@ def _train_codecs(params: Params, targets: list[CodecTarget], stage: str, td: Tr
         start = time.perf_counter()
         histories = train.fit_many(jobs, td.x, td.eval_x, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr)
         seconds = time.perf_counter() - start  # models trained side by side share this wall time
-        for target, job, run, history in zip(targets, jobs, runs, histories):
+        for target, job, seed, run, history in zip(targets, jobs, seeds, runs, histories):
             model, final = job.model.cpu(), history[-1]
             run.log_metrics({"final_train_loss": final.train_loss, "eval_mse": final.eval_loss,
                              "train_seconds": seconds})
@@ -204,7 +205,7 @@ def _train_codecs(params: Params, targets: list[CodecTarget], stage: str, td: Tr
             _log_figures(run, target.name, model, curves, ex, ey, N_GRID)
             run.log_model(model, ex[:N_EXAMPLE_INPUT])
             record = {"codec": target.name, "spec": target.spec, "mlflow_run_id": run.run_id,
-                      "seed": derive_seed(params.seed, target.name), "device": device_name,
+                      "seed": seed, "device": device_name,
                       "epochs": t.epochs, "train_seconds": round(seconds, 3),
                       "trained_with": [j.name for j in jobs],
                       "final_train_loss": final.train_loss, "final_eval_loss": final.eval_loss}

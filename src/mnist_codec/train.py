@@ -105,7 +105,7 @@ class _ModelTrainer:
             print(f"{self.job.name}: ignoring unreadable checkpoint {ck.path} ({type(exc).__name__})",
                   file=sys.stderr)
             return
-        if not usable:  # written for other params, code or data
+        if not usable:  # written for other params or data
             return
         self.job.model.load_state_dict(blob["model"])
         self.optimizer.load_state_dict(blob["optimizer"])
