@@ -73,3 +73,21 @@ def test_several_runs_open_at_once_each_get_their_own_metrics(mlflow_store):
         assert got.info.status == "FINISHED" and got.info.run_name == f"m{k}"
         assert got.data.params == {"k": str(k)}
         assert [m.value for m in client.get_metric_history(run.run_id, "eval_loss")] == [k + 1.0, k + 2.0]
+
+
+def test_a_signal_during_a_store_write_is_raised_after_it(monkeypatch):
+    import signal
+
+    from mnist_codec import interrupts
+
+    monkeypatch.setattr(interrupts, "_installed", True)
+    order = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.deferred():
+            interrupts._handler(signal.SIGTERM, None)  # as if SIGTERM arrived mid-write
+            order.append("write finished")
+    assert order == ["write finished"]
+    with pytest.raises(KeyboardInterrupt):  # outside a write it is raised at once
+        interrupts._handler(signal.SIGTERM, None)
+    with interrupts.deferred():
+        order.append("nothing pending")

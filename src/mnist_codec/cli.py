@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 from typing import Callable, Iterable
@@ -13,11 +12,6 @@ from .params import Params, load
 
 # The only folders of the repository a stage writes to (MLflow adds mlruns/ and mlflow.db).
 WRITABLE = ("data", "models", "reports")
-
-
-def _terminate(signum, frame):  # noqa: ARG001
-    # Unwind like Ctrl-C, so context managers (MLflow runs, temporary files) close cleanly.
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def check_outputs(paths: Iterable[str | Path], root: Path) -> None:
@@ -41,9 +35,10 @@ def run_stage(name: str, params_path: str | Path, body: Callable[[Params], None]
 
     Expected errors become one line and exit 2; Ctrl-C and SIGTERM exit 130.
     """
+    from . import interrupts
     from .fileio import workspace_root
 
-    signal.signal(signal.SIGTERM, _terminate)
+    interrupts.install()  # SIGTERM unwinds like Ctrl-C, never in the middle of an MLflow write
     try:
         params = load(params_path)
         check_outputs(outputs, workspace_root())

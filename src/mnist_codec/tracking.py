@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .interrupts import deferred
+
 EXPERIMENT = "mnist-codec"
 
 
@@ -132,13 +134,16 @@ class Run:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self._client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+        with deferred():
+            self._client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
     def log_figure(self, figure, filename: str) -> None:
-        self._client.log_figure(self.run_id, figure, filename)
+        with deferred():
+            self._client.log_figure(self.run_id, figure, filename)
 
     def log_text(self, text: str, filename: str) -> None:
-        self._client.log_text(self.run_id, text, filename)
+        with deferred():
+            self._client.log_text(self.run_id, text, filename)
 
     def log_model(self, model, example) -> None:
         """Log a torch codec with signature and input example; requirements are given, not inferred."""
@@ -152,7 +157,7 @@ class Run:
             output = model(torch.from_numpy(example)).numpy()
         torch_version = torch.__version__.split("+")[0]
         mlflow.set_tracking_uri(self._client.tracking_uri)  # the fluent API below must use this run's store
-        with warnings.catch_warnings(), mlflow.start_run(run_id=self.run_id):
+        with deferred(), warnings.catch_warnings(), mlflow.start_run(run_id=self.run_id):
             # torch.export warns about buffers (PCA's mean and components) that it saves anyway.
             warnings.filterwarnings("ignore", message="No complete tensor found")
             mlflow.pytorch.log_model(
@@ -187,17 +192,19 @@ def start_runs(specs: list[RunSpec], stage: str, all_params: dict[str, Any]) -> 
 
     root = repo_root()
     uri = tracking_uri(root)
-    with _store_lock(uri, root):  # a new store is created and migrated here: one process at a time
+    with _store_lock(uri, root), deferred():  # a new store is created and migrated here: one process at a time
         client = mlflow.MlflowClient(uri)
         experiment_id = _experiment_id(client, root)
     runs: list[Run] = []
     status = "FINISHED"
     try:
         for spec in specs:
-            run = client.create_run(experiment_id, run_name=spec.name,
-                                    tags=base_tags(stage, all_params, spec.tags))
-            runs.append(Run(client, run.info.run_id))
-            client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in flatten(spec.params).items()])
+            with deferred():
+                run = client.create_run(experiment_id, run_name=spec.name,
+                                        tags=base_tags(stage, all_params, spec.tags))
+                runs.append(Run(client, run.info.run_id))
+                client.log_batch(run.info.run_id,
+                                 params=[Param(k, str(v)) for k, v in flatten(spec.params).items()])
         yield runs
     except KeyboardInterrupt:
         status = "KILLED"
@@ -206,8 +213,9 @@ def start_runs(specs: list[RunSpec], stage: str, all_params: dict[str, Any]) -> 
         status = "FAILED"
         raise
     finally:
-        for run in runs:
-            client.set_terminated(run.run_id, status)
+        with deferred():
+            for run in runs:
+                client.set_terminated(run.run_id, status)
 
 
 @contextmanager
