@@ -140,3 +140,15 @@ def project_copy(root: Path, overrides: dict[str, dict]) -> Path:
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         sh(root, *cmd)
     return root
+
+
+def store_runs(root: Path, stage: str | None = None) -> tuple[list, object]:
+    """(runs, client) of the project's own MLflow store at ``root``, optionally of one stage."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("mnist-codec")
+    runs = client.search_runs([exp.experiment_id], max_results=5000)
+    if stage is not None:
+        runs = [r for r in runs if r.data.tags.get("mnist_codec.stage") == stage]
+    return runs, client

@@ -25,7 +25,7 @@ def test_bad_params_fail_before_work(tmp_path, params_text, expected):
     out = tmp_path / "data" / "raw"
     proc = _run("fetch.py", "--out", "data/raw", cwd=tmp_path)
     assert proc.returncode == 2
-    assert expected in proc.stderr
+    assert "fetch: error: params: " in proc.stderr and expected in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not out.exists()
 

@@ -135,14 +135,12 @@ class CodecTarget:
     curve_path: Path
 
 
-def _fingerprint(params: Params, target: CodecTarget, data_sha256: str) -> str:
+def _fingerprint(params: Params, target: CodecTarget, seed: int, data_sha256: str) -> str:
     """What a checkpoint must match to be resumed: the model, its training params, its data."""
     import json
 
-    from .seeding import derive_seed
-
-    text = json.dumps({"spec": target.spec, "train": params.to_dict()["train"],
-                       "seed": derive_seed(params.seed, target.name), "data": data_sha256}, sort_keys=True)
+    text = json.dumps({"spec": target.spec, "train": params.to_dict()["train"], "seed": seed,
+                       "data": data_sha256}, sort_keys=True)
     return fileio.sha256_bytes(text.encode())
 
 
@@ -181,7 +179,7 @@ def _train_codecs(params: Params, targets: list[CodecTarget], stage: str, td: Tr
         seeds.append(seed)
         generator = seed_everything(seed)  # weights drawn now, data order from the generator
         checkpoint = train.Checkpoint(_checkpoint_path(checkpoint_dir, target.name),
-                                      _fingerprint(params, target, td.sha256))
+                                      _fingerprint(params, target, seed, td.sha256))
         jobs.append(train.Job(target.name, models.build(target.spec).to(device), generator, checkpoint=checkpoint))
         specs.append(tracking.RunSpec(target.name, {**target.log_params, "model_seed": seed}, {
             "mnist_codec.codec": target.name, "mnist_codec.device": device_name,

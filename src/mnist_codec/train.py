@@ -324,7 +324,6 @@ def _fit_threaded(trainers, eval_x, epochs, workers, threads, emit) -> None:
     """Model-epochs spread over worker threads; results come back here in finishing order."""
     from .device import configure_cpu
 
-    done = [len(t.history) for t in trainers]  # more than 0 where a checkpoint was resumed
     busy = [False] * len(trainers)
     lock = threading.Lock()
     stop = threading.Event()
@@ -332,6 +331,8 @@ def _fit_threaded(trainers, eval_x, epochs, workers, threads, emit) -> None:
 
     def next_task() -> int | None:
         with lock:
+            # a model's history only grows while it is busy, so these lengths are settled
+            done = [len(t.history) for t in trainers]  # more than 0 where a checkpoint was resumed
             ready = [k for k in range(len(trainers)) if not busy[k] and done[k] < epochs]
             if not ready:
                 return None
@@ -351,16 +352,15 @@ def _fit_threaded(trainers, eval_x, epochs, workers, threads, emit) -> None:
                 t.eager_epoch(stop.is_set)
                 if stop.is_set():
                     return
-                result = t.finish_epoch(done[k] + 1, eval_x, start)
+                result = t.finish_epoch(len(t.history) + 1, eval_x, start)
                 with lock:
-                    done[k] += 1
                     busy[k] = False
                 results.put((k, result))
         except BaseException as exc:  # handed to the calling thread, which raises it
             stop.set()
             results.put((None, exc))
 
-    remaining = sum(epochs - d for d in done if d < epochs)
+    remaining = sum(max(0, epochs - len(t.history)) for t in trainers)
     pool = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
     for th in pool:
         th.start()

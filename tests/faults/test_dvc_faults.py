@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import project_copy, project_env, sh
+from conftest import project_copy, project_env, sh, store_runs
 
 pytestmark = pytest.mark.slow
 
@@ -23,14 +23,6 @@ SMALL = {"data": {"train_limit": 3000, "eval_limit": 500}, "train": {"epochs": 2
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     return project_copy(tmp_path_factory.mktemp("dvc-faults") / "repo", SMALL)
-
-
-def mlflow_runs(root: Path) -> list:
-    import mlflow
-
-    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("mnist-codec")
-    return client.search_runs([exp.experiment_id], max_results=5000), client
 
 
 def test_two_repros_at_once_one_runs_the_other_gets_the_lock_error(repo):
@@ -56,7 +48,7 @@ def test_two_repros_at_once_one_runs_the_other_gets_the_lock_error(repo):
 
 def test_a_queued_sweep_with_two_workers_loses_no_run_and_no_metric_point(repo):
     sh(repo, "dvc", "repro")
-    runs_before, _ = mlflow_runs(repo)
+    runs_before, _ = store_runs(repo)
     sh(repo, "dvc", "exp", "run", "--queue", "-S", "seed=101,202")
     sh(repo, "dvc", "queue", "start", "-j", "2")
     deadline = time.time() + 900
@@ -67,7 +59,7 @@ def test_a_queued_sweep_with_two_workers_loses_no_run_and_no_metric_point(repo):
         time.sleep(3)
     sh(repo, "dvc", "queue", "stop", "--kill", check=False)
     assert status.count("Success") == 2, status
-    runs, client = mlflow_runs(repo)
+    runs, client = store_runs(repo)
     new = [r for r in runs if r.info.run_id not in {b.info.run_id for b in runs_before}]
     # a seed re-trains the AE and the three deep AEs and re-evaluates: 5 runs per experiment
     by_stage = {}
@@ -93,7 +85,7 @@ def test_ctrl_c_during_a_training_stage_then_dvc_repro_resumes_and_succeeds(repo
     params["train"]["epochs"] = 40  # long enough to be interrupted mid-stage
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        runs_before = {r.info.run_id for r in mlflow_runs(repo)[0]}
+        runs_before = {r.info.run_id for r in store_runs(repo)[0]}
         # a terminal's foreground job: its own process group, and SIGINT not ignored (a shell that
         # starts CI in the background makes its jobs ignore SIGINT, and children inherit that)
         proc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=project_env(repo), start_new_session=True,
@@ -108,7 +100,7 @@ def test_ctrl_c_during_a_training_stage_then_dvc_repro_resumes_and_succeeds(repo
         rest = proc.stdout.read()
         assert proc.wait(timeout=120) != 0, "".join(seen) + rest
         assert not (repo / "models" / "deep").exists()
-        killed = [r for r in mlflow_runs(repo)[0] if r.info.run_id not in runs_before
+        killed = [r for r in store_runs(repo)[0] if r.info.run_id not in runs_before
                   and r.data.tags["mnist_codec.stage"] == "train_deep"]
         assert sorted(r.info.status for r in killed) == ["KILLED"] * 3
 

@@ -1,5 +1,6 @@
 """Params: every key is validated before any work, with one message naming the key, the
-value and what is allowed. The table below covers every key of the schema."""
+value and what is allowed. The table below covers every key of the schema; that a stage
+stops on them before writing anything is tests/test_stage_errors.py."""
 
 import pytest
 
@@ -47,21 +48,3 @@ def test_each_bad_value_names_key_value_and_allowed(raw, key, allowed):
 def test_the_table_covers_every_key_of_the_schema():
     keys = {key for _, key, _ in BAD_VALUES}
     assert set(P.SCHEMA) <= keys
-
-
-@pytest.mark.parametrize("raw, key, allowed", [row for row in BAD_VALUES if "." not in row[1]][:3])
-def test_a_bad_value_stops_a_stage_before_it_writes(tmp_path, raw, key, allowed):
-    import subprocess
-    import sys
-
-    import yaml
-
-    from conftest import REPO
-
-    (tmp_path / ".dvc").mkdir()
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    proc = subprocess.run([sys.executable, str(REPO / "stages" / "fetch.py"), "--out", "data/raw"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert f"fetch: error: params: '{key}'" in proc.stderr and allowed in proc.stderr
-    assert not (tmp_path / "data").exists()

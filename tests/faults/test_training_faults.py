@@ -21,7 +21,7 @@ from mnist_codec import data, models, pipeline, train
 from mnist_codec.params import validate
 from mnist_codec.seeding import derive_seed, seed_everything
 
-from conftest import REPO, write_raw_dir
+from conftest import REPO, store_runs, write_raw_dir
 
 DEEP_ARGS = ["--data", "data/processed", "--out", "models/deep", "--curves", "reports/curves/deep"]
 
@@ -44,15 +44,6 @@ def run_stage(root: Path, stage: str, *args: str) -> subprocess.CompletedProcess
                           env=stage_env(), capture_output=True, text=True, timeout=300)
 
 
-def mlflow_runs(root: Path, stage: str) -> list:
-    import mlflow
-
-    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("mnist-codec")
-    return [r for r in client.search_runs([exp.experiment_id])
-            if r.data.tags.get("mnist_codec.stage") == stage]
-
-
 def leftovers(root: Path) -> list[str]:
     """Temporary files or folders anywhere under the project's output folders."""
     return [str(p) for folder in ("data", "models", "reports") if (root / folder).exists()
@@ -70,7 +61,7 @@ def test_a_diverging_loss_stops_the_stage_naming_model_and_epoch(tmp_path):
     assert "train_deep: error: deep_relu: training loss became nan in epoch 1; lower train.lr" in proc.stderr
     assert not (root / "models" / "deep").exists()
     assert [p for p in (root / "reports").rglob("*") if p.is_file()] == []
-    runs = mlflow_runs(root, "train_deep")
+    runs = store_runs(root, "train_deep")[0]
     assert [r.info.status for r in runs] == ["FAILED"]
     assert leftovers(root) == []
 
@@ -96,7 +87,7 @@ def test_sigterm_mid_training_kills_the_runs_and_the_next_run_resumes_to_the_sam
     # no model, no partial output; both MLflow runs KILLED; checkpoints kept for the next run
     assert not (root / "models" / "deep").exists() and not (root / "reports" / "curves" / "deep").exists()
     assert leftovers(root) == []
-    assert sorted(r.info.status for r in mlflow_runs(root, "train_deep")) == ["KILLED", "KILLED"]
+    assert sorted(r.info.status for r in store_runs(root, "train_deep")[0]) == ["KILLED", "KILLED"]
     checkpoints = sorted(p.name for p in (root / "models" / ".checkpoints").iterdir())
     assert checkpoints == ["deep_relu.ckpt", "deep_tanh.ckpt"]
 
@@ -113,7 +104,7 @@ def test_sigterm_mid_training_kills_the_runs_and_the_next_run_resumes_to_the_sam
         want = np.loadtxt(reference / "reports/curves/deep" / f"{name}.csv", delimiter=",", skiprows=1)
         assert got.shape == (30, 3)
         np.testing.assert_allclose(got, want, rtol=1e-6)
-    finished = [r for r in mlflow_runs(root, "train_deep") if r.info.status == "FINISHED"]
+    finished = [r for r in store_runs(root, "train_deep")[0] if r.info.status == "FINISHED"]
     assert len(finished) == 2
 
 
