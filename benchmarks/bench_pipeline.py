@@ -1,17 +1,20 @@
-"""Time the reference notebook and the mnist-codec pipeline side by side, on one machine.
+"""Time the mnist-codec pipeline side by side with what it is measured against, on one machine.
 
-One run does, in a temporary copy of this working tree set to the notebook's protocol
-(``data.protocol=notebook``: train and evaluate on all 70,000 images, 10 epochs):
+Two benchmarks, each in temporary copies of this working tree, each alternating A B A B so
+that a busy machine slows both sides alike:
 
-1. ``dvc repro`` as from a fresh clone (no DVC cache, no MLflow store yet);
-2. then ``--rounds`` times, alternating: the notebook as one script (A), then
-   ``dvc repro --force`` (B): all seven stages, MLflow logging and the report included.
+* ``notebook``: the reference notebook as one script (A) against ``dvc repro --force`` (B)
+  under the notebook's protocol (``data.protocol=notebook``: all 70,000 images, 10 epochs)
+  with one seed, as the notebook trains each model once; after a first ``dvc repro`` as
+  from a fresh clone (no DVC cache, no MLflow store yet).
+* ``seeds``: the default run (``dvc repro --force``, holdout protocol) with ``n_seeds: 1``
+  (A) against the default ``n_seeds: 3`` (B), each in its own copy: what the intervals cost.
 
-It writes the medians, their ratio, the training alone, and every model's MSE next to the
-notebook's to a Markdown file (and the raw figures to a JSON file beside it).
+It writes medians, ratios and every model's MSE to a Markdown file, and the raw figures to
+a JSON file beside it (a benchmark not run this time keeps its earlier section).
 
 Usage (from the project root):
-    .venv/bin/python benchmarks/bench_pipeline.py [--rounds 2] [--out benchmarks/RESULTS.md]
+    .venv/bin/python benchmarks/bench_pipeline.py [--only notebook|seeds] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -54,8 +57,9 @@ def machine() -> dict:
             "torch": torch.__version__, "python": platform.python_version()}
 
 
-def copy_tree(dest: Path) -> None:
-    """The working tree's files (tracked, and untracked but not ignored) into a new git repo."""
+def copy_tree(dest: Path, overrides: dict) -> None:
+    """The working tree's files (tracked, and untracked but not ignored) into a new git repo,
+    params.yaml overridden (``{'data': {'protocol': 'notebook'}, 'n_seeds': 1}``)."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
                            capture_output=True, text=True).stdout.splitlines()
     for name in files:
@@ -64,8 +68,11 @@ def copy_tree(dest: Path) -> None:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["data"]["protocol"] = "notebook"
-    params["train"]["epochs"] = 10
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            params[key].update(value)
+        else:
+            params[key] = value
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for path in ("dvc.lock", "reports/metrics.json"):  # as a fresh clone of a repo never run here
         (dest / path).unlink(missing_ok=True)
@@ -100,13 +107,15 @@ def run_notebook(script: Path, mnist: Path, work: Path, env: dict, log: Path) ->
 
 def run_pipeline(repo: Path, env: dict, log: Path, force: bool = True) -> dict:
     dvc = str(Path(sys.executable).parent / "dvc")
+    env = {**env, "PYTHONPATH": str(repo / "src")}  # the copy's code
     wall = timed([dvc, "repro", *(["--force"] if force else [])], repo, env, log)
     timings = json.loads((repo / "reports/timings.json").read_text())
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     seconds = timings["train_seconds"]
     deep = max(v for k, v in seconds.items() if k.startswith("deep_"))  # trained side by side: one wall time
     return {"wall": wall, "train": seconds["ae"] + deep, "train_seconds": seconds,
-            "train_device": timings["train_device"], "mse": {k: m["mse"] for k, m in metrics.items()}}
+            "train_device": timings["train_device"], "mse": {k: m["mse"]["mean"] for k, m in metrics.items()},
+            "mse_summary": {k: m["mse"] for k, m in metrics.items()}}
 
 
 def verdict(ours: float, notebook: list[float]) -> str:
@@ -118,27 +127,79 @@ def verdict(ours: float, notebook: list[float]) -> str:
     return f"worse: {(ours / hi - 1) * 100:+.1f}% beyond the notebook's worst"
 
 
-def markdown(result: dict) -> str:
+def med(runs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def machine_line(m: dict) -> str:
+    return (f"{m['cpu']}, {m['cores']} usable cores, {m['memory_gib']} GiB, GPU: {m['gpu'] or 'none'}; "
+            f"torch {m['torch']}, Python {m['python']}")
+
+
+def markdown(results: dict) -> str:
+    parts = ["# Benchmarks: the pipeline side by side", ""]
+    if "seeds" in results:
+        parts.append(seeds_markdown(results["seeds"]))
+    if "notebook" in results:
+        parts.append(notebook_markdown(results["notebook"]))
+    return "\n".join(parts)
+
+
+def seeds_markdown(result: dict) -> str:
+    m, a, b = result["machine"], result["one"], result["three"]
+    one, three = med(a, "wall"), med(b, "wall")
+    from mnist_codec.evaluate import display_name
+
+    lines = [
+        "## What the intervals cost: 1 seed against 3",
+        "",
+        f"Measured {result['date']} with `{result['command']}`.",
+        "",
+        f"- **Machine:** {machine_line(m)}.",
+        f"- **Run:** the default `dvc repro --force` (holdout protocol, 10 epochs), with `n_seeds: 1` (A) and the "
+        f"default `n_seeds: 3` (B), {len(a)} rounds alternating A B A B.",
+        "- **Training plan, 3 seeds:** " + "; ".join(f"{k}: {v}" for k, v in b[-1]["train_device"].items()),
+        "",
+        "| Medians | 1 seed | 3 seeds | 3 seeds / 1 seed |",
+        "|---|---:|---:|---:|",
+        f"| Whole run (`dvc repro --force`: 7 stages, MLflow, report) | {one:.1f} s | {three:.1f} s "
+        f"| **{three / one:.2f}** |",
+        f"| Training alone (AE + deep AEs) | {med(a, 'train'):.1f} s | {med(b, 'train'):.1f} s "
+        f"| {med(b, 'train') / med(a, 'train'):.2f} |",
+        "",
+        f"Target: at most 2.00; measured {three / one:.2f}: " + ("met." if three / one <= 2 else "**not met**."),
+        "",
+        "Every round: " + "; ".join(f"A {x['wall']:.1f} s, B {y['wall']:.1f} s" for x, y in zip(a, b)) + ".",
+        "",
+        "| Codec | 1 seed: MSE | 3 seeds: the first seed's MSE | 3 seeds: mean ± 95% CI |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, s in b[-1]["mse_summary"].items():
+        half = (s["ci95_high"] - s["ci95_low"]) / 2
+        lines.append(f"| {display_name(name)} | {a[-1]['mse'][name]:.6f} | {s['per_seed'][0]:.6f} "
+                     f"| {s['mean']:.6f} ± {half:.6f} |")
+    lines += ["", "The first seed of a 3-seed run is the 1-seed run's model, trained in another stack: the same "
+              "number.", ""]
+    return "\n".join(lines)
+
+
+def notebook_markdown(result: dict) -> str:
     m, a, b = result["machine"], result["notebook"], result["pipeline"]
-    med = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
     nb_wall, pl_wall = med(a, "wall"), med(b, "wall")
     nb_train, pl_train = med(a, "train"), med(b, "train")
     from mnist_codec.evaluate import NOTEBOOK_MSE, display_name
 
     lines = [
-        "# Benchmark: the notebook and the pipeline, side by side",
+        "## The notebook and the pipeline",
         "",
         f"Measured {result['date']} with `{result['command']}`.",
         "",
-        f"- **Machine:** {m['cpu']}, {m['cores']} usable cores, {m['memory_gib']} GiB, "
-        f"GPU: {m['gpu'] or 'none'}; torch {m['torch']}, Python {m['python']}.",
-        f"- **Protocol:** all 70,000 images, 10 epochs, batch 128, Adam 1e-3 (`data.protocol=notebook`). "
-        f"{len(a)} rounds, notebook (A) and `dvc repro --force` (B) alternating A B A B.",
+        f"- **Machine:** {machine_line(m)}.",
+        f"- **Protocol:** all 70,000 images, 10 epochs, batch 128, Adam 1e-3 (`data.protocol=notebook`), one seed "
+        f"as the notebook. {len(a)} rounds, notebook (A) and `dvc repro --force` (B) alternating A B A B.",
         "- **Pipeline devices:** " + "; ".join(f"{k}: {v}" for k, v in b[-1]["train_device"].items()),
         "",
-        "## Wall time (medians)",
-        "",
-        "| What | Notebook | Pipeline | Pipeline / notebook |",
+        "| Medians | Notebook | Pipeline | Pipeline / notebook |",
         "|---|---:|---:|---:|",
         f"| Whole run: notebook script vs `dvc repro --force` (7 stages, MLflow, report) "
         f"| {nb_wall:.1f} s | {pl_wall:.1f} s | **{pl_wall / nb_wall:.2f}** |",
@@ -154,7 +215,7 @@ def markdown(result: dict) -> str:
         "Every round: " + "; ".join(f"A {x['wall']:.1f} s, B {y['wall']:.1f} s" for x, y in zip(a, b)) + ".",
         "The notebook trains its 1-layer AE for 11 epochs (1, then 10 more); the pipeline for 10.",
         "",
-        "## Reconstruction MSE (per pixel, all 70,000 images)",
+        "Reconstruction MSE (per pixel, all 70,000 images):",
         "",
         "| Model | Pipeline | Notebook, this run | Notebook, published | Verdict |",
         "|---|---:|---:|---:|---|",
@@ -171,8 +232,39 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def bench_notebook(args, work: Path, env: dict, log: Path) -> dict:
+    repo = work / "notebook-protocol"
+    repo.mkdir()
+    copy_tree(repo, {"data": {"protocol": "notebook"}, "train": {"epochs": 10}, "n_seeds": 1})
+    print("notebook: fresh copy: dvc repro", flush=True)
+    fresh = run_pipeline(repo, env, log, force=False)
+    notebook, pipeline = [], []
+    for k in range(args.rounds):
+        print(f"notebook: round {k + 1}/{args.rounds}: notebook", flush=True)
+        notebook.append(run_notebook(args.notebook, args.mnist, work, env, log))
+        print(f"notebook: round {k + 1}/{args.rounds}: dvc repro --force", flush=True)
+        pipeline.append(run_pipeline(repo, env, log))
+    return {"fresh": fresh, "notebook": notebook, "pipeline": pipeline}
+
+
+def bench_seeds(args, work: Path, env: dict, log: Path) -> dict:
+    repos = {}
+    for key, n in (("one", 1), ("three", 3)):
+        repos[key] = work / f"seeds-{n}"
+        repos[key].mkdir()
+        copy_tree(repos[key], {"n_seeds": n})  # the first round runs each from scratch, alike
+    runs: dict[str, list] = {"one": [], "three": []}
+    for k in range(args.rounds):
+        for key in ("one", "three"):
+            print(f"seeds: round {k + 1}/{args.rounds}: n_seeds={1 if key == 'one' else 3}: dvc repro --force",
+                  flush=True)
+            runs[key].append(run_pipeline(repos[key], env, log))
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["notebook", "seeds"], help="run one benchmark (default: both)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--notebook", type=Path, default=ROOT.parent / "shared/benchmarks/notebook_baseline.py")
     parser.add_argument("--mnist", type=Path, default=ROOT.parent / "shared/data/mnist")
@@ -180,34 +272,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render-only", action="store_true",
                         help="rewrite the Markdown from the JSON beside it, without measuring")
     args = parser.parse_args(argv)
+    store = args.out.with_suffix(".json")
+    results = json.loads(store.read_text()) if store.exists() else {}
+    if "machine" in results:  # written before there were two benchmarks: the notebook one
+        results = {"notebook": results}
     if args.render_only:
-        args.out.write_text(markdown(json.loads(args.out.with_suffix(".json").read_text())))
+        args.out.write_text(markdown(results))
         return 0
-    if not args.notebook.is_file():
+    which = [args.only] if args.only else ["seeds", "notebook"]
+    if "notebook" in which and not args.notebook.is_file():
         parser.error(f"--notebook: {args.notebook} not found")
     command = "python benchmarks/bench_pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    with tempfile.TemporaryDirectory(prefix="mnist-codec-bench-") as tmp:
-        work = Path(tmp)
-        repo = work / "repo"
-        repo.mkdir()
-        copy_tree(repo)
-        env = {**os.environ, "PYTHONPATH": str(repo / "src"), "DVC_NO_ANALYTICS": "1",
-               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-        env.pop("MLFLOW_TRACKING_URI", None)
-        log = args.out.with_suffix(".log")
-        log.write_text("")
-        print("fresh copy: dvc repro", flush=True)
-        fresh = run_pipeline(repo, env, log, force=False)
-        notebook, pipeline = [], []
-        for k in range(args.rounds):
-            print(f"round {k + 1}/{args.rounds}: notebook", flush=True)
-            notebook.append(run_notebook(args.notebook, args.mnist, work, env, log))
-            print(f"round {k + 1}/{args.rounds}: dvc repro --force", flush=True)
-            pipeline.append(run_pipeline(repo, env, log))
-    result = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "command": command.strip(),
-              "machine": machine(), "fresh": fresh, "notebook": notebook, "pipeline": pipeline}
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.out.write_text(markdown(result))
+    log = args.out.with_suffix(".log")
+    log.write_text("")
+    for what in which:
+        with tempfile.TemporaryDirectory(prefix="mnist-codec-bench-") as tmp:
+            work = Path(tmp)
+            env = {**os.environ, "DVC_NO_ANALYTICS": "1",
+                   "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+            env.pop("MLFLOW_TRACKING_URI", None)
+            measured = bench_notebook(args, work, env, log) if what == "notebook" else bench_seeds(args, work, env, log)
+        results[what] = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                         "command": command.strip(), "machine": machine(), **measured}
+        store.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.write_text(markdown(results))
     print(args.out.read_text())
     return 0
 

@@ -1,4 +1,4 @@
-"""DVC stage train_ae: the one-layer autoencoder 784 -> latent_dim -> 784."""
+"""DVC stage train_ae: the one-layer autoencoder 784 -> latent_dim -> 784, on every seed."""
 from pathlib import Path
 
 from mnist_codec.cli import run_stage, stage_parser
@@ -7,10 +7,8 @@ from mnist_codec.pipeline import run_train_ae
 if __name__ == "__main__":
     parser = stage_parser(__doc__)
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--record", type=Path, required=True)
-    parser.add_argument("--curve", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="folder of models and records, one per seed")
+    parser.add_argument("--curves", type=Path, required=True, help="folder of loss curves (.csv), one per seed")
     args = parser.parse_args()
-    run_stage("train_ae", args.params,
-              lambda params: run_train_ae(params, args.data, args.model, args.record, args.curve),
-              outputs=[args.model, args.record, args.curve])
+    run_stage("train_ae", args.params, lambda params: run_train_ae(params, args.data, args.out, args.curves),
+              outputs=[args.out, args.curves])

@@ -1,4 +1,4 @@
-"""DVC stage train_deep: one deep autoencoder per name in `activation`."""
+"""DVC stage train_deep: one deep autoencoder per name in `activation`, on every seed."""
 from pathlib import Path
 
 from mnist_codec.cli import run_stage, stage_parser

@@ -38,23 +38,42 @@ def test_project_2d_is_deterministic_and_centred(digits):
     assert np.array_equal(p, evaluate.project_2d(x[:, :50]))
 
 
-def _metrics(mse):
-    return {"mse": mse, "psnr": evaluate.psnr(mse), "code_size": 32, "params": 10}
+def _codec(values):
+    from mnist_codec.stats import summarize
+
+    return {"mse": summarize(values), "psnr": summarize([evaluate.psnr(v) for v in values]), "code_size": 32,
+            "params": 10}
 
 
-def test_comparison_table_holdout_and_notebook():
-    metrics = {"pca": _metrics(0.0172), "ae": _metrics(0.0110), "deep_leaky_relu": _metrics(0.0080)}
+def test_comparison_table_gives_intervals_and_does_not_rank_overlapping_codecs():
+    metrics = {"pca": _codec([0.0172]), "ae": _codec([0.0110, 0.0112, 0.0111]),
+               "deep_relu": _codec([0.0090, 0.0100, 0.0095]), "deep_leaky_relu": _codec([0.0092, 0.0096, 0.0094])}
     rows = evaluate.comparison_rows(metrics, "holdout")
-    assert [r["name"] for r in rows] == ["PCA", "AE (1 layer)", "Deep AE (LeakyReLU)"]
+    assert [r["name"] for r in rows] == ["PCA", "AE (1 layer)", "Deep AE (ReLU)", "Deep AE (LeakyReLU)"]
     assert "notebook_mse" not in rows[0]
-    nb = evaluate.comparison_rows(metrics, "notebook")
-    assert nb[0]["notebook_mse"] == 0.017181 and nb[0]["vs_notebook"] == "+0.1%"
-    assert nb[2]["vs_notebook"] == f"{(0.0080 / 0.008534 - 1) * 100:+.1f}%"
-    md = evaluate.rows_to_markdown(nb, "notebook", 70000)
-    assert "| PCA | 32 | 10 | 0.017200 | 17.645 | 0.017181 | +0.1% |" in md
-    csv_text = evaluate.rows_to_csv(nb)
-    assert csv_text.splitlines()[0] == "codec,name,code_size,params,mse,psnr_db,notebook_mse,vs_notebook"
-    assert len(csv_text.splitlines()) == 4
+    by = {r["codec"]: r for r in rows}
+    assert by["deep_relu"]["rank"] == by["deep_leaky_relu"]["rank"] == 1  # overlapping: not ordered
+    assert by["deep_relu"]["not_separated_from"] == "deep_leaky_relu"
+    assert by["ae"]["rank"] == 3 and by["pca"]["rank"] == 4 and by["pca"]["not_separated_from"] == ""
+    assert by["ae"]["mse_ci95_low"] < 0.0111 < by["ae"]["mse_ci95_high"]
+    md = evaluate.rows_to_markdown(rows, "holdout", 10000)
+    assert "| Deep AE (ReLU) | 32 | 10 | 3 | 0.009500 ± 0.001242 |" in md
+    assert "1 (not separated from Deep AE (LeakyReLU))" in md
+    assert "| PCA | 32 | 10 | 1 (deterministic) | 0.017200 |" in md
+    csv_text = evaluate.rows_to_csv(rows)
+    assert csv_text.splitlines()[0].startswith("codec,name,code_size,params,n_seeds,mse_mean,mse_ci95_low")
+
+
+def test_notebook_table_compares_the_published_figure_with_the_interval():
+    metrics = {"pca": _codec([0.017180]), "deep_leaky_relu": _codec([0.0083, 0.0098, 0.0090]),
+               "deep_relu": _codec([0.0110, 0.0111, 0.0109])}
+    rows = evaluate.comparison_rows(metrics, "notebook")
+    by = {r["codec"]: r for r in rows}
+    assert by["deep_leaky_relu"]["vs_notebook"].startswith("within our interval")  # 0.008534 inside
+    assert by["deep_relu"]["vs_notebook"].startswith("ours lower")  # 0.012785 above our interval
+    assert by["pca"]["vs_notebook"] == "deterministic (-0.0%)"  # no interval: the difference itself
+    md = evaluate.rows_to_markdown(rows, "notebook", 70000)
+    assert "Notebook vs ours" in md and "0.008534" in md
 
 
 def test_scores_match_a_float64_reference_whatever_the_chunk(digits):

@@ -17,6 +17,7 @@ def test_defaults_reproduce_the_notebook_settings():
     assert (p.train.epochs, p.train.batch_size, p.train.lr) == (10, 128, 1e-3)
     assert p.latent_dim == 32 and p.deep.hidden == (256, 64)
     assert p.activation == ("relu", "tanh", "leaky_relu")
+    assert p.n_seeds >= 3  # every autoencoder is trained on several seeds
 
 
 def test_activation_accepts_one_name_or_a_list():
@@ -53,9 +54,25 @@ def test_missing_or_broken_file(tmp_path):
         P.load(top)
 
 
-def test_schema_covers_every_dataclass_field():
-    # One table is the schema: each field of Params (and its sections) has a check.
-    fields = {f for f in P.Params.__dataclass_fields__ if f not in P.SECTIONS}
+def test_schema_is_derived_from_the_models_and_forbids_unknown_keys():
+    # The pydantic models are the schema: SCHEMA lists every field of Params and its sections.
+    fields = {f for f in P.Params.model_fields if f not in P.SECTIONS}
     for section, cls in P.SECTIONS.items():
-        fields |= {f"{section}.{f}" for f in cls.__dataclass_fields__}
+        fields |= {f"{section}.{f}" for f in cls.model_fields}
+        assert cls.model_config["extra"] == "forbid"
     assert fields == set(P.SCHEMA)
+    assert P.Params.model_config["extra"] == "forbid"
+
+
+def test_allowed_text_comes_from_the_declared_bounds():
+    assert P.allowed(P.SCHEMA["latent_dim"]) == "an integer from 1 to 783"
+    assert P.allowed(P.SCHEMA["n_seeds"]) == "an integer from 1 to 100"
+    assert P.allowed(P.SCHEMA["data.train_limit"]) == "an integer >= 1 or null"
+    assert P.allowed(P.SCHEMA["device"]) == "one of auto, cpu, cuda"
+
+
+def test_params_are_immutable():
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError):
+        P.Params().seed = 7

@@ -15,6 +15,7 @@ from conftest import project_copy, sh
 pytestmark = pytest.mark.slow
 
 CODECS = ["pca", "ae", "deep_relu", "deep_tanh", "deep_leaky_relu"]
+N_SEEDS = 3  # the default
 SMALL = {"data": {"train_limit": 3000, "eval_limit": 500}, "train": {"epochs": 2},
          "evaluate": {"n_projection": 200}}
 
@@ -34,65 +35,92 @@ def test_every_stage_runs_and_writes_its_outputs(repo, first_repro):
     for stage in ("fetch", "preprocess", "pca", "train_ae", "train_deep", "evaluate", "report"):
         assert f"Running stage '{stage}'" in first_repro.stdout
     for rel in ("data/raw/train-images-idx3-ubyte.gz", "data/processed/train_x.npy", "models/pca.npz",
-                "models/ae.pt", "models/deep/tanh.pt", "reports/metrics.json", "reports/comparison.md",
-                "reports/comparison.csv", "reports/timings.json", "reports/report.html",
-                "reports/curves/ae.csv", "reports/curves/deep/deep_leaky_relu.csv",
+                "models/ae/index.json", "models/deep/deep_tanh/index.json", "reports/metrics.json",
+                "reports/comparison.md", "reports/comparison.csv", "reports/timings.json", "reports/report.html",
                 "reports/figures/reconstructions.png", "reports/figures/pca_scatter.png",
                 "reports/figures/codes_2d.png", "reports/figures/training_curves.png",
-                "reports/figures/per_digit_mse.png"):
+                "reports/figures/per_digit_mse.png", "reports/figures/mse_intervals.png"):
         assert (repo / rel).is_file(), rel
+    for codec_dir, curve_dir in (("models/ae", "reports/curves/ae"),
+                                 ("models/deep/deep_leaky_relu", "reports/curves/deep/deep_leaky_relu")):
+        for r in range(N_SEEDS):  # a model, its record and its curve for every seed
+            assert (repo / codec_dir / f"seed{r}.pt").is_file() and (repo / codec_dir / f"seed{r}.json").is_file()
+            assert (repo / curve_dir / f"seed{r}.csv").is_file()
+        seeds = json.loads((repo / codec_dir / "index.json").read_text())["seeds"]
+        assert len(set(seeds)) == N_SEEDS
     assert "epoch 2/2 train_loss" in first_repro.stderr  # progress per epoch
 
 
 def test_metrics_and_table(repo, first_repro):
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert list(metrics) == CODECS
-    for m in metrics.values():
+    for name, m in metrics.items():
         assert set(m) == {"mse", "psnr", "code_size", "params", "mse_digit"}
-        assert 0 < m["mse"] < 0.2 and m["code_size"] == 32 and len(m["mse_digit"]) == 10
+        mse = m["mse"]
+        assert mse["n"] == (1 if name == "pca" else N_SEEDS) and len(mse["per_seed"]) == mse["n"]
+        assert 0 < mse["ci95_low"] <= mse["mean"] <= mse["ci95_high"] < 0.2
+        assert mse["mean"] == pytest.approx(sum(mse["per_seed"]) / mse["n"])
+        assert (mse["std"] > 0) == (name != "pca")  # seeds differ; PCA is deterministic
+        assert m["psnr"]["n"] == mse["n"] and m["code_size"] == 32 and len(m["mse_digit"]) == 10
     assert "seconds" not in json.dumps(metrics)  # timings live in their own file
     table = (repo / "reports/comparison.md").read_text()
     for name in ("PCA", "AE (1 layer)", "Deep AE (ReLU)", "Deep AE (Tanh)", "Deep AE (LeakyReLU)"):
         assert f"| {name} |" in table
+    assert "95% confidence interval" in table and " ± " in table
     html = (repo / "reports/report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5 and "<script" not in html
+    assert html.count("data:image/png;base64,") == 6 and "<script" not in html
     assert not re.search(r'(src|href)="(?!data:)', html)  # nothing loaded from elsewhere: renders offline
     shown = sh(repo, "dvc", "metrics", "show", "--json").stdout
     assert "deep_tanh" in shown
     plots = json.loads(sh(repo, "dvc", "plots", "show", "--json").stdout)["data"]
-    assert sorted(plots) == ["reports/curves/ae.csv", "reports/curves/deep/deep_leaky_relu.csv",
-                             "reports/curves/deep/deep_relu.csv", "reports/curves/deep/deep_tanh.csv"]
+    assert sorted(plots) == sorted(f"reports/curves/{folder}/seed{r}.csv" for r in range(N_SEEDS) for folder in
+                                   ("ae", "deep/deep_relu", "deep/deep_tanh", "deep/deep_leaky_relu"))
     assert all('"eval_loss"' in json.dumps(p) and '"train_loss"' in json.dumps(p) for p in plots.values())
 
 
-def test_mlflow_has_one_run_per_model_with_history_and_model(repo, first_repro):
+def test_mlflow_has_a_run_per_codec_with_a_child_per_seed(repo, first_repro):
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     exp = client.get_experiment_by_name("mnist-codec")
     runs = client.search_runs([exp.experiment_id])
     by_name = {r.info.run_name: r for r in runs}
-    assert sorted(by_name) == sorted(CODECS + ["evaluate"]) and len(runs) == 6
-    pipeline_ids = {r.data.tags["mnist_codec.pipeline"] for r in runs}
-    assert len(pipeline_ids) == 1  # the runs of one execution are found together
-    for name in CODECS:
+    children = [f"{c} seed{r}" for c in CODECS[1:] for r in range(N_SEEDS)]
+    assert sorted(by_name) == sorted(CODECS + ["evaluate"] + children) and len(runs) == len(by_name)
+    assert len({r.data.tags["mnist_codec.pipeline"] for r in runs}) == 1  # one execution, found together
+    for name in CODECS + children:
         run = by_name[name]
         assert run.info.status == "FINISHED"
         assert run.data.tags["mnist_codec.device"].startswith("cpu")
         assert run.data.tags["mnist_codec.dvc_exp"] == "workspace"
         assert len(run.data.tags["mnist_codec.data_sha256"]) == 64
-        history = client.get_metric_history(run.info.run_id, "train_loss")
-        assert len(history) == (1 if name == "pca" else 2)
         assert run.data.params["latent_dim"] == "32"
-        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert "reconstructions.png" in artifacts
-        models = client.search_logged_models(experiment_ids=[exp.experiment_id],
-                                             filter_string=f"source_run_id = '{run.info.run_id}'")
-        assert len(models) == 1, name
-    assert by_name["deep_tanh"].data.params["activation"] == "tanh"
-    assert "comparison.md" in {a.path for a in client.list_artifacts(by_name["evaluate"].info.run_id)}
-    record = json.loads((repo / "models/ae.json").read_text())
-    assert record["mlflow_run_id"] == by_name["ae"].info.run_id
+    for codec in CODECS[1:]:
+        parent = by_name[codec]
+        assert "mlflow.parentRunId" not in parent.data.tags
+        assert parent.data.metrics["eval_mse_ci95_low"] <= parent.data.metrics["eval_mse_mean"]
+        seeds = set()
+        for r in range(N_SEEDS):
+            child = by_name[f"{codec} seed{r}"]
+            assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+            assert child.data.tags["mnist_codec.replicate"] == str(r)
+            seeds.add(child.data.tags["mnist_codec.seed"])
+            assert child.data.params["model_seed"] == child.data.tags["mnist_codec.seed"]
+            assert len(client.get_metric_history(child.info.run_id, "train_loss")) == 2
+            assert "reconstructions.png" in {a.path for a in client.list_artifacts(child.info.run_id)}
+            models = client.search_logged_models(experiment_ids=[exp.experiment_id],
+                                                 filter_string=f"source_run_id = '{child.info.run_id}'")
+            assert len(models) == 1, child.info.run_name
+        assert len(seeds) == N_SEEDS
+    pca = by_name["pca"]
+    assert len(client.get_metric_history(pca.info.run_id, "train_loss")) == 1
+    assert by_name["deep_tanh seed1"].data.params["activation"] == "tanh"
+    evaluate = by_name["evaluate"]
+    assert "comparison.md" in {a.path for a in client.list_artifacts(evaluate.info.run_id)}
+    assert evaluate.data.tags["mnist_codec.run.ae"] == by_name["ae"].info.run_id
+    assert "deep_tanh.mse_ci95_high" in evaluate.data.metrics
+    record = json.loads((repo / "models/ae/seed1.json").read_text())
+    assert record["mlflow_run_id"] == by_name["ae seed1"].info.run_id
     assert (repo / "mlruns").is_dir()
 
 
@@ -105,6 +133,7 @@ def test_second_repro_runs_nothing(repo, first_repro):
     ("latent_dim", 16, ["pca", "train_ae", "train_deep"]),
     ("activation", "tanh", ["train_deep"]),
     ("seed", 7, ["train_ae", "train_deep"]),
+    ("n_seeds", 2, ["train_ae", "train_deep"]),
     ("train.epochs", 3, ["train_ae", "train_deep"]),
     ("evaluate.n_examples", 4, ["evaluate"]),
     ("data.protocol", "notebook", ["preprocess"]),

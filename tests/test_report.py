@@ -13,33 +13,57 @@ def _samples(codecs, n=6, m=40):
     return s
 
 
+def _per_seed(mse, n):
+    return [{"mse": mse * (1 + 0.01 * r), "psnr": evaluate.psnr(mse * (1 + 0.01 * r)), "code_size": 32, "params": 5,
+             "mse_digit": {str(d): mse * (1 + 0.01 * r) for d in range(10)}} for r in range(n)]
+
+
+def _curve(folder, seeds, epochs):
+    folder.mkdir(parents=True)
+    for r in range(seeds):
+        rows = "".join(f"{e},{0.05 / e + 0.001 * r},{0.04 / e + 0.001 * r}\n" for e in range(1, epochs + 1))
+        (folder / f"seed{r}.csv").write_text("epoch,train_loss,eval_loss\n" + rows)
+
+
 def test_build_writes_figures_and_a_self_contained_page(tmp_path):
     codecs = ["pca", "ae", "deep_gelu"]
-    metrics = {c: {"mse": 0.01 * (i + 1), "psnr": evaluate.psnr(0.01 * (i + 1)), "code_size": 32, "params": 5,
-                   "mse_digit": {str(d): 0.01 for d in range(10)}} for i, c in enumerate(codecs)}
+    metrics = {c: evaluate.aggregate(_per_seed(0.01 * (i + 1), 1 if c == "pca" else 3)) for i, c in enumerate(codecs)}
     (tmp_path / "metrics.json").write_text(__import__("json").dumps(metrics))
     (tmp_path / "t.csv").write_text(evaluate.rows_to_csv(evaluate.comparison_rows(metrics, "holdout")))
     curves = tmp_path / "curves"
-    (curves / "deep").mkdir(parents=True)
-    (curves / "ae.csv").write_text("epoch,train_loss,eval_loss\n1,0.05,0.04\n2,0.03,0.02\n")
-    (curves / "deep" / "deep_gelu.csv").write_text("epoch,train_loss,eval_loss\n1,0.06,0.05\n")
+    _curve(curves / "ae", 3, 2)
+    _curve(curves / "deep" / "deep_gelu", 3, 2)
     np.savez(tmp_path / "s.npz", **_samples(codecs))
     report.build(tmp_path / "metrics.json", tmp_path / "t.csv", curves, tmp_path / "s.npz",
                  tmp_path / "fig", tmp_path / "r.html")
     pngs = sorted(p.name for p in (tmp_path / "fig").iterdir())
-    assert pngs == ["codes_2d.png", "pca_scatter.png", "per_digit_mse.png", "reconstructions.png",
-                    "training_curves.png"]
+    assert pngs == ["codes_2d.png", "mse_intervals.png", "pca_scatter.png", "per_digit_mse.png",
+                    "reconstructions.png", "training_curves.png"]
     for p in (tmp_path / "fig").iterdir():
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (tmp_path / "r.html").read_text()
-    assert page.count("data:image/png;base64,") == 5
+    assert page.count("data:image/png;base64,") == 6
     assert "<td>Deep AE (GELU)</td>" in page
+    assert "95% confidence interval" in page and "<td>1 (deterministic)</td>" in page
+    assert "<td>0.020200 ± " in page  # mean ± half-width of the AE's interval
 
 
-def test_read_curves_lists_the_one_layer_ae_first(tmp_path):
-    (tmp_path / "deep").mkdir()
-    (tmp_path / "deep" / "deep_relu.csv").write_text("epoch,train_loss,eval_loss\n1,0.2,0.1\n")
-    (tmp_path / "ae.csv").write_text("epoch,train_loss,eval_loss\n1,0.3,0.2\n")
+def test_read_curves_stacks_seeds_per_codec_one_layer_ae_first(tmp_path):
+    _curve(tmp_path / "deep" / "deep_relu", 3, 4)
+    _curve(tmp_path / "ae", 3, 4)
     curves = report.read_curves(tmp_path)
     assert list(curves) == ["AE (1 layer)", "Deep AE (ReLU)"]
-    assert curves["AE (1 layer)"]["eval_loss"] == [0.2]
+    assert curves["AE (1 layer)"]["eval_loss"].shape == (3, 4)
+    assert curves["AE (1 layer)"]["eval_loss"][2, 0] == 0.042
+    assert list(curves["Deep AE (ReLU)"]["epoch"]) == [1, 2, 3, 4]
+
+
+def test_read_curves_refuses_seeds_of_different_lengths(tmp_path):
+    import pytest
+
+    from mnist_codec.errors import DataError
+
+    _curve(tmp_path / "ae", 2, 3)
+    (tmp_path / "ae" / "seed1.csv").write_text("epoch,train_loss,eval_loss\n1,0.2,0.1\n")
+    with pytest.raises(DataError, match="different numbers of epochs"):
+        report.read_curves(tmp_path)

@@ -55,11 +55,21 @@ def cpu_plan(n_models: int, cores: int | None = None) -> tuple[int, int]:
     return workers, max(1, cores // workers)
 
 
+def stack_size(n_models: int, parts: int) -> int:
+    """Members per stack when ``n_models`` of one layout are cut for ``parts`` workers: small
+    enough that the workers share the stacks evenly, epoch by epoch (9 on 2: 4, 4, 1)."""
+    return max(1, n_models // max(1, parts))
+
+
 def describe(device, n_models: int = 1) -> str:
-    """Human-readable device name, recorded with every training run."""
+    """Human-readable device name and training plan, recorded with every training run."""
     import torch
 
     if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    workers, threads = cpu_plan(n_models)
-    return f"cpu:{usable_cores()} cores, {workers} model(s) at a time, {threads} thread(s) each"
+        return f"cuda:{torch.cuda.get_device_name(device)}, {n_models} model(s) in one stack"
+    cores = usable_cores()
+    size = stack_size(n_models, cores)
+    stacks = -(-n_models // size)
+    workers, threads = cpu_plan(stacks)
+    return (f"cpu:{cores} cores, {n_models} model(s) in {stacks} stack(s) of up to {size}, "
+            f"{workers} stack(s) at a time, {threads} thread(s) each")

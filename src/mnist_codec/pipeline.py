@@ -36,7 +36,7 @@ def _subset(params: Params, keys: list[str]) -> dict[str, Any]:
     return out
 
 
-TRAIN_KEYS = ["seed", "device", "latent_dim", "train", "data"]
+TRAIN_KEYS = ["seed", "n_seeds", "device", "latent_dim", "train", "data"]
 
 
 # --- fetch, preprocess ---------------------------------------------------------------------
@@ -125,14 +125,29 @@ def _curve_csv(history) -> str:
 
 @dataclass(frozen=True)
 class CodecTarget:
-    """One autoencoder a training stage builds, and where its outputs go."""
+    """One autoencoder a training stage builds, on every seed, and where its outputs go.
+
+    ``model_dir`` gets ``seed<r>.pt`` and ``seed<r>.json`` per replicate r and an
+    ``index.json``; ``curve_dir`` gets ``seed<r>.csv``.
+    """
 
     name: str
     spec: dict
     log_params: dict
-    model_path: Path
-    record_path: Path
-    curve_path: Path
+    model_dir: Path
+    curve_dir: Path
+
+
+@dataclass(frozen=True)
+class _Member:
+    """One (codec, seed) training: replicate number, its seed, its MLflow run's and its
+    codec's parent run's indices."""
+
+    target: CodecTarget
+    replicate: int
+    seed: int
+    run: int
+    parent: int
 
 
 def _fingerprint(params: Params, target: CodecTarget, seed: int, data_sha256: str) -> str:
@@ -144,14 +159,15 @@ def _fingerprint(params: Params, target: CodecTarget, seed: int, data_sha256: st
     return fileio.sha256_bytes(text.encode())
 
 
-def _checkpoint_path(checkpoint_dir: Path, name: str) -> Path:
-    return checkpoint_dir / f"{name}.ckpt"
+def _checkpoint_path(checkpoint_dir: Path, name: str, replicate: int) -> Path:
+    return checkpoint_dir / f"{name}.seed{replicate}.ckpt"
 
 
-def _remove_checkpoints(checkpoint_dir: Path, targets: list[CodecTarget]) -> None:
+def _remove_checkpoints(checkpoint_dir: Path, targets: list[CodecTarget], n_seeds: int) -> None:
     """Once a stage's outputs are in place its checkpoints are spent."""
     for target in targets:
-        _checkpoint_path(checkpoint_dir, target.name).unlink(missing_ok=True)
+        for r in range(n_seeds):
+            _checkpoint_path(checkpoint_dir, target.name, r).unlink(missing_ok=True)
     try:
         checkpoint_dir.rmdir()
     except OSError:  # other stages' checkpoints are still there, or it never existed
@@ -160,68 +176,92 @@ def _remove_checkpoints(checkpoint_dir: Path, targets: list[CodecTarget]) -> Non
 
 def _train_codecs(params: Params, targets: list[CodecTarget], stage: str, td: TrainingData,
                   checkpoint_dir: Path) -> None:
-    """Seed, build, train side by side, log and save the stage's autoencoders.
+    """Seed, build, train side by side, log and save the stage's autoencoders, every seed.
 
-    Each model is its own MLflow run, open while it trains; files are written last, inside
-    the runs, so a failure leaves no model and FAILED (or KILLED) runs. Every epoch ends
-    with a checkpoint in ``checkpoint_dir`` (outside the stage's DVC outputs), from which
-    an interrupted stage resumes when run again with the same params and data.
+    Each codec is a parent MLflow run with one child run per seed, open while it trains;
+    files are written last, inside the runs, so a failure leaves no model and FAILED (or
+    KILLED) runs. Every epoch ends with a checkpoint per model in ``checkpoint_dir``
+    (outside the stage's DVC outputs), from which an interrupted stage resumes when run
+    again with the same params and data.
     """
     from . import device as devices
     from . import models, tracking, train
-    from .seeding import derive_seed, seed_everything
+    from .seeding import replicate_seeds, seed_everything
+    from .stats import summarize
 
     device, ex, ey, t = td.device, td.eval_images, td.eval_labels, params.train
-    device_name = devices.describe(device, len(targets))
-    jobs, specs, seeds = [], [], []
+    n_models = len(targets) * params.n_seeds
+    device_name = devices.describe(device, n_models)
+    jobs, specs, members = [], [], []
     for target in targets:
-        seed = derive_seed(params.seed, target.name)
-        seeds.append(seed)
-        generator = seed_everything(seed)  # weights drawn now, data order from the generator
-        checkpoint = train.Checkpoint(_checkpoint_path(checkpoint_dir, target.name),
-                                      _fingerprint(params, target, seed, td.sha256))
-        jobs.append(train.Job(target.name, models.build(target.spec).to(device), generator, checkpoint=checkpoint))
-        specs.append(tracking.RunSpec(target.name, {**target.log_params, "model_seed": seed}, {
-            "mnist_codec.codec": target.name, "mnist_codec.device": device_name,
-            "mnist_codec.data_sha256": td.sha256}))
+        tags = {"mnist_codec.codec": target.name, "mnist_codec.device": device_name,
+                "mnist_codec.data_sha256": td.sha256, "mnist_codec.n_seeds": str(params.n_seeds)}
+        parent = len(specs)
+        specs.append(tracking.RunSpec(target.name, target.log_params, tags))
+        for r, seed in enumerate(replicate_seeds(params.seed, target.name, params.n_seeds)):
+            generator = seed_everything(seed)  # weights drawn now, data order from the generator
+            checkpoint = train.Checkpoint(_checkpoint_path(checkpoint_dir, target.name, r),
+                                          _fingerprint(params, target, seed, td.sha256))
+            jobs.append(train.Job(f"{target.name}/seed{r}", models.build(target.spec).to(device), generator,
+                                  checkpoint=checkpoint))
+            specs.append(tracking.RunSpec(f"{target.name} seed{r}",
+                                          {**target.log_params, "model_seed": seed, "replicate": r},
+                                          {**tags, "mnist_codec.seed": str(seed), "mnist_codec.replicate": str(r)},
+                                          parent=parent))
+            members.append(_Member(target, r, seed, len(specs) - 1, parent))
     with tracking.start_runs(specs, stage, params.to_dict()) as runs, \
             _epoch_progress([j.name for j in jobs], t.epochs) as progress:
-        for job, run in zip(jobs, runs):
-            def on_epoch(r, job=job, run=run) -> None:
+        for job, member in zip(jobs, members):
+            def on_epoch(r, job=job, run=runs[member.run]) -> None:
                 run.log_epoch(r.epoch, r.train_loss, r.eval_loss)
                 progress(job.name, r)
             job.on_epoch = on_epoch
         start = time.perf_counter()
         histories = train.fit_many(jobs, td.x, td.eval_x, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr)
         seconds = time.perf_counter() - start  # models trained side by side share this wall time
-        for target, job, seed, run, history in zip(targets, jobs, seeds, runs, histories):
-            model, final = job.model.cpu(), history[-1]
+        finals: dict[str, list[float]] = {}
+        for member, job, history in zip(members, jobs, histories):
+            target, run, model, final = member.target, runs[member.run], job.model.cpu(), history[-1]
             run.log_metrics({"final_train_loss": final.train_loss, "eval_mse": final.eval_loss,
                              "train_seconds": seconds})
             curves = {"epoch": [r.epoch for r in history], "train_loss": [r.train_loss for r in history],
                       "eval_loss": [r.eval_loss for r in history]}
-            _log_figures(run, target.name, model, curves, ex, ey, N_GRID)
+            _log_figures(run, job.name, model, curves, ex, ey, N_GRID)
             run.log_model(model, ex[:N_EXAMPLE_INPUT])
             record = {"codec": target.name, "spec": target.spec, "mlflow_run_id": run.run_id,
-                      "seed": seed, "device": device_name,
+                      "mlflow_parent_run_id": runs[member.parent].run_id,
+                      "replicate": member.replicate, "seed": member.seed, "device": device_name,
                       "epochs": t.epochs, "train_seconds": round(seconds, 3),
                       "trained_with": [j.name for j in jobs],
                       "final_train_loss": final.train_loss, "final_eval_loss": final.eval_loss}
-            models.save(model, target.spec, target.model_path)
-            fileio.write_json(target.record_path, record)
-            fileio.write_text(target.curve_path, _curve_csv(history))
+            models.save(model, target.spec, target.model_dir / f"seed{member.replicate}.pt")
+            fileio.write_json(target.model_dir / f"seed{member.replicate}.json", record)
+            fileio.write_text(target.curve_dir / f"seed{member.replicate}.csv", _curve_csv(history))
+            finals.setdefault(target.name, []).append(final.eval_loss)
+        for target in targets:
+            parent = runs[next(m.parent for m in members if m.target is target)]
+            s = summarize(finals[target.name])
+            parent.log_metrics({"eval_mse_mean": s["mean"], "eval_mse_std": s["std"],
+                                "eval_mse_ci95_low": s["ci95_low"], "eval_mse_ci95_high": s["ci95_high"],
+                                "train_seconds": seconds})
+            fileio.write_json(target.model_dir / "index.json", {
+                "codec": target.name, "n_seeds": params.n_seeds, "mlflow_run_id": parent.run_id,
+                "seeds": [m.seed for m in members if m.target is target]})
 
 
-def run_train_ae(params: Params, data_dir: Path, model_path: Path, record_path: Path, curve_path: Path) -> None:
-    target = CodecTarget("ae", {"kind": "ae", "latent_dim": params.latent_dim}, _subset(params, TRAIN_KEYS),
-                         model_path, record_path, curve_path)
-    checkpoints = model_path.parent / CHECKPOINT_DIR
-    _train_codecs(params, [target], "train_ae", load_training_data(data_dir, params.device), checkpoints)
-    _remove_checkpoints(checkpoints, [target])
+def run_train_ae(params: Params, data_dir: Path, out_dir: Path, curves_dir: Path) -> None:
+    """Train the one-layer AE on every seed, side by side."""
+    td = load_training_data(data_dir, params.device)
+    checkpoints = out_dir.parent / CHECKPOINT_DIR
+    with fileio.atomic_dir(out_dir) as tmp_models, fileio.atomic_dir(curves_dir) as tmp_curves:
+        target = CodecTarget("ae", {"kind": "ae", "latent_dim": params.latent_dim}, _subset(params, TRAIN_KEYS),
+                             tmp_models, tmp_curves)
+        _train_codecs(params, [target], "train_ae", td, checkpoints)
+    _remove_checkpoints(checkpoints, [target], params.n_seeds)
 
 
 def run_train_deep(params: Params, data_dir: Path, out_dir: Path, curves_dir: Path) -> None:
-    """Train one deep AE per requested activation, side by side; each is its own MLflow run."""
+    """Train one deep AE per requested activation on every seed, all side by side."""
     td = load_training_data(data_dir, params.device)
     checkpoints = out_dir.parent / CHECKPOINT_DIR
     with fileio.atomic_dir(out_dir) as tmp_models, fileio.atomic_dir(curves_dir) as tmp_curves:
@@ -231,11 +271,10 @@ def run_train_deep(params: Params, data_dir: Path, out_dir: Path, curves_dir: Pa
             spec = {"kind": "deep", "latent_dim": params.latent_dim, "hidden": list(params.deep.hidden),
                     "activation": act}
             log_params = {**_subset(params, TRAIN_KEYS + ["deep"]), "activation": act}
-            targets.append(CodecTarget(name, spec, log_params, tmp_models / f"{act}.pt",
-                                       tmp_models / f"{act}.json", tmp_curves / f"{name}.csv"))
+            targets.append(CodecTarget(name, spec, log_params, tmp_models / name, tmp_curves / name))
         _train_codecs(params, targets, "train_deep", td, checkpoints)
         fileio.write_json(tmp_models / "index.json", {"activations": list(params.activation)})
-    _remove_checkpoints(checkpoints, targets)
+    _remove_checkpoints(checkpoints, targets, params.n_seeds)
 
 
 # --- pca -----------------------------------------------------------------------------------
@@ -277,54 +316,94 @@ def run_pca(params: Params, data_dir: Path, npz_path: Path, record_path: Path) -
 
 # --- evaluate ------------------------------------------------------------------------------
 
-def load_codecs(pca_path: Path, ae_path: Path, deep_dir: Path) -> dict[str, tuple[Any, dict]]:
-    """name -> (codec module, training record), in table order: PCA, AE, deep per activation."""
-    from . import models, pca
+def _read_record(path: Path) -> dict:
+    """A JSON record a training stage wrote; missing or unreadable is a DataError naming it."""
+    from .errors import DataError
 
-    codecs = {"pca": (pca.load(pca_path), fileio.read_json(pca_path.with_suffix(".json")))}
-    model, _ = models.load(ae_path)
-    codecs["ae"] = (model, fileio.read_json(ae_path.with_suffix(".json")))
-    index = fileio.read_json(deep_dir / "index.json")
-    for act in index["activations"]:
-        model, _ = models.load(deep_dir / f"{act}.pt")
-        codecs[f"deep_{act}"] = (model, fileio.read_json(deep_dir / f"{act}.json"))
+    try:
+        return fileio.read_json(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found (run the stage that writes it)") from None
+    except ValueError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _load_seeds(model_dir: Path) -> tuple[list[tuple[Any, dict]], dict]:
+    """A codec folder written by a training stage: [(model, record) per seed], its index."""
+    from . import models
+
+    from .errors import DataError
+
+    index = _read_record(model_dir / "index.json")
+    out = []
+    for r in range(int(index["n_seeds"])):
+        path = model_dir / f"seed{r}.pt"
+        if not path.exists():
+            raise DataError(f"{model_dir}: index.json lists {index['n_seeds']} seeds but {path.name} is missing")
+        model, _ = models.load(path)
+        out.append((model, _read_record(path.with_suffix(".json"))))
+    return out, index
+
+
+def load_codecs(pca_path: Path, ae_dir: Path, deep_dir: Path) -> dict[str, tuple[list[tuple[Any, dict]], str]]:
+    """name -> ([(codec module, training record) per seed], the codec's MLflow run id), in
+    table order: PCA (one, deterministic), the AE, a deep AE per activation."""
+    from . import pca
+
+    codec = pca.load(pca_path)
+    record = _read_record(pca_path.with_suffix(".json"))
+    codecs = {"pca": ([(codec, record)], record["mlflow_run_id"])}
+    seeds, index = _load_seeds(ae_dir)
+    codecs["ae"] = (seeds, index["mlflow_run_id"])
+    for act in _read_record(deep_dir / "index.json")["activations"]:
+        seeds, index = _load_seeds(deep_dir / f"deep_{act}")
+        codecs[f"deep_{act}"] = (seeds, index["mlflow_run_id"])
     return codecs
 
 
-def run_evaluate(params: Params, data_dir: Path, pca_path: Path, ae_path: Path, deep_dir: Path,
+def run_evaluate(params: Params, data_dir: Path, pca_path: Path, ae_dir: Path, deep_dir: Path,
                  metrics_path: Path, table_md: Path, table_csv: Path, timings_path: Path,
                  samples_path: Path) -> None:
+    """Every model of every codec on the evaluation split; per codec, summaries over its seeds."""
     from . import evaluate, tracking
 
     start = time.perf_counter()
     ex, ey = data.load_split(data_dir, "eval")
     meta = data.read_meta(data_dir)
     protocol = meta["protocol"]
-    codecs = load_codecs(pca_path, ae_path, deep_dir)
+    codecs = load_codecs(pca_path, ae_dir, deep_dir)
     n_show, n_proj = params.evaluate.n_examples, min(params.evaluate.n_projection, len(ex))
     metrics, samples = {}, {"originals": ex[:n_show], "labels": ey[:n_show], "proj_labels": ey[:n_proj]}
-    for name, (model, _) in codecs.items():
-        metrics[name], codes = evaluate.codec_metrics(model, ex, ey)
-        _, samples[f"recon_{name}"] = evaluate.reconstruct(model, ex[:n_show])
-        samples[f"proj_{name}"] = evaluate.project_2d(codes[:n_proj])
-        if name == "pca":
-            samples["pca_2d"] = codes[:n_proj, :2]  # the images' first two principal components
+    for name, (seeds, _) in codecs.items():
+        per_seed = []
+        for r, (model, _) in enumerate(seeds):
+            m, codes = evaluate.codec_metrics(model, ex, ey)
+            per_seed.append(m)
+            if r == 0:  # figures show the first seed's model
+                _, samples[f"recon_{name}"] = evaluate.reconstruct(model, ex[:n_show])
+                samples[f"proj_{name}"] = evaluate.project_2d(codes[:n_proj])
+                if name == "pca":
+                    samples["pca_2d"] = codes[:n_proj, :2]  # the images' first two principal components
+        metrics[name] = evaluate.aggregate(per_seed)
     rows = evaluate.comparison_rows(metrics, protocol)
     markdown = evaluate.rows_to_markdown(rows, protocol, len(ex))
     table = evaluate.rows_to_csv(rows)
     tags = {"mnist_codec.data_sha256": meta["splits"]["eval"]["sha256"]}
-    tags.update({f"mnist_codec.run.{name}": rec["mlflow_run_id"] for name, (_, rec) in codecs.items()})
+    tags.update({f"mnist_codec.run.{name}": run_id for name, (_, run_id) in codecs.items()})
+    logged = {f"{name}.{k}_{stat}": m[k][stat] for name, m in metrics.items() for k in ("mse", "psnr")
+              for stat in ("mean", "std", "ci95_low", "ci95_high")}
     with tracking.start_run("evaluate", "evaluate", _subset(params, ["evaluate", "data"]), tags,
                             params.to_dict()) as run:
-        run.log_metrics({f"{name}.{k}": v for name, m in metrics.items() for k, v in m.items() if k != "mse_digit"})
+        run.log_metrics(logged)
         run.log_text(markdown, "comparison.md")
         run.log_text(table, "comparison.csv")
         fileio.write_json(metrics_path, metrics)
         fileio.write_text(table_md, markdown)
         fileio.write_text(table_csv, table)
         fileio.write_npz(samples_path, samples)
-        timings = {"train_seconds": {name: rec.get("train_seconds") for name, (_, rec) in codecs.items()},
-                   "train_device": {name: rec.get("device") for name, (_, rec) in codecs.items()},
+        first = {name: seeds[0][1] for name, (seeds, _) in codecs.items()}
+        timings = {"train_seconds": {name: rec.get("train_seconds") for name, rec in first.items()},
+                   "train_device": {name: rec.get("device") for name, rec in first.items()},
                    "evaluate_seconds": round(time.perf_counter() - start, 3)}
         fileio.write_json(timings_path, timings)
     print(markdown)

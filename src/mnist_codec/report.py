@@ -11,18 +11,28 @@ import numpy as np
 
 from . import fileio, plots
 from .errors import DataError
-from .evaluate import HEADERS, display_name
+from .evaluate import HEADERS, INTERVAL_NOTE, display_cells, display_name
+from .stats import half_width
 
 
-def read_curves(curves_dir: Path) -> dict[str, dict[str, list[float]]]:
-    """Every ``<codec>.csv`` below curves_dir -> {'epoch': [...], 'train_loss': [...], 'eval_loss': [...]}."""
-    curves = {}
-    for path in sorted(Path(curves_dir).rglob("*.csv"), key=lambda p: (p.parent != Path(curves_dir), p.name)):
+def read_curves(curves_dir: Path) -> dict[str, dict[str, np.ndarray]]:
+    """``<codec>/seed<r>.csv`` below curves_dir -> per codec {'epoch': (E,), 'train_loss': (S, E),
+    'eval_loss': (S, E)}, codecs in folder order (ae, then the deep ones)."""
+    by_codec: dict[str, list[dict]] = {}
+    for path in sorted(Path(curves_dir).rglob("seed*.csv"), key=lambda p: (len(p.parts), p.parent.name, p.name)):
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
-        curves[display_name(path.stem)] = {k: [float(r[k]) for r in rows] for k in ("epoch", "train_loss", "eval_loss")}
-    if not curves:
+        by_codec.setdefault(path.parent.name, []).append(
+            {k: np.array([float(r[k]) for r in rows]) for k in ("epoch", "train_loss", "eval_loss")})
+    if not by_codec:
         raise DataError(f"{curves_dir}: no training curves found")
+    curves = {}
+    for codec, seeds in by_codec.items():
+        if len({len(s["epoch"]) for s in seeds}) != 1:
+            raise DataError(f"{curves_dir}/{codec}: the seeds' curves have different numbers of epochs")
+        curves[display_name(codec)] = {"epoch": seeds[0]["epoch"],
+                                       "train_loss": np.stack([s["train_loss"] for s in seeds]),
+                                       "eval_loss": np.stack([s["eval_loss"] for s in seeds])}
     return curves
 
 
@@ -44,35 +54,49 @@ def save_figure(fig, path: Path) -> bytes:
 
 
 def make_figures(metrics: dict, curves: dict, samples: dict[str, np.ndarray]) -> dict[str, object]:
-    """file name -> matplotlib Figure."""
+    """file name -> matplotlib Figure, in the order the report shows them."""
     codecs = list(metrics)
     names = {c: display_name(c) for c in codecs}
+    curves = {names[c]: curves[names[c]] for c in codecs if names[c] in curves}  # the table's order
+
+    def digit(c: str, d: int, f) -> float:
+        s = metrics[c]["mse_digit"].get(str(d))
+        return f(s) if s is not None else np.nan
+
     return {
+        "mse_intervals.png": plots.mse_intervals({names[c]: metrics[c]["mse"] for c in codecs}),
+        "reconstructions.png": plots.reconstruction_grid(
+            samples["originals"], {names[c]: samples[f"recon_{c}"] for c in codecs}, samples["labels"]),
+        "training_curves.png": plots.loss_bands(curves, "Training (solid) and evaluation (dashed) loss",
+                                                colors={names[c]: f"C{i % 10}" for i, c in enumerate(codecs)}),
+        "per_digit_mse.png": plots.per_digit_bars(
+            {names[c]: [digit(c, d, lambda s: s["mean"]) for d in range(10)] for c in codecs},
+            errors={names[c]: [digit(c, d, half_width) for d in range(10)] for c in codecs}),
         "pca_scatter.png": plots.scatter_2d({"PCA, 2 components": samples["pca_2d"]}, samples["proj_labels"],
                                             f"MNIST: 2-D PCA projection of {len(samples['proj_labels']):,} digits"),
         "codes_2d.png": plots.scatter_2d({names[c]: samples[f"proj_{c}"] for c in codecs}, samples["proj_labels"],
                                          "2-D projection (PCA) of each codec's codes"),
-        "reconstructions.png": plots.reconstruction_grid(
-            samples["originals"], {names[c]: samples[f"recon_{c}"] for c in codecs}, samples["labels"]),
-        "training_curves.png": plots.loss_curves(curves, "Training (solid) and evaluation (dashed) loss"),
-        "per_digit_mse.png": plots.per_digit_bars(
-            {names[c]: [metrics[c]["mse_digit"].get(str(d), np.nan) for d in range(10)] for c in codecs}),
     }
 
 
 CAPTIONS = {
-    "reconstructions.png": "The first evaluation digits and every codec's reconstruction.",
-    "training_curves.png": "Per-pixel MSE per epoch: training (solid) and evaluation split (dashed).",
-    "per_digit_mse.png": "Reconstruction error by digit.",
+    "mse_intervals.png": "Reconstruction MSE of each codec: every seed's model (crosses), their mean (dot) and "
+                         "the 95% confidence interval of the mean (bar). PCA is deterministic: one point.",
+    "reconstructions.png": "The first evaluation digits and each codec's reconstruction (the first seed's model).",
+    "training_curves.png": "Per-pixel MSE per epoch, mean over seeds: training (solid) and evaluation split "
+                           "(dashed); the shading is the 95% interval of the mean.",
+    "per_digit_mse.png": "Reconstruction error by digit: mean over seeds, error bars the 95% interval.",
     "pca_scatter.png": "The digits on their first two principal components, coloured by label.",
-    "codes_2d.png": "Each codec's code projected to 2-D with PCA, coloured by label.",
+    "codes_2d.png": "Each codec's code (the first seed's model) projected to 2-D with PCA, coloured by label.",
 }
 
 
 def render_html(table: list[dict[str, str]], pngs: dict[str, bytes]) -> str:
-    cols = [c for c in HEADERS if table and c in table[0]]
+    cells = [display_cells(row) for row in table]
+    cols = [c for c in HEADERS if cells and c in cells[0]]
     head = "".join(f"<th>{html.escape(HEADERS[c])}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(row[c])}</td>" for c in cols) + "</tr>" for row in table)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(row[c])}</td>" for c in cols) + "</tr>" for row in cells)
+    n = max(int(row["n_seeds"]) for row in table)
     figures = "".join(
         f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
         f"<figcaption>{html.escape(CAPTIONS.get(name, name))}</figcaption></figure>"
@@ -84,10 +108,11 @@ def render_html(table: list[dict[str, str]], pngs: dict[str, bytes]) -> str:
 body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; }}
 table {{ border-collapse: collapse; }} th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
 th:first-child, td:first-child {{ text-align: left; }} img {{ max-width: 100%; }}
-figure {{ margin: 2em 0; }} figcaption {{ color: #555; }}
+figure {{ margin: 2em 0; }} figcaption {{ color: #555; }} .note {{ color: #333; max-width: 60em; }}
 </style></head><body>
 <h1>mnist-codec: PCA vs autoencoders, 32-number codes</h1>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+<p class="note">{html.escape(INTERVAL_NOTE.format(n=n))}</p>
 {figures}
 </body></html>
 """

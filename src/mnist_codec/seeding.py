@@ -18,6 +18,12 @@ def derive_seed(seed: int, name: str) -> int:
     return int.from_bytes(digest[:8], "big") % (2**63 - 1)
 
 
+def replicate_seeds(seed: int, name: str, n: int) -> list[int]:
+    """The seeds of a model's ``n`` replicates: the first is ``derive_seed(seed, name)`` (what a
+    one-seed run uses), the others are derived from (seed, name, replicate number)."""
+    return [derive_seed(seed, name if r == 0 else f"{name}#{r}") for r in range(n)]
+
+
 def seed_everything(seed: int):
     """Seed Python, NumPy and torch (all devices); return a torch.Generator seeded alike.
 

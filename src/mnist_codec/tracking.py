@@ -173,11 +173,16 @@ class Run:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What one run records at its start: its name, the params it used, and its own tags."""
+    """What one run records at its start: its name, the params it used, and its own tags.
+
+    ``parent`` is the index, in the same list of specs, of the run this one is nested under
+    (MLflow's UI folds children under their parent): a codec's run holds one child per seed.
+    """
 
     name: str
     params: dict[str, Any]
     tags: dict[str, str] = field(default_factory=dict)
+    parent: int | None = None
 
 
 @contextmanager
@@ -199,9 +204,11 @@ def start_runs(specs: list[RunSpec], stage: str, all_params: dict[str, Any]) -> 
     status = "FINISHED"
     try:
         for spec in specs:
+            tags = base_tags(stage, all_params, spec.tags)
+            if spec.parent is not None:
+                tags["mlflow.parentRunId"] = runs[spec.parent].run_id
             with deferred():
-                run = client.create_run(experiment_id, run_name=spec.name,
-                                        tags=base_tags(stage, all_params, spec.tags))
+                run = client.create_run(experiment_id, run_name=spec.name, tags=tags)
                 runs.append(Run(client, run.info.run_id))
                 client.log_batch(run.info.run_id,
                                  params=[Param(k, str(v)) for k, v in flatten(spec.params).items()])

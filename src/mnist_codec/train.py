@@ -4,18 +4,20 @@ What each model computes is the notebook's: Adam, per-pixel MSE, batches of ``ba
 drawn from a fresh permutation every epoch, the last partial batch included. The speed
 comes from how it is run:
 
+* models of one layout (every seed of every activation) train as one stack: one batched
+  matrix product per layer for all of them (:mod:`mnist_codec.stacking`);
 * the split lives as one tensor on the device and batches are gathered by index from it,
   with no DataLoader collating single images;
 * losses are summed on the device and read back once per epoch, not once per step;
 * Adam is the fused kernel (one call per step for all parameters);
-* on CUDA the whole full-batch step of every model is captured once in a CUDA graph and
+* on CUDA the whole full-batch step of every stack is captured once in a CUDA graph and
   replayed, so the GPU does not wait on Python between tiny kernels; the last partial
   batch runs eagerly on the same weights and optimizer state;
-* on a multi-core CPU, several models train at once, one per worker thread, each on its
-  own share of the cores (small matrix products use one core better than two).
+* on a multi-core CPU one stack uses every core; several stacks share them, one worker
+  thread each.
 
-Each model draws its data order from its own generator, so its result does not depend on
-which models train beside it, or on the schedule.
+Each model draws its data order from its own generator and is stepped on its own batch, so
+its result does not depend on which models share its stack, or on the schedule.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import torch
 from torch import nn
 
 from .errors import TrainingError
+from .stacking import StackedAutoencoder, layout
 
 
 @dataclass(frozen=True)
@@ -77,86 +80,122 @@ def reconstruction_mse(model: nn.Module, x: torch.Tensor, chunk: int = 8192) -> 
     return float(total.item() / x.numel())
 
 
-def make_optimizer(model: nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
+def make_optimizer(params, lr: float, device: torch.device) -> torch.optim.Adam:
     """The notebook's Adam as one fused kernel; capturable on CUDA so a graph can replay it."""
-    return torch.optim.Adam(model.parameters(), lr=lr, fused=True, capturable=device.type == "cuda")
+    return torch.optim.Adam(params, lr=lr, fused=True, capturable=device.type == "cuda")
 
 
-class _ModelTrainer:
-    """One model's optimizer, data order and on-device loss sum."""
+CHECKPOINT_FORMAT = 2  # a member's weights, its slices of Adam's moments, data order, history
 
-    def __init__(self, job: Job, x: torch.Tensor, batch_size: int, lr: float):
-        self.job, self.x, self.batch_size = job, x, batch_size
+
+def _read_checkpoint(job: Job) -> dict | None:
+    """The job's checkpoint if one exists, is readable and was written for this job; else None."""
+    ck = job.checkpoint
+    if ck is None or not ck.path.exists():
+        return None
+    try:
+        blob = torch.load(ck.path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unreadable (cut short, say): start over rather than trust it
+        print(f"{job.name}: ignoring unreadable checkpoint {ck.path} ({type(exc).__name__})", file=sys.stderr)
+        return None
+    if not isinstance(blob, dict) or blob.get("fingerprint") != ck.fingerprint \
+            or blob.get("format") != CHECKPOINT_FORMAT:  # written for other params, data or code
+        return None
+    return blob
+
+
+class _StackTrainer:
+    """Models of one layout trained as one stack: one optimizer, data orders (S, N), loss sums (S,).
+
+    Every member draws its data order from its own generator and is stepped on its own
+    batch, so its numbers do not depend on the other members.
+    """
+
+    def __init__(self, jobs: Sequence[Job], histories: Sequence[list[EpochResult]],
+                 adam: Sequence[dict | None], x: torch.Tensor, batch_size: int, lr: float):
+        self.jobs, self.x, self.batch_size = list(jobs), x, batch_size
         self.device = x.device
-        self.optimizer = make_optimizer(job.model, lr, self.device)
-        self.total = torch.zeros((), dtype=torch.float64, device=self.device)
-        self.perm = torch.empty(0, dtype=torch.long, device=self.device)
-        self.history: list[EpochResult] = []
+        self.stack = StackedAutoencoder([j.model for j in jobs]).to(self.device)
+        self.optimizer = make_optimizer(self.stack.parameters(), lr, self.device)
+        self.total = torch.zeros(len(jobs), dtype=torch.float64, device=self.device)
+        self.perm = torch.empty(len(jobs), 0, dtype=torch.long, device=self.device)
+        self.histories = [list(h) for h in histories]
+        if any(a is not None for a in adam):  # resumed: every member at the same epoch, so one step count
+            self._load_adam(adam)
 
-    def resume(self) -> None:
-        """Continue from the job's checkpoint, if one matches: weights, Adam, data order, epochs."""
-        ck = self.job.checkpoint
-        if ck is None or not ck.path.exists():
-            return
-        try:
-            blob = torch.load(ck.path, map_location="cpu", weights_only=True)
-            usable = isinstance(blob, dict) and blob.get("fingerprint") == ck.fingerprint
-        except Exception as exc:  # unreadable (cut short, say): start over rather than trust it
-            print(f"{self.job.name}: ignoring unreadable checkpoint {ck.path} ({type(exc).__name__})",
-                  file=sys.stderr)
-            return
-        if not usable:  # written for other params or data
-            return
-        self.job.model.load_state_dict(blob["model"])
-        self.optimizer.load_state_dict(blob["optimizer"])
-        self.job.generator.set_state(blob["generator"])
-        self.history = [EpochResult(**r) for r in blob["history"]]
-        print(f"{self.job.name}: resuming after epoch {len(self.history)} from {ck.path}", file=sys.stderr)
+    @property
+    def epochs_done(self) -> int:
+        return len(self.histories[0])
 
-    def save_checkpoint(self) -> None:
-        ck = self.job.checkpoint
-        if ck is None:
-            return
+    def _load_adam(self, adam: Sequence[dict]) -> None:
+        state = {i: {"step": torch.tensor(float(adam[0]["step"])),
+                     "exp_avg": torch.stack([a["exp_avg"][i] for a in adam]),
+                     "exp_avg_sq": torch.stack([a["exp_avg_sq"][i] for a in adam])}
+                 for i in range(len(list(self.stack.parameters())))}
+        self.optimizer.load_state_dict({"state": state, "param_groups": self.optimizer.state_dict()["param_groups"]})
+
+    def _member_adam(self, k: int) -> dict:
+        states = [self.optimizer.state[p] for p in self.stack.parameters()]
+        return {"step": float(states[0]["step"]), "exp_avg": [s["exp_avg"][k].cpu() for s in states],
+                "exp_avg_sq": [s["exp_avg_sq"][k].cpu() for s in states]}
+
+    def save_checkpoints(self) -> None:
         from .fileio import atomic_path
 
-        blob = {"fingerprint": ck.fingerprint, "model": self.job.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "generator": self.job.generator.get_state(),
-                "history": [asdict(r) for r in self.history]}
-        with atomic_path(ck.path) as tmp:
-            torch.save(blob, tmp)
+        for k, job in enumerate(self.jobs):
+            ck = job.checkpoint
+            if ck is None:
+                continue
+            self.stack.unstack_into(k, job.model)
+            blob = {"format": CHECKPOINT_FORMAT, "fingerprint": ck.fingerprint,
+                    "model": {n: t.cpu() for n, t in job.model.state_dict().items()},
+                    "adam": self._member_adam(k), "generator": job.generator.get_state(),
+                    "history": [asdict(r) for r in self.histories[k]]}
+            with atomic_path(ck.path) as tmp:
+                torch.save(blob, tmp)
 
     def new_epoch(self) -> None:
-        # drawn on the CPU from the model's generator: the same order on every device
-        self.perm = torch.randperm(len(self.x), generator=self.job.generator).to(self.device)
+        # drawn on the CPU from each member's generator: the same order on every device
+        self.perm = torch.stack([torch.randperm(len(self.x), generator=j.generator) for j in self.jobs]).to(self.device)
         self.total.zero_()
-        self.job.model.train()
+        self.stack.train()
 
     def step(self, idx: torch.Tensor) -> None:
-        """One Adam step on the images ``x[idx]``; adds the batch's summed loss to ``total``."""
-        xb = torch.index_select(self.x, 0, idx)  # (B, 784)
-        loss = nn.functional.mse_loss(self.job.model(xb), xb)
+        """One Adam step of every member, member k on the images ``x[idx[k]]``; idx is (S, b)."""
+        s, b = idx.shape
+        xb = torch.index_select(self.x, 0, idx.reshape(-1)).view(s, b, -1)  # (S, b, 784)
+        diff = self.stack(xb) - xb
+        per_member = torch.mean(diff * diff, dim=(1, 2))  # (S,): each member's batch MSE
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        per_member.sum().backward()  # the sum's gradient for a member is its own loss's gradient
         self.optimizer.step()
-        self.total.add_(loss.detach(), alpha=len(idx))
+        self.total.add_(per_member.detach(), alpha=b)
 
     def eager_epoch(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         b = self.batch_size
         for i in range(0, len(self.x), b):
             if should_stop():
                 return
-            self.step(self.perm[i: i + b])
+            self.step(self.perm[:, i: i + b])
 
-    def finish_epoch(self, epoch: int, eval_x: torch.Tensor, start: float) -> EpochResult:
-        train_loss = float(self.total.item() / len(self.x))  # the epoch's one host sync
-        if not math.isfinite(train_loss):
-            raise TrainingError(f"{self.job.name}: training loss became {train_loss} in epoch {epoch}; "
-                                "lower train.lr")
-        eval_loss = reconstruction_mse(self.job.model, eval_x)
-        result = EpochResult(epoch, train_loss, eval_loss, time.perf_counter() - start)
-        self.history.append(result)
-        self.save_checkpoint()
-        return result
+    def finish_epoch(self, epoch: int, eval_x: torch.Tensor, start: float) -> list[EpochResult]:
+        train_losses = (self.total / len(self.x)).tolist()  # the epoch's one host sync
+        for job, loss in zip(self.jobs, train_losses):
+            if not math.isfinite(loss):
+                raise TrainingError(f"{job.name}: training loss became {loss} in epoch {epoch}; lower train.lr")
+        eval_losses = self.stack.reconstruction_mse(eval_x).tolist()
+        seconds = time.perf_counter() - start
+        results = [EpochResult(epoch, t, e, seconds) for t, e in zip(train_losses, eval_losses)]
+        for history, result in zip(self.histories, results):
+            history.append(result)
+        self.save_checkpoints()
+        return results
+
+    def unstack(self) -> None:
+        """Copy the trained weights back into the jobs' own modules."""
+        for k, job in enumerate(self.jobs):
+            self.stack.unstack_into(k, job.model)
+            job.model.eval()
 
 
 def cuda_capture(steps: Callable[[], None]) -> Callable[[], None]:
@@ -168,24 +207,25 @@ def cuda_capture(steps: Callable[[], None]) -> Callable[[], None]:
 
 
 class _GraphedSteps:
-    """The full-batch steps of several models, captured together as one replayable step.
+    """The full-batch steps of several stacks, captured together as one replayable step.
 
-    Each model keeps its own permutation in a static buffer; a position counter on the
-    device advances inside the step, so one replay is one step of every model, with no host
-    work between steps. ``capture`` turns the step function into its replay: on CUDA,
-    :func:`cuda_capture`; the identity replays it eagerly (how the tests check this logic
-    on a CPU).
+    Each stack keeps its members' permutations in a static (S, n) buffer; a position counter
+    on the device advances inside the step, so one replay is one step of every member of
+    every stack, with no host work between steps. ``capture`` turns the step function into
+    its replay: on CUDA, :func:`cuda_capture`; the identity replays it eagerly (how the
+    tests check this logic on a CPU).
     """
 
-    def __init__(self, trainers: Sequence[_ModelTrainer], batch_size: int,
+    def __init__(self, trainers: Sequence[_StackTrainer], batch_size: int,
                  capture: Callable[[Callable[[], None]], Callable[[], None]]):
         self.trainers, self.batch_size = trainers, batch_size
         device = trainers[0].device
         self.n_full = len(trainers[0].x) // batch_size
-        self.orders = [torch.zeros(self.n_full * batch_size, dtype=torch.long, device=device) for _ in trainers]
+        self.orders = [torch.zeros(len(t.jobs), self.n_full * batch_size, dtype=torch.long, device=device)
+                       for t in trainers]
         self.pos = torch.zeros(1, dtype=torch.long, device=device)
         self.arange = torch.arange(batch_size, device=device)
-        saved = [({k: v.clone() for k, v in t.job.model.state_dict().items()},
+        saved = [({k: v.clone() for k, v in t.stack.state_dict().items()},
                   {p: {k: v.clone() for k, v in st.items() if torch.is_tensor(v)}
                    for p, st in t.optimizer.state.items()})  # non-empty when resumed
                  for t in trainers]
@@ -198,9 +238,9 @@ class _GraphedSteps:
             self._restore(saved)  # warm-up and capture leave no trace
 
     def _steps(self) -> None:
-        at = self.pos * self.batch_size + self.arange  # (B,) positions in this epoch's order
+        at = self.pos * self.batch_size + self.arange  # (B,) positions in this epoch's orders
         for t, order in zip(self.trainers, self.orders):
-            t.step(torch.index_select(order, 0, at))
+            t.step(torch.index_select(order, 1, at))  # (S, B)
         self.pos.add_(1)
 
     def _warm_up(self, device: torch.device) -> None:
@@ -220,7 +260,7 @@ class _GraphedSteps:
     @torch.no_grad()
     def _restore(self, saved: list[tuple[dict, dict]]) -> None:
         for t, (weights, adam) in zip(self.trainers, saved):
-            t.job.model.load_state_dict(weights)  # copies into the same tensors the graph uses
+            t.stack.load_state_dict(weights)  # copies into the same tensors the graph uses
             for p, st in t.optimizer.state.items():
                 for k, v in st.items():
                     if torch.is_tensor(v):  # back to the resumed moments, or to zero moments and step 0
@@ -231,13 +271,30 @@ class _GraphedSteps:
     def epoch(self) -> None:
         b = self.batch_size
         for t, order in zip(self.trainers, self.orders):
-            order.copy_(t.perm[: self.n_full * b])
+            order.copy_(t.perm[:, : self.n_full * b])
         self.pos.zero_()
         for _ in range(self.n_full):
             self.replay()
         for t in self.trainers:  # the last partial batch, eagerly, on the same weights and state
             if self.n_full * b < len(t.x):
-                t.step(t.perm[self.n_full * b:])
+                t.step(t.perm[:, self.n_full * b:])
+
+
+def _stacks(jobs: Sequence[Job], histories: Sequence[list], parts: int) -> list[list[int]]:
+    """Job indices per stack: one layout and one number of epochs done (resumed jobs may be
+    ahead) per stack, in job order. A group of n such jobs is cut into stacks of
+    ``max(1, n // parts)``, so ``parts`` workers share them evenly epoch by epoch (9 models
+    on 2 cores: stacks of 4, 4 and 1; 3 models: three stacks of one)."""
+    groups: dict[tuple, list[int]] = {}
+    for k, job in enumerate(jobs):
+        groups.setdefault((layout(job.model), len(histories[k])), []).append(k)
+    from .device import stack_size
+
+    stacks = []
+    for members in groups.values():
+        size = stack_size(len(members), parts)
+        stacks += [members[i: i + size] for i in range(0, len(members), size)]
+    return stacks
 
 
 def fit_many(
@@ -250,42 +307,73 @@ def fit_many(
     lr: float,
     cuda_graphs: bool | None = None,
     cores: int | None = None,
+    stacks_per_group: int | None = None,
 ) -> list[list[EpochResult]]:
     """Train every job's model to reconstruct ``train_x`` (N, 784); return each one's history.
 
+    Models of one layout train in stacks (see :mod:`mnist_codec.stacking`): on CUDA one
+    stack, all in one graph; on a CPU about one stack per core (``stacks_per_group``
+    overrides), since on the CPUs measured a batched product on one core does as much per
+    second as on two. Where a model trains does not change its losses (to 1e-6).
     ``on_epoch`` callbacks run in the calling thread, in the order epochs finish.
     ``cuda_graphs`` (default: on when the data is on CUDA) captures the steps in a graph;
-    ``cores`` (default: what the process may use) sets the CPU worker plan.
+    ``cores`` (default: what the process may use) sets the CPU plan.
     Raises TrainingError naming the model and epoch if a loss stops being finite.
     """
     if len(train_x) == 0:
         raise TrainingError(f"{jobs[0].name if jobs else 'training'}: no training images")
-    trainers = [_ModelTrainer(job, train_x, batch_size, lr) for job in jobs]
+    histories: list[list[EpochResult]] = []
+    adam: list[dict | None] = []
+    for job in jobs:
+        blob = _read_checkpoint(job)
+        if blob is None:
+            histories.append([])
+            adam.append(None)
+            continue
+        job.model.load_state_dict(blob["model"])
+        job.generator.set_state(blob["generator"])
+        histories.append([EpochResult(**r) for r in blob["history"]])
+        adam.append(blob["adam"])
+        print(f"{job.name}: resuming after epoch {len(histories[-1])} from {job.checkpoint.path}", file=sys.stderr)
 
     def emit(k: int, result: EpochResult) -> None:
         if jobs[k].on_epoch is not None:
             jobs[k].on_epoch(result)
 
-    for k, t in enumerate(trainers):
-        t.resume()
-        for result in t.history:  # epochs done before an interruption are reported again
+    for k, history in enumerate(histories):
+        for result in history:  # epochs done before an interruption are reported again
+            emit(k, result)
+    on_cuda = train_x.device.type == "cuda"
+    if stacks_per_group is None:
+        from .device import usable_cores
+
+        stacks_per_group = 1 if on_cuda else (cores or usable_cores())
+    stacks = _stacks(jobs, histories, stacks_per_group)
+    trainers = [_StackTrainer([jobs[k] for k in ks], [histories[k] for k in ks], [adam[k] for k in ks],
+                              train_x, batch_size, lr) for ks in stacks]
+
+    def emit_stack(t: int, results: list[EpochResult]) -> None:
+        for k, result in zip(stacks[t], results):
             emit(k, result)
 
-    if train_x.device.type == "cuda":
+    if on_cuda:
         use_graphs = cuda_graphs if cuda_graphs is not None else True
-        _fit_together(trainers, eval_x, epochs, batch_size, cuda_capture if use_graphs else None, emit)
+        _fit_together(trainers, eval_x, epochs, batch_size, cuda_capture if use_graphs else None, emit_stack)
     else:
         from .device import configure_cpu, cpu_plan
 
-        workers, threads = cpu_plan(len(jobs), cores)
+        workers, threads = cpu_plan(len(trainers), cores)
         configure_cpu(threads)
         if workers == 1:
-            _fit_together(trainers, eval_x, epochs, batch_size, None, emit)
+            _fit_together(trainers, eval_x, epochs, batch_size, None, emit_stack)
         else:
-            _fit_threaded(trainers, eval_x, epochs, workers, threads, emit)
-    for job in jobs:
-        job.model.eval()
-    return [t.history[:epochs] for t in trainers]
+            _fit_threaded(trainers, eval_x, epochs, workers, threads, emit_stack)
+    out: list[list[EpochResult]] = [[] for _ in jobs]
+    for t, ks in zip(trainers, stacks):
+        t.unstack()
+        for k, history in zip(ks, t.histories):
+            out[k] = history[:epochs]
+    return out
 
 
 def fit(model: nn.Module, train_x: torch.Tensor, eval_x: torch.Tensor, *, name: str, epochs: int,
@@ -297,7 +385,7 @@ def fit(model: nn.Module, train_x: torch.Tensor, eval_x: torch.Tensor, *, name: 
 
 
 def _fit_together(trainers, eval_x, epochs, batch_size, capture, emit) -> None:
-    """All models step by step in this thread; with ``capture``, one replay steps them all."""
+    """All stacks step by step in this thread; with ``capture``, one replay steps them all."""
     graphed = None
     if capture is not None and len(trainers[0].x) >= batch_size:
         try:
@@ -308,7 +396,7 @@ def _fit_together(trainers, eval_x, epochs, batch_size, capture, emit) -> None:
                 t.optimizer.zero_grad(set_to_none=True)
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        due = [k for k, t in enumerate(trainers) if len(t.history) < epoch]  # resumed ones may be ahead
+        due = [k for k, t in enumerate(trainers) if t.epochs_done < epoch]  # resumed ones may be ahead
         for k in due:
             trainers[k].new_epoch()
         if graphed is not None and len(due) == len(trainers):
@@ -321,7 +409,7 @@ def _fit_together(trainers, eval_x, epochs, batch_size, capture, emit) -> None:
 
 
 def _fit_threaded(trainers, eval_x, epochs, workers, threads, emit) -> None:
-    """Model-epochs spread over worker threads; results come back here in finishing order."""
+    """Stack-epochs spread over worker threads; results come back here in finishing order."""
     from .device import configure_cpu
 
     busy = [False] * len(trainers)
@@ -331,12 +419,12 @@ def _fit_threaded(trainers, eval_x, epochs, workers, threads, emit) -> None:
 
     def next_task() -> int | None:
         with lock:
-            # a model's history only grows while it is busy, so these lengths are settled
-            done = [len(t.history) for t in trainers]  # more than 0 where a checkpoint was resumed
+            # a stack's histories only grow while it is busy, so these counts are settled
+            done = [t.epochs_done for t in trainers]  # more than 0 where checkpoints were resumed
             ready = [k for k in range(len(trainers)) if not busy[k] and done[k] < epochs]
             if not ready:
                 return None
-            k = min(ready, key=lambda j: (done[j], j))  # the model furthest behind
+            k = min(ready, key=lambda j: (done[j], j))  # the stack furthest behind
             busy[k] = True
             return k
 
@@ -352,7 +440,7 @@ def _fit_threaded(trainers, eval_x, epochs, workers, threads, emit) -> None:
                 t.eager_epoch(stop.is_set)
                 if stop.is_set():
                     return
-                result = t.finish_epoch(len(t.history) + 1, eval_x, start)
+                result = t.finish_epoch(t.epochs_done + 1, eval_x, start)
                 with lock:
                     busy[k] = False
                 results.put((k, result))
@@ -360,7 +448,7 @@ def _fit_threaded(trainers, eval_x, epochs, workers, threads, emit) -> None:
             stop.set()
             results.put((None, exc))
 
-    remaining = sum(max(0, epochs - len(t.history)) for t in trainers)
+    remaining = sum(max(0, epochs - t.epochs_done) for t in trainers)
     pool = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
     for th in pool:
         th.start()

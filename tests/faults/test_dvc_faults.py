@@ -61,14 +61,15 @@ def test_a_queued_sweep_with_two_workers_loses_no_run_and_no_metric_point(repo):
     assert status.count("Success") == 2, status
     runs, client = store_runs(repo)
     new = [r for r in runs if r.info.run_id not in {b.info.run_id for b in runs_before}]
-    # a seed re-trains the AE and the three deep AEs and re-evaluates: 5 runs per experiment
+    # a seed re-trains the AE and the three deep AEs, each a parent run with a child per seed
+    # (3 by default), and re-evaluates: 4 + 12 + 1 runs per experiment
     by_stage = {}
     for r in new:
         by_stage.setdefault(r.data.tags["mnist_codec.stage"], []).append(r)
-    assert {k: len(v) for k, v in by_stage.items()} == {"train_ae": 2, "train_deep": 6, "evaluate": 2}
+    assert {k: len(v) for k, v in by_stage.items()} == {"train_ae": 8, "train_deep": 24, "evaluate": 2}
     assert {r.info.status for r in new} == {"FINISHED"}
     assert len({r.data.tags["mnist_codec.dvc_exp"] for r in new}) == 2  # one name per experiment
-    for r in by_stage["train_ae"] + by_stage["train_deep"]:
+    for r in [r for r in by_stage["train_ae"] + by_stage["train_deep"] if "mlflow.parentRunId" in r.data.tags]:
         for metric in ("train_loss", "eval_loss"):
             assert [m.step for m in client.get_metric_history(r.info.run_id, metric)] == [1, 2]
 
@@ -94,7 +95,7 @@ def test_ctrl_c_during_a_training_stage_then_dvc_repro_resumes_and_succeeds(repo
         seen = []
         for line in proc.stdout:
             seen.append(line)
-            if "deep_tanh: epoch 3/40" in line:
+            if "deep_tanh/seed2: epoch 3/40" in line:
                 os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole group
                 break
         rest = proc.stdout.read()
@@ -102,12 +103,12 @@ def test_ctrl_c_during_a_training_stage_then_dvc_repro_resumes_and_succeeds(repo
         assert not (repo / "models" / "deep").exists()
         killed = [r for r in store_runs(repo)[0] if r.info.run_id not in runs_before
                   and r.data.tags["mnist_codec.stage"] == "train_deep"]
-        assert sorted(r.info.status for r in killed) == ["KILLED"] * 3
+        assert sorted(r.info.status for r in killed) == ["KILLED"] * 12  # 3 codecs, each with 3 seeds
 
         again = sh(repo, "dvc", "repro")
         assert "Running stage 'train_deep'" in again.stdout
         assert "resuming after epoch" in again.stdout + again.stderr
-        assert (repo / "models" / "deep" / "tanh.pt").is_file()
+        assert (repo / "models" / "deep" / "deep_tanh" / "seed2.pt").is_file()
         assert not (repo / "models" / ".checkpoints").exists()
         assert "Data and pipelines are up to date" in sh(repo, "dvc", "status").stdout
     finally:

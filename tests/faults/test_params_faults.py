@@ -10,6 +10,8 @@ from mnist_codec.errors import ParamsError
 BAD_VALUES = [
     ({"seed": -1}, "seed", "integer"),
     ({"seed": "42"}, "seed", "integer"),
+    ({"n_seeds": 0}, "n_seeds", "from 1 to 100"),
+    ({"n_seeds": 2.0}, "n_seeds", "integer"),
     ({"device": "tpu"}, "device", "auto, cpu, cuda"),
     ({"latent_dim": 0}, "latent_dim", "from 1 to 783"),
     ({"latent_dim": 784}, "latent_dim", "from 1 to 783"),

@@ -51,10 +51,10 @@ def test_the_evaluate_stage_refuses_a_planted_model_file(tmp_path):
     data.preprocess(write_raw_dir(root / "data" / "raw"), root / "data" / "processed", "holdout")
     (root / "params.yaml").write_text("latent_dim: 4\n")
     plant(root / "models" / "pca.npz", root / "executed-pca")  # .npz is read with allow_pickle=False
-    plant(root / "models" / "ae.pt", root / "executed-ae")
+    plant(root / "models" / "ae" / "seed0.pt", root / "executed-ae")
     proc = subprocess.run(
         [sys.executable, str(REPO / "stages" / "evaluate.py"), "--data", "data/processed", "--pca", "models/pca.npz",
-         "--ae", "models/ae.pt", "--deep", "models/deep", "--metrics", "reports/metrics.json",
+         "--ae", "models/ae", "--deep", "models/deep", "--metrics", "reports/metrics.json",
          "--table-md", "reports/comparison.md", "--table-csv", "reports/comparison.csv",
          "--timings", "reports/timings.json", "--samples", "data/evaluation/samples.npz"],
         cwd=root, capture_output=True, text=True, timeout=120)
@@ -63,7 +63,7 @@ def test_the_evaluate_stage_refuses_a_planted_model_file(tmp_path):
     assert not (root / "executed-pca").exists() and not (root / "executed-ae").exists()
     assert not (root / "reports").exists()
     with pytest.raises(DataError, match="not a valid mnist-codec model file"):
-        models.load(root / "models" / "ae.pt")
+        models.load(root / "models" / "ae" / "seed0.pt")
     assert not (root / "executed-ae").exists()
 
 

@@ -58,17 +58,18 @@ def test_a_diverging_loss_stops_the_stage_naming_model_and_epoch(tmp_path):
                         deep={"hidden": [64, 16]}, train={"epochs": 3, "lr": 1.0e12})
     proc = run_stage(root, "train_deep", *DEEP_ARGS)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "train_deep: error: deep_relu: training loss became nan in epoch 1; lower train.lr" in proc.stderr
+    assert "train_deep: error: deep_relu/seed0: training loss became nan in epoch 1; lower train.lr" in proc.stderr
     assert not (root / "models" / "deep").exists()
     assert [p for p in (root / "reports").rglob("*") if p.is_file()] == []
     runs = store_runs(root, "train_deep")[0]
-    assert [r.info.status for r in runs] == ["FAILED"]
+    assert [r.info.status for r in runs] == ["FAILED"] * 4  # the codec's run and its three seeds' runs
     assert leftovers(root) == []
 
 
 # --- SIGTERM mid-training, then the next run resumes -----------------------------------------
 
-RESUMABLE = dict(seed=5, latent_dim=32, activation=["relu", "tanh"], train={"epochs": 30})
+RESUMABLE = dict(seed=5, n_seeds=2, latent_dim=32, activation=["relu", "tanh"], train={"epochs": 30})
+SEED_RUNS = ["deep_relu", "deep_relu seed0", "deep_relu seed1", "deep_tanh", "deep_tanh seed0", "deep_tanh seed1"]
 
 
 def test_sigterm_mid_training_kills_the_runs_and_the_next_run_resumes_to_the_same_losses(tmp_path):
@@ -87,25 +88,29 @@ def test_sigterm_mid_training_kills_the_runs_and_the_next_run_resumes_to_the_sam
     # no model, no partial output; both MLflow runs KILLED; checkpoints kept for the next run
     assert not (root / "models" / "deep").exists() and not (root / "reports" / "curves" / "deep").exists()
     assert leftovers(root) == []
-    assert sorted(r.info.status for r in store_runs(root, "train_deep")[0]) == ["KILLED", "KILLED"]
+    killed = store_runs(root, "train_deep")[0]
+    assert sorted(r.info.run_name for r in killed) == SEED_RUNS
+    assert {r.info.status for r in killed} == {"KILLED"}
     checkpoints = sorted(p.name for p in (root / "models" / ".checkpoints").iterdir())
-    assert checkpoints == ["deep_relu.ckpt", "deep_tanh.ckpt"]
+    assert checkpoints == ["deep_relu.seed0.ckpt", "deep_relu.seed1.ckpt", "deep_tanh.seed0.ckpt",
+                           "deep_tanh.seed1.ckpt"]
 
     again = run_stage(root, "train_deep", *DEEP_ARGS)
     assert again.returncode == 0, again.stderr
-    assert "deep_relu: resuming after epoch" in again.stderr
-    assert (root / "models" / "deep" / "relu.pt").is_file() and (root / "models" / "deep" / "tanh.pt").is_file()
+    assert "deep_relu/seed1: resuming after epoch" in again.stderr
+    for name in ("deep_relu", "deep_tanh"):
+        assert all((root / "models" / "deep" / name / f"seed{r}.pt").is_file() for r in range(2))
     assert not (root / "models" / ".checkpoints").exists()  # spent once the outputs are in place
 
     reference = mini_project(tmp_path / "uninterrupted", **RESUMABLE)
     assert run_stage(reference, "train_deep", *DEEP_ARGS).returncode == 0
-    for name in ("deep_relu", "deep_tanh"):
+    for name in ("deep_relu/seed0", "deep_relu/seed1", "deep_tanh/seed0", "deep_tanh/seed1"):
         got = np.loadtxt(root / "reports/curves/deep" / f"{name}.csv", delimiter=",", skiprows=1)
         want = np.loadtxt(reference / "reports/curves/deep" / f"{name}.csv", delimiter=",", skiprows=1)
         assert got.shape == (30, 3)
         np.testing.assert_allclose(got, want, rtol=1e-6)
     finished = [r for r in store_runs(root, "train_deep")[0] if r.info.status == "FINISHED"]
-    assert len(finished) == 2
+    assert sorted(r.info.run_name for r in finished) == SEED_RUNS
 
 
 # --- resume, in the library: exact -----------------------------------------------------------
@@ -137,7 +142,7 @@ def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_losses(
         train.fit_many(jobs, x, x[:50], **kw)
     state = torch.load(tmp_path / "deep_tanh.ckpt", weights_only=True)
     assert [r["epoch"] for r in state["history"]] == [1, 2, 3]
-    assert {"model", "optimizer", "generator", "fingerprint"} <= set(state)
+    assert {"model", "adam", "generator", "fingerprint"} <= set(state)
 
     reported = []
     resumed_jobs = [_job(n, tmp_path / f"{n}.ckpt") for n in names]  # fresh weights, fresh generators
@@ -175,9 +180,8 @@ def _run_stages(root: Path, params) -> None:
     """Every stage after fetch, as the pipeline runs them, on the mini project."""
     pipeline.run_preprocess(params, root / "data/raw", root / "data/processed")
     pipeline.run_pca(params, root / "data/processed", root / "models/pca.npz", root / "models/pca.json")
-    pipeline.run_train_ae(params, root / "data/processed", root / "models/ae.pt", root / "models/ae.json",
-                          root / "reports/curves/ae.csv")
-    pipeline.run_evaluate(params, root / "data/processed", root / "models/pca.npz", root / "models/ae.pt",
+    pipeline.run_train_ae(params, root / "data/processed", root / "models/ae", root / "reports/curves/ae")
+    pipeline.run_evaluate(params, root / "data/processed", root / "models/pca.npz", root / "models/ae",
                           root / "models/deep", root / "reports/metrics.json", root / "reports/comparison.md",
                           root / "reports/comparison.csv", root / "reports/timings.json",
                           root / "data/evaluation/samples.npz")
@@ -188,7 +192,7 @@ def _run_stages(root: Path, params) -> None:
 
 def test_a_stage_killed_at_any_rename_leaves_each_output_old_or_complete(tmp_path, monkeypatch, mlflow_store):
     root = mini_project(tmp_path / "p", n_train=300, latent_dim=4, activation=["tanh"], deep={"hidden": [16, 8]},
-                        train={"epochs": 1}, evaluate={"n_projection": 50})
+                        n_seeds=2, train={"epochs": 1}, evaluate={"n_projection": 50})
     params = validate(yaml.safe_load((root / "params.yaml").read_text()))
     pipeline.run_pca(params, root / "data/processed", root / "models/pca.npz", root / "models/pca.json")
     pipeline.run_train_deep(params, root / "data/processed", root / "models/deep", root / "reports/curves/deep")
