@@ -26,7 +26,7 @@ test: install
 test-fast: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pytest -m "not slow"
 
-# The notebook and the pipeline side by side (a few minutes); writes benchmarks/RESULTS.md
+# 1 seed vs 3, and the notebook vs the pipeline, side by side (~25 min); writes benchmarks/RESULTS.md
 bench: install
 	$(BIN)/python benchmarks/bench_pipeline.py
 
