@@ -145,17 +145,18 @@ def markdown(results: dict) -> str:
     return "\n".join(parts)
 
 
+def section_head(title: str, result: dict) -> list[str]:
+    """A benchmark section's title, when and how it was measured, and on what machine."""
+    return [f"## {title}", "", f"Measured {result['date']} with `{result['command']}`.", "",
+            f"- **Machine:** {machine_line(result['machine'])}."]
+
+
 def seeds_markdown(result: dict) -> str:
-    m, a, b = result["machine"], result["one"], result["three"]
+    a, b = result["one"], result["three"]
     one, three = med(a, "wall"), med(b, "wall")
     from mnist_codec.evaluate import display_name
 
-    lines = [
-        "## What the intervals cost: 1 seed against 3",
-        "",
-        f"Measured {result['date']} with `{result['command']}`.",
-        "",
-        f"- **Machine:** {machine_line(m)}.",
+    lines = section_head("What the intervals cost: 1 seed against 3", result) + [
         f"- **Run:** the default `dvc repro --force` (holdout protocol, 10 epochs), with `n_seeds: 1` (A) and the "
         f"default `n_seeds: 3` (B), {len(a)} rounds alternating A B A B.",
         "- **Training plan, 3 seeds:** " + "; ".join(f"{k}: {v}" for k, v in b[-1]["train_device"].items()),
@@ -189,12 +190,7 @@ def notebook_markdown(result: dict) -> str:
     nb_train, pl_train = med(a, "train"), med(b, "train")
     from mnist_codec.evaluate import NOTEBOOK_MSE, display_name
 
-    lines = [
-        "## The notebook and the pipeline",
-        "",
-        f"Measured {result['date']} with `{result['command']}`.",
-        "",
-        f"- **Machine:** {machine_line(m)}.",
+    lines = section_head("The notebook and the pipeline", result) + [
         f"- **Protocol:** all 70,000 images, 10 epochs, batch 128, Adam 1e-3 (`data.protocol=notebook`), one seed "
         f"as the notebook. {len(a)} rounds, notebook (A) and `dvc repro --force` (B) alternating A B A B.",
         "- **Pipeline devices:** " + "; ".join(f"{k}: {v}" for k, v in b[-1]["train_device"].items()),

@@ -55,10 +55,11 @@ def cpu_plan(n_models: int, cores: int | None = None) -> tuple[int, int]:
     return workers, max(1, cores // workers)
 
 
-def stack_size(n_models: int, parts: int) -> int:
+def stack_sizes(n_models: int, parts: int) -> list[int]:
     """Members per stack when ``n_models`` of one layout are cut for ``parts`` workers: small
     enough that the workers share the stacks evenly, epoch by epoch (9 on 2: 4, 4, 1)."""
-    return max(1, n_models // max(1, parts))
+    size = max(1, n_models // max(1, parts))
+    return [min(size, n_models - i) for i in range(0, n_models, size)]
 
 
 def describe(device, n_models: int = 1) -> str:
@@ -68,8 +69,7 @@ def describe(device, n_models: int = 1) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}, {n_models} model(s) in one stack"
     cores = usable_cores()
-    size = stack_size(n_models, cores)
-    stacks = -(-n_models // size)
-    workers, threads = cpu_plan(stacks)
-    return (f"cpu:{cores} cores, {n_models} model(s) in {stacks} stack(s) of up to {size}, "
+    sizes = stack_sizes(n_models, cores)
+    workers, threads = cpu_plan(len(sizes))
+    return (f"cpu:{cores} cores, {n_models} model(s) in {len(sizes)} stack(s) of up to {max(sizes)}, "
             f"{workers} stack(s) at a time, {threads} thread(s) each")

@@ -193,10 +193,11 @@ def _train_codecs(params: Params, targets: list[CodecTarget], stage: str, td: Tr
     n_models = len(targets) * params.n_seeds
     device_name = devices.describe(device, n_models)
     jobs, specs, members = [], [], []
+    parents: dict[str, int] = {}  # codec name -> index of its run
     for target in targets:
         tags = {"mnist_codec.codec": target.name, "mnist_codec.device": device_name,
                 "mnist_codec.data_sha256": td.sha256, "mnist_codec.n_seeds": str(params.n_seeds)}
-        parent = len(specs)
+        parent = parents[target.name] = len(specs)
         specs.append(tracking.RunSpec(target.name, target.log_params, tags))
         for r, seed in enumerate(replicate_seeds(params.seed, target.name, params.n_seeds)):
             generator = seed_everything(seed)  # weights drawn now, data order from the generator
@@ -219,7 +220,7 @@ def _train_codecs(params: Params, targets: list[CodecTarget], stage: str, td: Tr
         start = time.perf_counter()
         histories = train.fit_many(jobs, td.x, td.eval_x, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr)
         seconds = time.perf_counter() - start  # models trained side by side share this wall time
-        finals: dict[str, list[float]] = {}
+        finals: dict[str, list[float]] = {name: [] for name in parents}
         for member, job, history in zip(members, jobs, histories):
             target, run, model, final = member.target, runs[member.run], job.model.cpu(), history[-1]
             run.log_metrics({"final_train_loss": final.train_loss, "eval_mse": final.eval_loss,
@@ -237,9 +238,9 @@ def _train_codecs(params: Params, targets: list[CodecTarget], stage: str, td: Tr
             models.save(model, target.spec, target.model_dir / f"seed{member.replicate}.pt")
             fileio.write_json(target.model_dir / f"seed{member.replicate}.json", record)
             fileio.write_text(target.curve_dir / f"seed{member.replicate}.csv", _curve_csv(history))
-            finals.setdefault(target.name, []).append(final.eval_loss)
+            finals[target.name].append(final.eval_loss)
         for target in targets:
-            parent = runs[next(m.parent for m in members if m.target is target)]
+            parent = runs[parents[target.name]]
             s = summarize(finals[target.name])
             parent.log_metrics({"eval_mse_mean": s["mean"], "eval_mse_std": s["std"],
                                 "eval_mse_ci95_low": s["ci95_low"], "eval_mse_ci95_high": s["ci95_high"],

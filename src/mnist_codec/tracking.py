@@ -203,8 +203,9 @@ def start_runs(specs: list[RunSpec], stage: str, all_params: dict[str, Any]) -> 
     runs: list[Run] = []
     status = "FINISHED"
     try:
+        common = base_tags(stage, all_params)  # one git call and one pipeline id for all the runs
         for spec in specs:
-            tags = base_tags(stage, all_params, spec.tags)
+            tags = {**common, **spec.tags}
             if spec.parent is not None:
                 tags["mlflow.parentRunId"] = runs[spec.parent].run_id
             with deferred():

@@ -4,8 +4,8 @@ What each model computes is the notebook's: Adam, per-pixel MSE, batches of ``ba
 drawn from a fresh permutation every epoch, the last partial batch included. The speed
 comes from how it is run:
 
-* models of one layout (every seed of every activation) train as one stack: one batched
-  matrix product per layer for all of them (:mod:`mnist_codec.stacking`);
+* models of one layout (every seed of every activation) train in stacks: one batched
+  matrix product per layer for all members of a stack (:mod:`mnist_codec.stacking`);
 * the split lives as one tensor on the device and batches are gathered by index from it,
   with no DataLoader collating single images;
 * losses are summed on the device and read back once per epoch, not once per step;
@@ -13,8 +13,8 @@ comes from how it is run:
 * on CUDA the whole full-batch step of every stack is captured once in a CUDA graph and
   replayed, so the GPU does not wait on Python between tiny kernels; the last partial
   batch runs eagerly on the same weights and optimizer state;
-* on a multi-core CPU one stack uses every core; several stacks share them, one worker
-  thread each.
+* on a CPU the models are cut into about one stack per core, each stepped by its own
+  worker thread on one core (a lone stack gets every core); on CUDA they are one stack.
 
 Each model draws its data order from its own generator and is stepped on its own batch, so
 its result does not depend on which models share its stack, or on the schedule.
@@ -288,12 +288,14 @@ def _stacks(jobs: Sequence[Job], histories: Sequence[list], parts: int) -> list[
     groups: dict[tuple, list[int]] = {}
     for k, job in enumerate(jobs):
         groups.setdefault((layout(job.model), len(histories[k])), []).append(k)
-    from .device import stack_size
+    from .device import stack_sizes
 
     stacks = []
     for members in groups.values():
-        size = stack_size(len(members), parts)
-        stacks += [members[i: i + size] for i in range(0, len(members), size)]
+        start = 0
+        for size in stack_sizes(len(members), parts):
+            stacks.append(members[start: start + size])
+            start += size
     return stacks
 
 
