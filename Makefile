@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP_ARGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install repro test test-fast bench ui clean-venv
+.PHONY: install repro test test-fast bench ui serve clean-venv
 
 install: $(STAMP)
 
@@ -26,13 +26,24 @@ test: install
 test-fast: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pytest -m "not slow"
 
-# 1 seed vs 3, and the notebook vs the pipeline, side by side (~25 min); writes benchmarks/RESULTS.md
+# 1 seed vs 3, the notebook vs the pipeline (~25 min), and the champion served over HTTP vs
+# in-process (~2 min; needs `make repro` first); writes benchmarks/RESULTS.md
 bench: install
 	$(BIN)/python benchmarks/bench_pipeline.py
 
 ui: install
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
 		--default-artifact-root "$(CURDIR)/mlruns" --host 127.0.0.1 --port 5000 --workers 1
+
+# The registered champion over HTTP on 127.0.0.1 (POST /invocations), in this environment:
+# no conda, no downloads. MODEL=3 serves version 3; MLFLOW_TRACKING_URI picks another store.
+MODEL ?= champion
+PORT ?= 5001
+serve: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false \
+	MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" \
+	mlflow models serve -m "$$($(BIN)/python -c 'import sys; from mnist_codec.tracking import model_uri; print(model_uri(sys.argv[1]))' '$(MODEL)')" \
+		--env-manager local --host 127.0.0.1 --port $(PORT) --workers 1
 
 clean-venv:
 	rm -rf $(VENV)

@@ -10,11 +10,17 @@ that a busy machine slows both sides alike:
 * ``seeds``: the default run (``dvc repro --force``, holdout protocol) with ``n_seeds: 1``
   (A) against the default ``n_seeds: 3`` (B), each in its own copy: what the intervals cost.
 
+* ``serve``: the registered champion of this checkout's MLflow store (``make repro`` sets
+  it) answering over HTTP (``mlflow models serve`` on 127.0.0.1, one keep-alive
+  connection, bodies encoded before the clock starts) against the same model called
+  in-process (``mlflow.pyfunc.load_model``): latency p50 and p99 for 1 image and for 256
+  images per request, and images per second, rounds of each alternating.
+
 It writes medians, ratios and every model's MSE to a Markdown file, and the raw figures to
 a JSON file beside it (a benchmark not run this time keeps its earlier section).
 
 Usage (from the project root):
-    .venv/bin/python benchmarks/bench_pipeline.py [--only notebook|seeds] [--rounds 2]
+    .venv/bin/python benchmarks/bench_pipeline.py [--only notebook|seeds|serve] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -142,7 +148,114 @@ def markdown(results: dict) -> str:
         parts.append(seeds_markdown(results["seeds"]))
     if "notebook" in results:
         parts.append(notebook_markdown(results["notebook"]))
+    if "serve" in results:
+        parts.append(serve_markdown(results["serve"]))
     return "\n".join(parts)
+
+
+SERVE_TARGET_MS = 10.0  # p50 for one image over HTTP, end to end
+
+
+def percentile(values: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(values, q))
+
+
+def serve_markdown(result: dict) -> str:
+    lines = section_head("The champion served over HTTP", result) + [
+        f"- **Model:** `{result['model']}` ({result['codec']}), served by `mlflow models serve --env-manager local` "
+        f"with 1 worker; {result['calls']} calls per size and side, in {result['rounds']} alternating rounds.",
+        "", "| Request | Side | p50 | p99 | images/s |", "|---|---|---:|---:|---:|"]
+    for size in ("1", "256"):
+        for side, label in (("http", "HTTP (JSON, 127.0.0.1)"), ("inprocess", "in-process `predict`")):
+            t = result["timings"][side][size]
+            ms = [v * 1000 for v in t]
+            rate = int(size) * len(t) / sum(t)
+            lines.append(f"| {size} image{'s' if size != '1' else ''} | {label} | {percentile(ms, 50):.2f} ms | "
+                         f"{percentile(ms, 99):.2f} ms | {rate:,.0f} |")
+    p50 = percentile([v * 1000 for v in result["timings"]["http"]["1"]], 50)
+    met = "met" if p50 <= SERVE_TARGET_MS else "**not met**"
+    lines += ["", f"Target: p50 for one image over HTTP at most {SERVE_TARGET_MS:.0f} ms; measured {p50:.2f} ms: {met}.",
+              "", "A 256-image request carries 200,704 numbers as JSON text each way (about 1.5 MB out, in "
+              "full float precision): reading and writing that text in the server and the client, not the "
+              "model, is nearly all of its time, as the in-process row shows.", ""]
+    return "\n".join(lines)
+
+
+def bench_serve(args, work: Path, env: dict, log: Path) -> dict:
+    """The champion over HTTP against the same model in-process (see the module docstring)."""
+    import http.client
+    import signal
+    import socket
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ROOT / 'mlflow.db'}"
+    env = {**env, "MLFLOW_TRACKING_URI": uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+
+    from mnist_codec import data
+
+    client = mlflow.MlflowClient(uri)
+    champion = client.get_model_version_by_alias("mnist-codec", "champion")
+    model = mlflow.pyfunc.load_model("models:/mnist-codec@champion")
+    x = data.load_split(ROOT / "data/processed", "eval")[0]
+    batches = {"1": x[:1], "256": x[:256]}
+    bodies = {k: json.dumps({"inputs": v.tolist()}).encode() for k, v in batches.items()}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with open(log, "a") as fh:
+        server = subprocess.Popen(["mlflow", "models", "serve", "-m", "models:/mnist-codec@champion",
+                                   "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port),
+                                   "--workers", "1"], env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    timings: dict = {"http": {k: [] for k in batches}, "inprocess": {k: [] for k in batches}}
+    try:
+        deadline = time.monotonic() + 120
+        conn = None
+        while conn is None:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                c.request("GET", "/ping")
+                c.getresponse().read()
+                conn = c
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"serve: the scoring server did not start; see {log}")
+                time.sleep(0.3)
+
+        def over_http(size: str) -> float:
+            start = time.perf_counter()
+            conn.request("POST", "/invocations", body=bodies[size], headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            out = json.loads(resp.read())
+            elapsed = time.perf_counter() - start
+            assert resp.status == 200 and len(out["predictions"]) == int(size), out
+            return elapsed
+
+        def in_process(size: str) -> float:
+            start = time.perf_counter()
+            model.predict(batches[size])
+            return time.perf_counter() - start
+
+        for size in batches:  # warm both sides
+            for _ in range(5):
+                over_http(size), in_process(size)
+        per_round = args.calls // args.rounds
+        for k in range(args.rounds):
+            print(f"serve: round {k + 1}/{args.rounds}", flush=True)
+            for size in batches:
+                timings["http"][size] += [over_http(size) for _ in range(per_round)]
+                timings["inprocess"][size] += [in_process(size) for _ in range(per_round)]
+        conn.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    codec = champion.tags.get("mnist_codec.codec", "?")
+    return {"model": f"models:/mnist-codec/{champion.version}", "codec": codec, "timings": timings,
+            "calls": per_round * args.rounds, "rounds": args.rounds}
 
 
 def section_head(title: str, result: dict) -> list[str]:
@@ -260,8 +373,9 @@ def bench_seeds(args, work: Path, env: dict, log: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["notebook", "seeds"], help="run one benchmark (default: both)")
+    parser.add_argument("--only", choices=["notebook", "seeds", "serve"], help="run one benchmark (default: all)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--calls", type=int, default=400, help="serve: requests per size and side")
     parser.add_argument("--notebook", type=Path, default=ROOT.parent / "shared/benchmarks/notebook_baseline.py")
     parser.add_argument("--mnist", type=Path, default=ROOT.parent / "shared/data/mnist")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/RESULTS.md")
@@ -275,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         args.out.write_text(markdown(results))
         return 0
-    which = [args.only] if args.only else ["seeds", "notebook"]
+    which = [args.only] if args.only else ["seeds", "notebook", "serve"]
     if "notebook" in which and not args.notebook.is_file():
         parser.error(f"--notebook: {args.notebook} not found")
     command = "python benchmarks/bench_pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -287,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
             env = {**os.environ, "DVC_NO_ANALYTICS": "1",
                    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
             env.pop("MLFLOW_TRACKING_URI", None)
-            measured = bench_notebook(args, work, env, log) if what == "notebook" else bench_seeds(args, work, env, log)
+            bench = {"notebook": bench_notebook, "seeds": bench_seeds, "serve": bench_serve}[what]
+            measured = bench(args, work, env, log)
         results[what] = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                          "command": command.strip(), "machine": machine(), **measured}
         store.write_text(json.dumps(results, indent=2) + "\n")

@@ -124,6 +124,40 @@ def test_mlflow_has_a_run_per_codec_with_a_child_per_seed(repo, first_repro):
     assert (repo / "mlruns").is_dir()
 
 
+def registry(repo: Path):
+    """(versions sorted by number, champion version) of the project's store."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    versions = sorted(client.search_model_versions("name = 'mnist-codec'"), key=lambda v: int(v.version))
+    return versions, client.get_model_version_by_alias("mnist-codec", "champion")
+
+
+def test_every_model_is_registered_and_the_best_codec_is_champion(repo, first_repro):
+    versions, champion = registry(repo)
+    assert len(versions) == 1 + (len(CODECS) - 1) * N_SEEDS
+    assert {v.tags["mnist_codec.codec"] for v in versions} == set(CODECS)
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert champion.tags["mnist_codec.codec"] == min(metrics, key=lambda c: metrics[c]["mse"]["mean"])
+    assert "champion: promoted: no champion yet" in first_repro.stdout
+
+
+def test_the_champion_loads_in_a_fresh_process_with_the_evaluations_numbers(repo, first_repro):
+    _, champion = registry(repo)
+    script = ("import mlflow, numpy as np\n"
+              "from mnist_codec import data\n"
+              "x = data.load_split('data/processed', 'eval')[0]\n"
+              "m = mlflow.pyfunc.load_model('models:/mnist-codec@champion')\n"
+              "r = m.predict(x).astype(np.float64)\n"
+              "print(repr(float(((r - x.astype(np.float64)) ** 2).mean())))\n")
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}
+    proc = sh(repo, "env", *[f"{k}={v}" for k, v in env.items()], "python", "-c", script)
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    codec, replicate = champion.tags["mnist_codec.codec"], int(champion.tags.get("mnist_codec.replicate", 0))
+    assert float(proc.stdout.strip().splitlines()[-1]) == pytest.approx(
+        metrics[codec]["mse"]["per_seed"][replicate], abs=1e-6)
+
+
 def test_second_repro_runs_nothing(repo, first_repro):
     again = sh(repo, "dvc", "repro")
     assert "Running stage" not in again.stdout
@@ -165,3 +199,19 @@ def test_experiment_with_one_activation_reuses_pca_and_ae(repo, first_repro):
     assert list(metrics) == ["pca", "ae", "deep_tanh"]
     shown = json.loads(sh(repo, "dvc", "exp", "show", "--json").stdout)
     assert shown  # the experiment is listed
+
+
+def test_experiments_register_tagged_and_a_worse_one_does_not_take_the_alias(repo, first_repro):
+    before, champion = registry(repo)
+    exp = sh(repo, "dvc", "exp", "run", "-S", "train.epochs=1", "-n", "one-epoch")
+    assert "champion: kept" in exp.stdout
+    after, still = registry(repo)
+    assert still.version == champion.version
+    new = [v for v in after if int(v.version) > int(before[-1].version)]
+    # the AE and deep_tanh (the workspace's activation since the last experiment) retrained; PCA's
+    # inputs did not change, so DVC did not rerun it
+    assert sorted(v.tags["mnist_codec.codec"] for v in new) == ["ae"] * N_SEEDS + ["deep_tanh"] * N_SEEDS
+    assert {v.tags["mnist_codec.dvc_exp"] for v in new} == {"one-epoch"}
+    assert all(v.tags["mnist_codec.protocol"] == "holdout" for v in new)
+    # the tanh-only experiment retrained deep_tanh with the inputs of the first run: no duplicates
+    assert len([v for v in before if v.tags["mnist_codec.codec"] == "deep_tanh"]) == N_SEEDS

@@ -72,6 +72,36 @@ def _check_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_codec(ref: str):
+    """(pyfunc model, latent_dim, URI) of a registered codec."""
+    from .tracking import load_served
+
+    model, uri = load_served(ref)
+    return model, int(model.unwrap_python_model().latent_dim), uri
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from .serving import format_code, read_digit_png
+
+    image = read_digit_png(args.image)  # before loading the model: a bad file fails at once
+    model, _, uri = _load_codec(args.model)
+    code = model.predict(image, params={"mode": "encode"})
+    print(format_code(code[0]))
+    print(f"{args.image}: encoded by {uri}", file=sys.stderr)
+    return 0
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from .serving import parse_code, write_digit_png
+
+    words = args.code or sys.stdin.read().split()
+    model, latent_dim, uri = _load_codec(args.model)
+    image = model.predict(parse_code(words, latent_dim), params={"mode": "decode"})
+    write_digit_png(args.out, image[0])
+    print(f"{args.out}: decoded by {uri}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mnist-codec", description="mnist-codec pipeline tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check-params", help="validate a params file")
     c.add_argument("params", nargs="?", default="params.yaml")
     c.set_defaults(func=_check_params)
+    model_help = "registered version: a number, or an alias (default: champion)"
+    e = sub.add_parser("encode", help="print the code of a 28x28 grayscale digit PNG (white on black)")
+    e.add_argument("image", help="PNG file, 28x28 pixels")
+    e.add_argument("--model", default="champion", help=model_help)
+    e.set_defaults(func=_encode)
+    d = sub.add_parser("decode", help="write the digit PNG a code decodes to")
+    d.add_argument("code", nargs="*", help="the code's numbers (default: read from standard input)")
+    d.add_argument("--out", "-o", required=True, help="PNG file to write")
+    d.add_argument("--model", default="champion", help=model_help)
+    d.set_defaults(func=_decode)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

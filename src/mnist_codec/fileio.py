@@ -47,6 +47,14 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def tree_digest(folder: str | Path, pattern: str = "*.py") -> str:
+    """SHA-256 over the names and contents of the files matching ``pattern`` in ``folder``."""
+    h = hashlib.sha256()
+    for path in sorted(Path(folder).glob(pattern)):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""

@@ -88,7 +88,21 @@ class TrainingData:
     eval_x: Any  # (M, 784) float32 tensor on device
     eval_images: np.ndarray  # (M, 784) float32
     eval_labels: np.ndarray  # (M,) uint8
-    sha256: str
+    sha256: str  # of the training split
+    eval_sha256: str
+    datasets: list  # [tracking.DatasetRef] of both splits
+
+
+def datasets(data_dir: Path, meta: dict) -> list:
+    """The training and evaluation splits as MLflow datasets: name, SHA-256 digest, source."""
+    from .tracking import DatasetRef
+
+    refs = []
+    for split, context in (("train", "training"), ("eval", "evaluation")):
+        sha = meta["splits"][split]["sha256"]
+        source = (Path(data_dir) / f"{split}_x.npy").resolve().as_uri()
+        refs.append(DatasetRef(f"mnist-{meta['protocol']}-{split}", sha[:32], source, context))
+    return refs
 
 
 def load_training_data(data_dir: Path, device_name: str) -> TrainingData:
@@ -99,8 +113,33 @@ def load_training_data(data_dir: Path, device_name: str) -> TrainingData:
     device = devices.resolve_device(device_name)
     x, _ = data.load_split(data_dir, "train")
     ex, ey = data.load_split(data_dir, "eval")
-    sha = data.read_meta(data_dir)["splits"]["train"]["sha256"]
-    return TrainingData(device, torch.from_numpy(x).to(device), torch.from_numpy(ex).to(device), ex, ey, sha)
+    meta = data.read_meta(data_dir)
+    return TrainingData(device, torch.from_numpy(x).to(device), torch.from_numpy(ex).to(device), ex, ey,
+                        meta["splits"]["train"]["sha256"], meta["splits"]["eval"]["sha256"],
+                        datasets(data_dir, meta))
+
+
+# Run tags a registered version carries too, so it can be traced back without its run.
+VERSION_TAG_KEYS = ("mnist_codec.codec", "mnist_codec.seed", "mnist_codec.replicate", "mnist_codec.protocol",
+                    "mnist_codec.data_sha256", "mnist_codec.git_commit", "mnist_codec.dvc_exp", "mnist_codec.host")
+
+
+def _version_tags(run, spec: dict, eval_mse: float, eval_sha256: str, fingerprint_of: dict) -> dict[str, str]:
+    """Registry tags of a codec trained in ``run``: its run's ties, code size, evaluation MSE,
+    and a fingerprint of what made it (spec, params, seed, data, this package's code) that
+    keeps a re-run with the same inputs from registering a duplicate."""
+    import json
+
+    from .tracking import FINGERPRINT_TAG
+
+    code = fileio.tree_digest(Path(__file__).parent)
+    fingerprint = fileio.sha256_bytes(json.dumps({**fingerprint_of, "spec": spec, "code": code},
+                                                 sort_keys=True).encode())
+    tags = {k: run.tags[k] for k in VERSION_TAG_KEYS if k in run.tags}
+    tags.update({"mnist_codec.latent_dim": str(spec["latent_dim"]), "mnist_codec.eval_mse": repr(eval_mse),
+                 "mnist_codec.eval_sha256": eval_sha256, "mnist_codec.run_id": run.run_id,
+                 FINGERPRINT_TAG: fingerprint})
+    return tags
 
 
 def _log_figures(run, name: str, model, curves: dict | None, ex: np.ndarray, ey: np.ndarray, n: int) -> None:
@@ -212,6 +251,8 @@ def _train_codecs(params: Params, targets: list[CodecTarget], stage: str, td: Tr
             members.append(_Member(target, r, seed, len(specs) - 1, parent))
     with tracking.start_runs(specs, stage, params.to_dict()) as runs, \
             _epoch_progress([j.name for j in jobs], t.epochs) as progress:
+        for run in runs:
+            run.log_inputs(td.datasets)
         for job, member in zip(jobs, members):
             def on_epoch(r, job=job, run=runs[member.run]) -> None:
                 run.log_epoch(r.epoch, r.train_loss, r.eval_loss)
@@ -228,9 +269,12 @@ def _train_codecs(params: Params, targets: list[CodecTarget], stage: str, td: Tr
             curves = {"epoch": [r.epoch for r in history], "train_loss": [r.train_loss for r in history],
                       "eval_loss": [r.eval_loss for r in history]}
             _log_figures(run, job.name, model, curves, ex, ey, N_GRID)
-            run.log_model(model, ex[:N_EXAMPLE_INPUT])
+            reg = run.log_model(model, target.spec, ex[:N_EXAMPLE_INPUT], _version_tags(
+                run, target.spec, final.eval_loss, td.eval_sha256,
+                {"train": params.to_dict()["train"], "seed": member.seed, "data": td.sha256}))
             record = {"codec": target.name, "spec": target.spec, "mlflow_run_id": run.run_id,
                       "mlflow_parent_run_id": runs[member.parent].run_id,
+                      "registered_model": reg.name, "model_version": reg.version,
                       "replicate": member.replicate, "seed": member.seed, "device": device_name,
                       "epochs": t.epochs, "train_seconds": round(seconds, 3),
                       "trained_with": [j.name for j in jobs],
@@ -289,10 +333,12 @@ def run_pca(params: Params, data_dir: Path, npz_path: Path, record_path: Path) -
     x, _ = data.load_split(data_dir, "train")
     ex, ey = data.load_split(data_dir, "eval")
     meta = data.read_meta(data_dir)
-    tags = {"mnist_codec.codec": "pca", "mnist_codec.device": "cpu:scikit-learn",
-            "mnist_codec.data_sha256": meta["splits"]["train"]["sha256"]}
+    train_sha, eval_sha = meta["splits"]["train"]["sha256"], meta["splits"]["eval"]["sha256"]
+    tags = {"mnist_codec.codec": "pca", "mnist_codec.device": "cpu:scikit-learn", "mnist_codec.data_sha256": train_sha}
     log_params = _subset(params, ["latent_dim", "data"])
+    spec = {"kind": "pca", "latent_dim": params.latent_dim}
     with tracking.start_run("pca", "pca", log_params, tags, params.to_dict()) as run:
+        run.log_inputs(datasets(data_dir, meta))
         start = time.perf_counter()
         arrays = pca.fit(x, params.latent_dim)
         seconds = time.perf_counter() - start
@@ -304,11 +350,13 @@ def run_pca(params: Params, data_dir: Path, npz_path: Path, record_path: Path) -
         run.log_metrics({"final_train_loss": train_mse, "eval_mse": eval_mse, "train_seconds": seconds,
                          "explained_variance": explained})
         _log_figures(run, "pca", codec, None, ex, ey, N_GRID)
-        run.log_model(codec, ex[:N_EXAMPLE_INPUT])
+        reg = run.log_model(codec, spec, ex[:N_EXAMPLE_INPUT],
+                            _version_tags(run, spec, eval_mse, eval_sha, {"data": train_sha}))
         pca.save(arrays, npz_path)
         fileio.write_json(record_path, {
-            "codec": "pca", "spec": {"kind": "pca", "latent_dim": params.latent_dim},
-            "mlflow_run_id": run.run_id, "device": "cpu:scikit-learn", "train_seconds": round(seconds, 3),
+            "codec": "pca", "spec": spec, "mlflow_run_id": run.run_id,
+            "registered_model": reg.name, "model_version": reg.version,
+            "device": "cpu:scikit-learn", "train_seconds": round(seconds, 3),
             "final_train_loss": train_mse, "final_eval_loss": eval_mse,
             "explained_variance": explained,
         })
@@ -362,6 +410,47 @@ def load_codecs(pca_path: Path, ae_dir: Path, deep_dir: Path) -> dict[str, tuple
     return codecs
 
 
+def _update_registry(run, metrics: dict, codecs: dict, eval_sha256: str, protocol: str):
+    """Tag every evaluated version with its evaluation, then apply the promotion rule
+    (:mod:`mnist_codec.promotion`) to this run's best codec. Returns the decision."""
+    from . import promotion, tracking
+
+    client = tracking.registry_client()
+    current = tracking.champion(client)  # read before this evaluation re-tags any version
+    tags_by_version, standings = {}, {}
+    for name, (seeds, _) in codecs.items():
+        m = metrics[name]["mse"]
+        for r, (_, record) in enumerate(seeds):
+            version = record.get("model_version")
+            if version is None:
+                from .errors import DataError
+
+                raise DataError(f"{name} seed {r}: its record names no registered model version; "
+                                f"re-run the stage that trained it")
+            standing = promotion.Standing(version, name, m["mean"], m["ci95_low"], m["ci95_high"], m["n"],
+                                          eval_sha256)
+            tags_by_version[version] = {**standing.tags(), "mnist_codec.eval_mse": repr(m["per_seed"][r])}
+            if r == promotion.median_seed(m["per_seed"]):
+                standings[name] = standing
+    best = promotion.best_codec({name: metrics[name]["mse"]["mean"] for name in codecs})
+    candidate, latent_dim = standings[best], int(codecs[best][0][0][1]["spec"]["latent_dim"])
+    why_not = promotion.ineligible(protocol, latent_dim)
+    if why_not:
+        decision = promotion.Decision(False, f"{candidate.describe()}: {why_not}")
+    else:
+        champion = promotion.Standing.from_tags(*current) if current else None
+        decision = promotion.decide(candidate, champion, current[0] if current else None)
+    verdict = ("promoted: " if decision.promote else "not promoted: ") + decision.reason
+    tags_by_version[candidate.version]["mnist_codec.promotion"] = verdict
+    tracking.tag_versions(client, tags_by_version)
+    if decision.promote:
+        tracking.set_champion(client, candidate.version)
+    run.set_tags({"mnist_codec.champion.candidate": f"{tracking.REGISTERED_MODEL}/{candidate.version}",
+                  "mnist_codec.champion.promoted": str(decision.promote).lower(),
+                  "mnist_codec.champion.reason": decision.reason})
+    return decision
+
+
 def run_evaluate(params: Params, data_dir: Path, pca_path: Path, ae_dir: Path, deep_dir: Path,
                  metrics_path: Path, table_md: Path, table_csv: Path, timings_path: Path,
                  samples_path: Path) -> None:
@@ -398,6 +487,7 @@ def run_evaluate(params: Params, data_dir: Path, pca_path: Path, ae_dir: Path, d
         run.log_metrics(logged)
         run.log_text(markdown, "comparison.md")
         run.log_text(table, "comparison.csv")
+        decision = _update_registry(run, metrics, codecs, meta["splits"]["eval"]["sha256"], protocol)
         fileio.write_json(metrics_path, metrics)
         fileio.write_text(table_md, markdown)
         fileio.write_text(table_csv, table)
@@ -408,6 +498,7 @@ def run_evaluate(params: Params, data_dir: Path, pca_path: Path, ae_dir: Path, d
                    "evaluate_seconds": round(time.perf_counter() - start, 3)}
         fileio.write_json(timings_path, timings)
     print(markdown)
+    print(f"champion: {'promoted' if decision.promote else 'kept'}: {decision.reason}")
 
 
 # --- report --------------------------------------------------------------------------------

@@ -63,14 +63,36 @@ def pipeline_id(commit: str, exp_name: str, params: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def entry_point(argv0: str) -> str:
+    """The script a run came from, relative to the repository (stages/pca.py), else as given."""
+    from .fileio import workspace_root
+
+    path = Path(argv0).resolve()
+    try:
+        return path.relative_to(workspace_root()).as_posix()
+    except ValueError:
+        return path.name or argv0
+
+
 def base_tags(stage: str, all_params: dict[str, Any], extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Tags every run carries: commit, DVC experiment, stage, pipeline id, protocol.
+    """Tags every run carries: MLflow's source tags, host, commit, DVC experiment, stage,
+    pipeline id, protocol.
 
     ``all_params`` is the whole params file, so every stage of one execution shares the id.
     """
+    import socket
+    import sys
+
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE
+
     commit = git_commit()
     exp_name = os.environ.get("DVC_EXP_NAME") or "workspace"
     tags = {
+        # MLflow's own source tags fill the UI's Source column: the stage script and commit
+        MLFLOW_SOURCE_NAME: entry_point(sys.argv[0]),
+        MLFLOW_SOURCE_TYPE: "LOCAL",
+        MLFLOW_GIT_COMMIT: commit,
+        "mnist_codec.host": socket.gethostname(),
         "mnist_codec.stage": stage,
         "mnist_codec.git_commit": commit,
         "mnist_codec.dvc_exp": exp_name,
@@ -121,9 +143,10 @@ class Run:
     API's per-thread "active run".
     """
 
-    def __init__(self, client, run_id: str):
+    def __init__(self, client, run_id: str, tags: dict[str, str] | None = None):
         self._client = client
         self.run_id = run_id
+        self.tags = dict(tags or {})  # the tags it was created with
 
     def log_epoch(self, epoch: int, train_loss: float, eval_loss: float) -> None:
         self.log_metrics({"train_loss": train_loss, "eval_loss": eval_loss}, step=epoch)
@@ -137,6 +160,12 @@ class Run:
         with deferred():
             self._client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        with deferred():
+            self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
     def log_figure(self, figure, filename: str) -> None:
         with deferred():
             self._client.log_figure(self.run_id, figure, filename)
@@ -145,30 +174,160 @@ class Run:
         with deferred():
             self._client.log_text(self.run_id, text, filename)
 
-    def log_model(self, model, example) -> None:
-        """Log a torch codec with signature and input example; requirements are given, not inferred."""
+    def log_inputs(self, datasets: list["DatasetRef"]) -> None:
+        """Record the data splits the run used (MLflow's Dataset column): name, digest, source."""
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        inputs = []
+        for d in datasets:
+            with warnings.catch_warnings():  # a file URI matches MLflow's local source twice; either is right
+                warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+                source = resolve_dataset_source(d.source)
+            ds = MetaDataset(source, name=d.name, digest=d.digest)
+            inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, d.context)]))
+        with deferred():
+            self._client.log_inputs(self.run_id, datasets=inputs)
+
+    def log_model(self, model, spec: dict, example, version_tags: dict[str, str]) -> "Registration":
+        """Log a codec as an MLflow pyfunc model and register it in the Model Registry.
+
+        The model is logged *as code* (``served_model.py``) with its spec and weights as
+        non-pickle artifacts (see :mod:`mnist_codec.serving`), with signature and input
+        example; requirements are given, not inferred. A version whose
+        ``mnist_codec.fingerprint`` tag equals this one's (same codec, params, seed, data
+        and code) is reused instead of registering a duplicate.
+        """
+        import tempfile
+
         import mlflow
-        import mlflow.pytorch
         import numpy as np
         import torch
-        from mlflow.models import infer_signature
 
-        with torch.no_grad():
-            output = model(torch.from_numpy(example)).numpy()
+        from . import serving
+
         torch_version = torch.__version__.split("+")[0]
         mlflow.set_tracking_uri(self._client.tracking_uri)  # the fluent API below must use this run's store
-        with deferred(), warnings.catch_warnings(), mlflow.start_run(run_id=self.run_id):
-            # torch.export warns about buffers (PCA's mean and components) that it saves anyway.
-            warnings.filterwarnings("ignore", message="No complete tensor found")
-            mlflow.pytorch.log_model(
-                model,
+        with tempfile.TemporaryDirectory() as tmp, deferred(), quiet_mlflow(), \
+                mlflow.start_run(run_id=self.run_id):
+            info = mlflow.pyfunc.log_model(
                 name="model",
-                serialization_format="pt2",  # torch.export: loading it runs no pickled code
-                signature=infer_signature(example, output),
-                input_example=example,
+                python_model=str(serving.CODE_FILE),
+                artifacts=serving.write_artifacts(model, spec, Path(tmp)),
+                signature=serving.signature(int(spec["latent_dim"])),
+                input_example=(example, {"mode": serving.DEFAULT_MODE}),
                 pip_requirements=[f"torch=={torch_version}", f"numpy=={np.__version__}",
-                                  f"mlflow=={mlflow.__version__}"],
+                                  f"mlflow=={mlflow.__version__}", "mnist-codec"],
             )
+        return register(self._client, info.model_uri, self.run_id, version_tags)
+
+
+# --- the Model Registry --------------------------------------------------------------------
+
+REGISTERED_MODEL = "mnist-codec"  # every codec, every seed: one registered model, told apart by tags
+CHAMPION = "champion"  # the alias of the version to serve
+FINGERPRINT_TAG = "mnist_codec.fingerprint"
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A data split as MLflow's Dataset column shows it."""
+
+    name: str  # e.g. mnist-holdout-train
+    digest: str  # MLflow keeps at most 36 characters: the first 32 of the SHA-256
+    source: str  # where the split lives (a path or URL)
+    context: str  # training | evaluation
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A registered model version: ``new`` is False when an identical one was reused."""
+
+    name: str
+    version: str
+    new: bool
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+@contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """MLflow's progress bars and notes on logging a model are noise in a stage's log."""
+    import logging
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    loggers = [logging.getLogger(n) for n in ("mlflow.pyfunc", "mlflow.models.model", "mlflow.tracking._model_registry.fluent")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+
+
+def find_version(client, fingerprint: str, name: str = REGISTERED_MODEL):
+    """The registered version carrying this fingerprint, or None."""
+    found = client.search_model_versions(f"name = '{name}' and tags.`{FINGERPRINT_TAG}` = '{fingerprint}'")
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def register(client, model_uri: str, run_id: str, tags: dict[str, str], name: str = REGISTERED_MODEL) -> Registration:
+    """Register ``model_uri`` as a new version of ``name`` with ``tags``, unless a version
+    with the same fingerprint exists; the run is tagged with the version either way."""
+    import mlflow
+
+    with deferred():
+        existing = find_version(client, tags[FINGERPRINT_TAG], name) if FINGERPRINT_TAG in tags else None
+        if existing is not None:
+            reg = Registration(name, str(existing.version), new=False)
+        else:
+            with quiet_mlflow():
+                mv = mlflow.register_model(model_uri, name, tags=tags)
+            reg = Registration(name, str(mv.version), new=True)
+        client.set_tag(run_id, "mnist_codec.model_version", f"{name}/{reg.version}")
+    return reg
+
+
+def registry_client():
+    """A client on the project's store (the registry lives in the tracking store)."""
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri(repo_root()))
+
+
+def version_tags(client, version: str, name: str = REGISTERED_MODEL) -> dict[str, str]:
+    return dict(client.get_model_version(name, version).tags)
+
+
+def tag_versions(client, tags_by_version: dict[str, dict[str, str]], name: str = REGISTERED_MODEL) -> None:
+    with deferred():
+        for version, tags in tags_by_version.items():
+            for key, value in tags.items():
+                client.set_model_version_tag(name, version, key, str(value))
+
+
+def champion(client, name: str = REGISTERED_MODEL) -> tuple[str, dict[str, str]] | None:
+    """(version, its tags) of the version the alias points at, or None when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+    return str(mv.version), dict(mv.tags)
+
+
+def set_champion(client, version: str, name: str = REGISTERED_MODEL) -> None:
+    with deferred():
+        client.set_registered_model_alias(name, CHAMPION, version)
 
 
 @dataclass(frozen=True)
@@ -210,7 +369,7 @@ def start_runs(specs: list[RunSpec], stage: str, all_params: dict[str, Any]) -> 
                 tags["mlflow.parentRunId"] = runs[spec.parent].run_id
             with deferred():
                 run = client.create_run(experiment_id, run_name=spec.name, tags=tags)
-                runs.append(Run(client, run.info.run_id))
+                runs.append(Run(client, run.info.run_id, tags))
                 client.log_batch(run.info.run_id,
                                  params=[Param(k, str(v)) for k, v in flatten(spec.params).items()])
         yield runs
@@ -232,3 +391,32 @@ def start_run(run_name: str, stage: str, params: dict[str, Any], tags: dict[str,
     """One run; see start_runs. ``all_params`` defaults to ``params``."""
     with start_runs([RunSpec(run_name, params, tags or {})], stage, all_params or params) as runs:
         yield runs[0]
+
+
+def model_uri(ref: str, name: str = REGISTERED_MODEL) -> str:
+    """``models:/`` URI of a version given by number (``3``) or alias (``champion``)."""
+    ref = str(ref).strip()
+    if not ref:
+        raise ValueError("empty model reference")
+    return f"models:/{name}/{ref}" if ref.isdigit() else f"models:/{name}@{ref}"
+
+
+def load_served(ref: str = CHAMPION, name: str = REGISTERED_MODEL):
+    """(pyfunc model, its URI) of a registered version, loaded as it is served.
+
+    Raises DataError naming the store when the version or alias does not exist.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from .errors import DataError
+
+    uri = tracking_uri(repo_root())
+    mlflow.set_tracking_uri(uri)
+    target = model_uri(ref, name)
+    with quiet_mlflow():
+        try:
+            return mlflow.pyfunc.load_model(target), target
+        except MlflowException as exc:
+            raise DataError(f"{target}: not found in the MLflow store {uri} ({exc.message.splitlines()[0]}); "
+                            f"`make repro` registers the codecs and sets '{CHAMPION}'") from None

@@ -7,6 +7,7 @@ that folder's own MLflow store.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -58,7 +59,9 @@ def test_a_diverging_loss_stops_the_stage_naming_model_and_epoch(tmp_path):
                         deep={"hidden": [64, 16]}, train={"epochs": 3, "lr": 1.0e12})
     proc = run_stage(root, "train_deep", *DEEP_ARGS)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "train_deep: error: deep_relu/seed0: training loss became nan in epoch 1; lower train.lr" in proc.stderr
+    # the seeds train side by side: whichever diverges first is named
+    assert re.search(r"train_deep: error: deep_relu/seed[012]: training loss became nan in epoch 1; lower train.lr",
+                     proc.stderr)
     assert not (root / "models" / "deep").exists()
     assert [p for p in (root / "reports").rglob("*") if p.is_file()] == []
     runs = store_runs(root, "train_deep")[0]

@@ -1,0 +1,80 @@
+"""The promotion rule: who takes the champion alias, and why."""
+
+from __future__ import annotations
+
+import pytest
+
+from mnist_codec.promotion import Standing, decide, ineligible, median_seed
+
+SHA = "a" * 64
+
+
+def standing(version="2", codec="deep_leaky_relu", mean=0.0094, half=0.0010, n=3, sha=SHA):
+    return Standing(version, codec, mean, mean - half, mean + half, n, sha)
+
+
+def test_the_first_evaluated_codec_becomes_champion():
+    d = decide(standing(), None)
+    assert d.promote and d.reason.startswith("no champion yet")
+
+
+def test_an_alias_on_a_version_never_evaluated_is_replaced():
+    d = decide(standing(), None, champion_version="7")
+    assert d.promote and "champion v7 has no evaluation" in d.reason
+
+
+def test_a_candidate_wholly_below_the_champion_takes_the_alias():
+    d = decide(standing("5", mean=0.0080, half=0.0003), standing("2", mean=0.0094, half=0.0010))
+    assert d.promote and "lies wholly below champion v2" in d.reason
+
+
+@pytest.mark.parametrize("mean, half", [
+    (0.0090, 0.0003),  # lower mean, but the intervals overlap: within noise
+    (0.0094, 0.0001),  # level
+    (0.0120, 0.0003),  # worse (one epoch instead of ten)
+])
+def test_a_candidate_not_separated_from_the_champion_does_not(mean, half):
+    d = decide(standing("5", mean=mean, half=half), standing("2"))
+    assert not d.promote and "not better by more than noise" in d.reason
+
+
+def test_deterministic_pca_has_an_exact_interval():
+    champion = standing("1", codec="pca", mean=0.0168, half=0.0, n=1)
+    assert decide(standing("4", mean=0.0114, half=0.0003), champion).promote
+    assert decide(standing("4", mean=0.0170, half=0.0003), champion).promote is False
+    # and PCA itself can challenge: its point lies below a worse codec's whole interval
+    assert decide(standing("1", codec="pca", mean=0.0100, half=0.0, n=1), standing("3", mean=0.0120)).promote
+
+
+def test_one_seed_of_a_stochastic_codec_never_replaces_a_champion():
+    d = decide(standing("9", mean=0.0010, half=0.0, n=1), standing("2"))
+    assert not d.promote and "one seed gives no interval" in d.reason
+    assert decide(standing("9", mean=0.0010, half=0.0, n=1), None).promote  # but fills an empty alias
+
+
+def test_other_evaluation_data_is_not_compared():
+    d = decide(standing("5", mean=0.0010, half=0.0001, sha="b" * 64), standing("2"))
+    assert not d.promote and "evaluated on other data" in d.reason
+
+
+def test_the_champion_again_is_kept_as_is():
+    d = decide(standing("2"), standing("2"))
+    assert not d.promote and "already the champion" in d.reason
+
+
+def test_only_the_default_protocol_and_code_size_compete():
+    assert ineligible("holdout", 32) is None
+    assert "protocol 'notebook'" in ineligible("notebook", 32)
+    assert "latent_dim 16" in ineligible("holdout", 16)
+
+
+def test_standing_round_trips_through_version_tags():
+    s = standing()
+    assert Standing.from_tags("2", {**s.tags(), "mnist_codec.codec": s.codec}) == s
+    assert Standing.from_tags("2", {"mnist_codec.codec": "ae"}) is None
+
+
+def test_the_representative_seed_is_the_median():
+    assert median_seed([0.3, 0.1, 0.2]) == 2
+    assert median_seed([0.2, 0.1]) == 1
+    assert median_seed([0.5]) == 0
