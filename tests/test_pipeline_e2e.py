@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import project_copy, sh
+from conftest import project_copy, project_env, sh
 
 pytestmark = pytest.mark.slow
 
@@ -26,9 +27,61 @@ def repo(tmp_path_factory) -> Path:
     return project_copy(tmp_path_factory.mktemp("e2e") / "repo", SMALL)
 
 
+# Put on PYTHONPATH as sitecustomize: every stage process writes, as it exits, the files of
+# the modules it imported, so the test below can hold dvc.yaml's hand-listed deps to them.
+TRACE_HOOK = """
+import atexit, os, sys
+
+def _dump():
+    out = os.environ.get("MNIST_CODEC_IMPORT_TRACE")
+    script = sys.argv[0] if sys.argv else ""
+    if out and script.endswith(".py"):
+        files = {getattr(m, "__file__", None) for m in list(sys.modules.values())}
+        name = os.path.splitext(os.path.basename(script))[0]
+        with open(os.path.join(out, name + ".txt"), "a") as fh:
+            fh.write("\\n".join(sorted(f for f in files if f)) + "\\n")
+
+atexit.register(_dump)
+"""
+
+
 @pytest.fixture(scope="module")
 def first_repro(repo: Path) -> subprocess.CompletedProcess:
-    return sh(repo, "dvc", "repro")
+    hook, traces = repo.parent / "trace-hook", repo.parent / "imports"
+    hook.mkdir()
+    traces.mkdir()
+    (hook / "sitecustomize.py").write_text(TRACE_HOOK)
+    env = project_env(repo)
+    env.update(PYTHONPATH=f"{hook}{os.pathsep}{env['PYTHONPATH']}", MNIST_CODEC_IMPORT_TRACE=str(traces))
+    proc = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"dvc repro failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def missing_deps(imported: list[str], deps: list[str]) -> list[str]:
+    """The imported project files that no dep (a file, or a folder above it) covers."""
+    return [f for f in imported if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
+
+
+def test_missing_deps_finds_an_unlisted_module():
+    deps = ["src/mnist_codec/data.py", "src/mnist_codec/datasets/mnist"]
+    assert missing_deps(["src/mnist_codec/data.py", "src/mnist_codec/datasets/mnist/x.gz"], deps) == []
+    assert missing_deps(["src/mnist_codec/stats.py"], deps) == ["src/mnist_codec/stats.py"]
+
+
+def test_every_module_a_stage_imports_is_one_of_its_deps(repo, first_repro):
+    """A stage that imports a project module not in its deps would keep its cached output
+    when that module changes: the trace of the real run finds it."""
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    src = (repo / "src").resolve()
+    for name, stage in stages.items():
+        trace = repo.parent / "imports" / f"{name}.txt"
+        assert trace.exists(), f"stage {name} left no import trace"
+        files = {Path(f).resolve() for f in trace.read_text().split()}
+        imported = sorted(f.relative_to(repo.resolve()).as_posix() for f in files if f.is_relative_to(src))
+        assert "src/mnist_codec/params.py" in imported  # the trace saw the project's modules
+        missing = missing_deps(imported, stage["deps"])
+        assert not missing, f"stage {name} imports {missing}, which its deps in dvc.yaml do not list"
 
 
 def test_every_stage_runs_and_writes_its_outputs(repo, first_repro):
