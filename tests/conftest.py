@@ -99,9 +99,14 @@ class MirrorServer:
 
 # --- a throw-away copy of the project, for tests that run DVC --------------------------------
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without MLflow and DVC settings (a test's store stays its own)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+
+
 def project_env(root: Path) -> dict[str, str]:
     """Environment for DVC and stage processes in a project copy at ``root``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env = clean_env()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["PYTHONPATH"] = str(root / "src")  # the copy's code, not the checkout's
     env["DVC_SITE_CACHE_DIR"] = str(root.parent / "dvc-site-cache")  # keep DVC's state in the temp dir

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_raw_dir
+from conftest import clean_env, write_raw_dir
 from mnist_codec import data, pipeline, tracking
 from mnist_codec.params import validate
 
@@ -53,7 +53,7 @@ def make_project(root: Path, n_train: int = 300) -> Path:
 
 
 def env_for(root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env = clean_env()
     env.update(MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}", DVC_ROOT=str(root),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
     return env

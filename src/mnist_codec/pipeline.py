@@ -10,6 +10,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -119,6 +120,12 @@ def load_training_data(data_dir: Path, device_name: str) -> TrainingData:
                         datasets(data_dir, meta))
 
 
+@lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """SHA-256 of this package's source files, read once per process (they do not change in it)."""
+    return fileio.tree_digest(Path(__file__).parent)
+
+
 # Run tags a registered version carries too, so it can be traced back without its run.
 VERSION_TAG_KEYS = ("mnist_codec.codec", "mnist_codec.seed", "mnist_codec.replicate", "mnist_codec.protocol",
                     "mnist_codec.data_sha256", "mnist_codec.git_commit", "mnist_codec.dvc_exp", "mnist_codec.host")
@@ -132,8 +139,7 @@ def _version_tags(run, spec: dict, eval_mse: float, eval_sha256: str, fingerprin
 
     from .tracking import FINGERPRINT_TAG
 
-    code = fileio.tree_digest(Path(__file__).parent)
-    fingerprint = fileio.sha256_bytes(json.dumps({**fingerprint_of, "spec": spec, "code": code},
+    fingerprint = fileio.sha256_bytes(json.dumps({**fingerprint_of, "spec": spec, "code": _code_digest()},
                                                  sort_keys=True).encode())
     tags = {k: run.tags[k] for k in VERSION_TAG_KEYS if k in run.tags}
     tags.update({"mnist_codec.latent_dim": str(spec["latent_dim"]), "mnist_codec.eval_mse": repr(eval_mse),
@@ -414,6 +420,7 @@ def _update_registry(run, metrics: dict, codecs: dict, eval_sha256: str, protoco
     """Tag every evaluated version with its evaluation, then apply the promotion rule
     (:mod:`mnist_codec.promotion`) to this run's best codec. Returns the decision."""
     from . import promotion, tracking
+    from .errors import DataError
 
     client = tracking.registry_client()
     current = tracking.champion(client)  # read before this evaluation re-tags any version
@@ -423,8 +430,6 @@ def _update_registry(run, metrics: dict, codecs: dict, eval_sha256: str, protoco
         for r, (_, record) in enumerate(seeds):
             version = record.get("model_version")
             if version is None:
-                from .errors import DataError
-
                 raise DataError(f"{name} seed {r}: its record names no registered model version; "
                                 f"re-run the stage that trained it")
             standing = promotion.Standing(version, name, m["mean"], m["ci95_low"], m["ci95_high"], m["n"],
@@ -433,8 +438,10 @@ def _update_registry(run, metrics: dict, codecs: dict, eval_sha256: str, protoco
             if r == promotion.median_seed(m["per_seed"]):
                 standings[name] = standing
     best = promotion.best_codec({name: metrics[name]["mse"]["mean"] for name in codecs})
-    candidate, latent_dim = standings[best], int(codecs[best][0][0][1]["spec"]["latent_dim"])
-    why_not = promotion.ineligible(protocol, latent_dim)
+    candidate = standings[best]
+    best_seeds, _ = codecs[best]
+    _, record = best_seeds[0]
+    why_not = promotion.ineligible(protocol, int(record["spec"]["latent_dim"]))
     if why_not:
         decision = promotion.Decision(False, f"{candidate.describe()}: {why_not}")
     else:

@@ -123,14 +123,13 @@ def load_codec(spec_path: str | Path, weights_path: str | Path):
     return codec, spec
 
 
-def signature(latent_dim: int):
+def signature():
     """Input: a float32 batch (rows of 784 pixels, or of ``latent_dim`` codes to decode);
-    param ``mode``; output: a float32 batch. Widths are checked by :func:`check_batch`,
-    which can say which width the mode needs."""
+    param ``mode``; output: a float32 batch. One tensor spec serves both widths; they are
+    checked by :func:`check_batch`, which can say which width the mode needs."""
     from mlflow.models import ModelSignature
     from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
-    del latent_dim  # both widths share the one tensor spec; kept for the caller's clarity
     batch = Schema([TensorSpec(np.dtype(np.float32), (-1, -1))])
     return ModelSignature(inputs=batch, outputs=batch,
                           params=ParamSchema([ParamSpec("mode", "string", DEFAULT_MODE)]))

@@ -74,7 +74,7 @@ def entry_point(argv0: str) -> str:
         return path.name or argv0
 
 
-def base_tags(stage: str, all_params: dict[str, Any], extra: dict[str, str] | None = None) -> dict[str, str]:
+def base_tags(stage: str, all_params: dict[str, Any]) -> dict[str, str]:
     """Tags every run carries: MLflow's source tags, host, commit, DVC experiment, stage,
     pipeline id, protocol.
 
@@ -87,7 +87,7 @@ def base_tags(stage: str, all_params: dict[str, Any], extra: dict[str, str] | No
 
     commit = git_commit()
     exp_name = os.environ.get("DVC_EXP_NAME") or "workspace"
-    tags = {
+    return {
         # MLflow's own source tags fill the UI's Source column: the stage script and commit
         MLFLOW_SOURCE_NAME: entry_point(sys.argv[0]),
         MLFLOW_SOURCE_TYPE: "LOCAL",
@@ -99,8 +99,6 @@ def base_tags(stage: str, all_params: dict[str, Any], extra: dict[str, str] | No
         "mnist_codec.pipeline": pipeline_id(commit, exp_name, all_params),
         "mnist_codec.protocol": str(all_params.get("data", {}).get("protocol", "")),
     }
-    tags.update(extra or {})
-    return tags
 
 
 def _experiment_id(client, root: Path) -> str:
@@ -216,7 +214,7 @@ class Run:
                 name="model",
                 python_model=str(serving.CODE_FILE),
                 artifacts=serving.write_artifacts(model, spec, Path(tmp)),
-                signature=serving.signature(int(spec["latent_dim"])),
+                signature=serving.signature(),
                 input_example=(example, {"mode": serving.DEFAULT_MODE}),
                 pip_requirements=[f"torch=={torch_version}", f"numpy=={np.__version__}",
                                   f"mlflow=={mlflow.__version__}", "mnist-codec"],
@@ -243,15 +241,10 @@ class DatasetRef:
 
 @dataclass(frozen=True)
 class Registration:
-    """A registered model version: ``new`` is False when an identical one was reused."""
+    """A registered model version: a new one, or the one with the same fingerprint."""
 
     name: str
     version: str
-    new: bool
-
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
 
 
 @contextmanager
@@ -262,15 +255,13 @@ def quiet_mlflow() -> Iterator[None]:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     loggers = [logging.getLogger(n) for n in ("mlflow.pyfunc", "mlflow.models.model", "mlflow.tracking._model_registry.fluent")]
     levels = [lg.level for lg in loggers]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
-        for lg in loggers:
-            lg.setLevel(logging.WARNING)
-        try:
-            yield
-        finally:
-            for lg, level in zip(loggers, levels):
-                lg.setLevel(level)
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def find_version(client, fingerprint: str, name: str = REGISTERED_MODEL):
@@ -287,11 +278,11 @@ def register(client, model_uri: str, run_id: str, tags: dict[str, str], name: st
     with deferred():
         existing = find_version(client, tags[FINGERPRINT_TAG], name) if FINGERPRINT_TAG in tags else None
         if existing is not None:
-            reg = Registration(name, str(existing.version), new=False)
+            reg = Registration(name, str(existing.version))
         else:
             with quiet_mlflow():
                 mv = mlflow.register_model(model_uri, name, tags=tags)
-            reg = Registration(name, str(mv.version), new=True)
+            reg = Registration(name, str(mv.version))
         client.set_tag(run_id, "mnist_codec.model_version", f"{name}/{reg.version}")
     return reg
 
@@ -301,10 +292,6 @@ def registry_client():
     import mlflow
 
     return mlflow.MlflowClient(tracking_uri(repo_root()))
-
-
-def version_tags(client, version: str, name: str = REGISTERED_MODEL) -> dict[str, str]:
-    return dict(client.get_model_version(name, version).tags)
 
 
 def tag_versions(client, tags_by_version: dict[str, dict[str, str]], name: str = REGISTERED_MODEL) -> None:

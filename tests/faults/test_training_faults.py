@@ -22,7 +22,7 @@ from mnist_codec import data, models, pipeline, train
 from mnist_codec.params import validate
 from mnist_codec.seeding import derive_seed, seed_everything
 
-from conftest import REPO, store_runs, write_raw_dir
+from conftest import REPO, clean_env, store_runs, write_raw_dir
 
 DEEP_ARGS = ["--data", "data/processed", "--out", "models/deep", "--curves", "reports/curves/deep"]
 
@@ -36,13 +36,9 @@ def mini_project(root: Path, n_train: int = 3000, **params) -> Path:
     return root
 
 
-def stage_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-
-
 def run_stage(root: Path, stage: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "stages" / f"{stage}.py"), *args], cwd=root,
-                          env=stage_env(), capture_output=True, text=True, timeout=300)
+                          env=clean_env(), capture_output=True, text=True, timeout=300)
 
 
 def leftovers(root: Path) -> list[str]:
@@ -78,7 +74,7 @@ SEED_RUNS = ["deep_relu", "deep_relu seed0", "deep_relu seed1", "deep_tanh", "de
 def test_sigterm_mid_training_kills_the_runs_and_the_next_run_resumes_to_the_same_losses(tmp_path):
     root = mini_project(tmp_path / "killed", **RESUMABLE)
     proc = subprocess.Popen([sys.executable, str(REPO / "stages" / "train_deep.py"), *DEEP_ARGS], cwd=root,
-                            env=stage_env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+                            env=clean_env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     seen = []
     for line in proc.stderr:
         seen.append(line)
