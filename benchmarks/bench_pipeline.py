@@ -264,6 +264,17 @@ def section_head(title: str, result: dict) -> list[str]:
             f"- **Machine:** {machine_line(result['machine'])}."]
 
 
+def median_rows(a: list[dict], b: list[dict], whole: str, training: str) -> list[str]:
+    """The rows both side-by-side tables have: the whole run's and training's medians, A, B, B/A."""
+    wa, wb, ta, tb = med(a, "wall"), med(b, "wall"), med(a, "train"), med(b, "train")
+    return [f"| {whole} | {wa:.1f} s | {wb:.1f} s | **{wb / wa:.2f}** |",
+            f"| {training} | {ta:.1f} s | {tb:.1f} s | {tb / ta:.2f} |"]
+
+
+def rounds_line(a: list[dict], b: list[dict]) -> str:
+    return "Every round: " + "; ".join(f"A {x['wall']:.1f} s, B {y['wall']:.1f} s" for x, y in zip(a, b)) + "."
+
+
 def seeds_markdown(result: dict) -> str:
     a, b = result["one"], result["three"]
     one, three = med(a, "wall"), med(b, "wall")
@@ -276,14 +287,12 @@ def seeds_markdown(result: dict) -> str:
         "",
         "| Medians | 1 seed | 3 seeds | 3 seeds / 1 seed |",
         "|---|---:|---:|---:|",
-        f"| Whole run (`dvc repro --force`: 7 stages, MLflow, report) | {one:.1f} s | {three:.1f} s "
-        f"| **{three / one:.2f}** |",
-        f"| Training alone (AE + deep AEs) | {med(a, 'train'):.1f} s | {med(b, 'train'):.1f} s "
-        f"| {med(b, 'train') / med(a, 'train'):.2f} |",
+        *median_rows(a, b, "Whole run (`dvc repro --force`: 7 stages, MLflow, report)",
+                     "Training alone (AE + deep AEs)"),
         "",
         f"Target: at most 2.00; measured {three / one:.2f}: " + ("met." if three / one <= 2 else "**not met**."),
         "",
-        "Every round: " + "; ".join(f"A {x['wall']:.1f} s, B {y['wall']:.1f} s" for x, y in zip(a, b)) + ".",
+        rounds_line(a, b),
         "",
         "| Codec | 1 seed: MSE | 3 seeds: the first seed's MSE | 3 seeds: mean ± 95% CI |",
         "|---|---:|---:|---:|",
@@ -300,7 +309,6 @@ def seeds_markdown(result: dict) -> str:
 def notebook_markdown(result: dict) -> str:
     m, a, b = result["machine"], result["notebook"], result["pipeline"]
     nb_wall, pl_wall = med(a, "wall"), med(b, "wall")
-    nb_train, pl_train = med(a, "train"), med(b, "train")
     from mnist_codec.evaluate import NOTEBOOK_MSE, display_name
 
     lines = section_head("The notebook and the pipeline", result) + [
@@ -310,10 +318,8 @@ def notebook_markdown(result: dict) -> str:
         "",
         "| Medians | Notebook | Pipeline | Pipeline / notebook |",
         "|---|---:|---:|---:|",
-        f"| Whole run: notebook script vs `dvc repro --force` (7 stages, MLflow, report) "
-        f"| {nb_wall:.1f} s | {pl_wall:.1f} s | **{pl_wall / nb_wall:.2f}** |",
-        f"| Training alone: 1-layer AE + three deep AEs | {nb_train:.1f} s | {pl_train:.1f} s "
-        f"| {pl_train / nb_train:.2f} |",
+        *median_rows(a, b, "Whole run: notebook script vs `dvc repro --force` (7 stages, MLflow, report)",
+                     "Training alone: 1-layer AE + three deep AEs"),
         f"| `dvc repro` in a fresh copy (no cache, no MLflow store) | | {result['fresh']['wall']:.1f} s | |",
         "",
         f"Target for the whole run on a CPU: at most 0.50 of the notebook; measured {pl_wall / nb_wall:.2f}: "
@@ -321,7 +327,7 @@ def notebook_markdown(result: dict) -> str:
         "GPU: " + (f"{m['gpu']} (this run)." if m["gpu"] else
                    "none on this machine, so no GPU figures in this run; run the same command on a GPU machine."),
         "",
-        "Every round: " + "; ".join(f"A {x['wall']:.1f} s, B {y['wall']:.1f} s" for x, y in zip(a, b)) + ".",
+        rounds_line(a, b),
         "The notebook trains its 1-layer AE for 11 epochs (1, then 10 more); the pipeline for 10.",
         "",
         "Reconstruction MSE (per pixel, all 70,000 images):",
