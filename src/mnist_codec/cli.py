@@ -33,9 +33,11 @@ def run_stage(name: str, params_path: str | Path, body: Callable[[Params], None]
               outputs: Iterable[str | Path] = ()) -> None:
     """Validate all params and output paths, then run ``body``.
 
-    Expected errors become one line and exit 2; Ctrl-C and SIGTERM exit 130.
+    Expected errors become one line and exit 2; Ctrl-C and SIGTERM exit 130. A stage that
+    succeeds appends its timing to the file ``MNIST_CODEC_TIMINGS`` names, if set
+    (see :mod:`mnist_codec.timing`).
     """
-    from . import interrupts
+    from . import interrupts, timing
     from .fileio import workspace_root
 
     interrupts.install()  # SIGTERM unwinds like Ctrl-C, never in the middle of an MLflow write
@@ -43,6 +45,7 @@ def run_stage(name: str, params_path: str | Path, body: Callable[[Params], None]
         params = load(params_path)
         check_outputs(outputs, workspace_root())
         body(params)
+        timing.write_record(name)
     except MnistCodecError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         sys.exit(2)

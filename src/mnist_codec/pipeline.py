@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import data, fileio
+from . import data, fileio, timing
 from .params import Params
 
 N_EXAMPLE_INPUT = 5  # rows in the MLflow input example
@@ -43,13 +43,15 @@ TRAIN_KEYS = ["seed", "n_seeds", "device", "latent_dim", "train", "data"]
 # --- fetch, preprocess ---------------------------------------------------------------------
 
 def run_fetch(params: Params, out_dir: Path) -> None:
-    hashes = data.fetch(params.data.source, out_dir)
+    with timing.work("fetch"):
+        hashes = data.fetch(params.data.source, out_dir)
     print(f"fetch: {len(hashes)} MNIST files from {params.data.source} verified into {out_dir}")
 
 
 def run_preprocess(params: Params, raw_dir: Path, out_dir: Path) -> None:
     d = params.data
-    meta = data.preprocess(raw_dir, out_dir, d.protocol, d.train_limit, d.eval_limit)
+    with timing.work("preprocess"):
+        meta = data.preprocess(raw_dir, out_dir, d.protocol, d.train_limit, d.eval_limit)
     n_train, n_eval = meta["splits"]["train"]["n"], meta["splits"]["eval"]["n"]
     print(f"preprocess: protocol {d.protocol}: {n_train} training and {n_eval} evaluation images in {out_dir}")
 
@@ -152,14 +154,16 @@ def _log_figures(run, name: str, model, curves: dict | None, ex: np.ndarray, ey:
     from . import plots
     from .evaluate import reconstruct
 
-    if curves is not None:
-        fig = plots.loss_curves({name: curves}, title=f"{name}: per-pixel MSE")
-        run.log_figure(fig, "loss_curve.png")
+    plots.pyplot()  # imported outside the timed work: a fixed cost
+    with timing.work("figures"):  # drawing and rendering to PNG; the artifact writes are small
+        if curves is not None:
+            fig = plots.loss_curves({name: curves}, title=f"{name}: per-pixel MSE")
+            run.log_figure(fig, "loss_curve.png")
+            plots.close(fig)
+        _, recon = reconstruct(model, ex[:n])
+        fig = plots.reconstruction_grid(ex[:n], {name: recon}, ey[:n])
+        run.log_figure(fig, "reconstructions.png")
         plots.close(fig)
-    _, recon = reconstruct(model, ex[:n])
-    fig = plots.reconstruction_grid(ex[:n], {name: recon}, ey[:n])
-    run.log_figure(fig, "reconstructions.png")
-    plots.close(fig)
 
 
 def _curve_csv(history) -> str:
@@ -265,7 +269,8 @@ def _train_codecs(params: Params, targets: list[CodecTarget], stage: str, td: Tr
                 progress(job.name, r)
             job.on_epoch = on_epoch
         start = time.perf_counter()
-        histories = train.fit_many(jobs, td.x, td.eval_x, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr)
+        with timing.work("training"):
+            histories = train.fit_many(jobs, td.x, td.eval_x, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr)
         seconds = time.perf_counter() - start  # models trained side by side share this wall time
         finals: dict[str, list[float]] = {name: [] for name in parents}
         for member, job, history in zip(members, jobs, histories):
@@ -346,12 +351,14 @@ def run_pca(params: Params, data_dir: Path, npz_path: Path, record_path: Path) -
     with tracking.start_run("pca", "pca", log_params, tags, params.to_dict()) as run:
         run.log_inputs(datasets(data_dir, meta))
         start = time.perf_counter()
-        arrays = pca.fit(x, params.latent_dim)
+        with timing.work("fit"):
+            arrays = pca.fit(x, params.latent_dim)
         seconds = time.perf_counter() - start
         explained = float(arrays["explained_variance_ratio"].sum())
         codec = models.pca_codec_from_arrays(arrays["mean"], arrays["components"])
-        train_mse = reconstruction_mse(codec, torch.from_numpy(x))
-        eval_mse = reconstruction_mse(codec, torch.from_numpy(ex))
+        with timing.work("scoring"):
+            train_mse = reconstruction_mse(codec, torch.from_numpy(x))
+            eval_mse = reconstruction_mse(codec, torch.from_numpy(ex))
         run.log_epoch(1, train_mse, eval_mse)
         run.log_metrics({"final_train_loss": train_mse, "eval_mse": eval_mse, "train_seconds": seconds,
                          "explained_variance": explained})
@@ -474,11 +481,13 @@ def run_evaluate(params: Params, data_dir: Path, pca_path: Path, ae_dir: Path, d
     for name, (seeds, _) in codecs.items():
         per_seed = []
         for r, (model, _) in enumerate(seeds):
-            m, codes = evaluate.codec_metrics(model, ex, ey)
+            with timing.work("scoring"):
+                m, codes = evaluate.codec_metrics(model, ex, ey)
             per_seed.append(m)
             if r == 0:  # figures show the first seed's model
-                _, samples[f"recon_{name}"] = evaluate.reconstruct(model, ex[:n_show])
-                samples[f"proj_{name}"] = evaluate.project_2d(codes[:n_proj])
+                with timing.work("figure data"):
+                    _, samples[f"recon_{name}"] = evaluate.reconstruct(model, ex[:n_show])
+                    samples[f"proj_{name}"] = evaluate.project_2d(codes[:n_proj])
                 if name == "pca":
                     samples["pca_2d"] = codes[:n_proj, :2]  # the images' first two principal components
         metrics[name] = evaluate.aggregate(per_seed)
@@ -512,7 +521,9 @@ def run_evaluate(params: Params, data_dir: Path, pca_path: Path, ae_dir: Path, d
 
 def run_report(metrics_path: Path, table_csv: Path, curves_dir: Path, samples_path: Path,
                figures_dir: Path, html_path: Path) -> None:
-    from . import report
+    from . import plots, report
 
-    report.build(metrics_path, table_csv, curves_dir, samples_path, figures_dir, html_path)
+    plots.pyplot()  # imported outside the timed work: a fixed cost
+    with timing.work("figures"):
+        report.build(metrics_path, table_csv, curves_dir, samples_path, figures_dir, html_path)
     print(f"report: {html_path} and figures in {figures_dir}")

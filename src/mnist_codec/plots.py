@@ -7,7 +7,8 @@ from typing import Sequence
 import numpy as np
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (imported on first use: it costs half a second)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,7 +25,7 @@ def loss_curves(curves: dict[str, dict[str, Sequence[float]]], title: str = "Tra
 
 def reconstruction_grid(originals: np.ndarray, recons: dict[str, np.ndarray], labels: np.ndarray | None = None):
     """Rows: the original digits, then each codec's reconstructions. Arrays are (n, 784)."""
-    plt = _plt()
+    plt = pyplot()
     rows = [("original", originals), *recons.items()]
     n = len(originals)
     fig, axes = plt.subplots(len(rows), n, figsize=(1.1 * n + 1.6, 1.2 * len(rows)), squeeze=False)
@@ -44,7 +45,7 @@ def reconstruction_grid(originals: np.ndarray, recons: dict[str, np.ndarray], la
 
 def scatter_2d(points: dict[str, np.ndarray], labels: np.ndarray, title: str):
     """One panel per entry: 2-D points (n, 2) coloured by digit label."""
-    plt = _plt()
+    plt = pyplot()
     k = len(points)
     cols = min(k, 3)
     nrows = -(-k // cols)
@@ -70,7 +71,7 @@ def loss_bands(curves: dict[str, dict[str, np.ndarray]], title: str = "Training 
     'eval_loss': (S, E)}; ``colors`` maps names to colours (default: C0, C1, ... in order)."""
     from .stats import summarize
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     banded = any(len(c["train_loss"]) > 1 for c in curves.values())
     for i, (name, c) in enumerate(curves.items()):
@@ -97,7 +98,7 @@ def loss_bands(curves: dict[str, dict[str, np.ndarray]], title: str = "Training 
 
 def mse_intervals(summaries: dict[str, dict], title: str = "Reconstruction MSE: mean and 95% interval over seeds"):
     """One row per codec: each seed's MSE (crosses), the mean (dot) and its 95% interval (bar)."""
-    plt = _plt()
+    plt = pyplot()
     names = list(summaries)
     fig, ax = plt.subplots(figsize=(8, 0.7 * len(names) + 1.5))
     ys = np.arange(len(names))[::-1]
@@ -124,7 +125,7 @@ def mse_intervals(summaries: dict[str, dict], title: str = "Reconstruction MSE: 
 def per_digit_bars(per_digit: dict[str, Sequence[float]], title: str = "Per-digit reconstruction MSE",
                    errors: dict[str, Sequence[float]] | None = None):
     """Grouped bars: for each digit 0-9, one bar per codec; ``errors`` gives error-bar half-widths."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5))
     names = list(per_digit)
     width = 0.8 / max(1, len(names))
@@ -145,4 +146,4 @@ def per_digit_bars(per_digit: dict[str, Sequence[float]], title: str = "Per-digi
 
 
 def close(fig) -> None:
-    _plt().close(fig)
+    pyplot().close(fig)
