@@ -1,4 +1,4 @@
-"""DVC stage preprocess: parse the IDX files, scale to [0, 1], write the data.protocol split."""
+"""DVC stage preprocess: parse the IDX files, write the data.protocol split."""
 from pathlib import Path
 
 from mnist_codec.cli import run_stage, stage_parser

@@ -65,6 +65,30 @@ def test_holdout_and_notebook_splits(raw_dir, tmp_path):
     assert len(nx) == 400 and np.array_equal(nx, nex)
     assert np.array_equal(nx[:300], x) and np.array_equal(nx[300:], ex)  # train first, then test
     assert not (tmp_path / "nb" / "eval_x.npy").exists()  # no duplicate copy
+    (tx, _), (tex, _) = data.load_splits(tmp_path / "nb")
+    assert tex is tx and np.array_equal(tx, nx)  # read and scaled once
+    (hx, _), (hex_, _) = data.load_splits(tmp_path / "hold")
+    assert np.array_equal(hx, x) and np.array_equal(hex_, ex)
+
+
+def test_pixels_are_stored_as_uint8_and_scaled_exactly_on_load(raw_dir, tmp_path):
+    """A quarter of float32's bytes on disk (what DVC hashes and caches), and the loaded
+    values are bit for bit those of scaling the IDX pixels to float32."""
+    data.preprocess(raw_dir, tmp_path / "p", "holdout")
+    stored = np.load(tmp_path / "p" / "train_x.npy")
+    assert stored.dtype == np.uint8 and stored.shape == (300, 784)
+    x, _ = data.load_split(tmp_path / "p", "train")
+    full, _ = data.load_pair(raw_dir, "train")
+    expected = full.astype(np.float32) / np.float32(255.0)
+    assert x.dtype == np.float32 and np.array_equal(x.view(np.uint32), expected.view(np.uint32))
+
+
+def test_a_float_split_from_before_uint8_storage_is_refused_by_name(raw_dir, tmp_path):
+    data.preprocess(raw_dir, tmp_path / "p", "holdout")
+    np.save(tmp_path / "p" / "train_x.npy", np.zeros((300, 784), np.float32))
+    with pytest.raises(DataError, match=r"split 'train' has shape \(300, 784\) float32, expected .* uint8 "
+                                        r"\(re-run the preprocess stage\)"):
+        data.load_split(tmp_path / "p", "train")
 
 
 def test_limits_keep_the_first_images(raw_dir, tmp_path):

@@ -52,7 +52,8 @@ def first_repro(repo: Path) -> subprocess.CompletedProcess:
     traces.mkdir()
     (hook / "sitecustomize.py").write_text(TRACE_HOOK)
     env = project_env(repo)
-    env.update(PYTHONPATH=f"{hook}{os.pathsep}{env['PYTHONPATH']}", MNIST_CODEC_IMPORT_TRACE=str(traces))
+    env.update(PYTHONPATH=f"{hook}{os.pathsep}{env['PYTHONPATH']}", MNIST_CODEC_IMPORT_TRACE=str(traces),
+               MNIST_CODEC_TIMINGS=str(repo.parent / "timings.jsonl"))
     proc = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"dvc repro failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
@@ -82,6 +83,40 @@ def test_every_module_a_stage_imports_is_one_of_its_deps(repo, first_repro):
         assert "src/mnist_codec/params.py" in imported  # the trace saw the project's modules
         missing = missing_deps(imported, stage["deps"])
         assert not missing, f"stage {name} imports {missing}, which its deps in dvc.yaml do not list"
+
+
+def imported_libraries(repo: Path, stage: str) -> set[str]:
+    """The heavy libraries a stage's process imported, from its trace."""
+    files = (repo.parent / "imports" / f"{stage}.txt").read_text().split()
+    libs = {"torch", "mlflow", "sklearn", "matplotlib", "pandas"}
+    return {lib for lib in libs if any(f.endswith(f"/{lib}/__init__.py") for f in files)}
+
+
+# What each stage's work needs; anything more is start-up time paid for nothing.
+LIBRARIES = {"fetch": set(), "preprocess": set(), "report": {"matplotlib"},
+             "pca": {"torch", "mlflow", "pandas", "sklearn", "matplotlib"},
+             "train_ae": {"torch", "mlflow", "pandas", "matplotlib"},
+             "train_deep": {"torch", "mlflow", "pandas", "matplotlib"},
+             "evaluate": {"torch", "mlflow", "pandas"}}
+
+
+def test_no_stage_imports_a_library_its_work_does_not_use(repo, first_repro):
+    """fetch, preprocess and report load no torch and no MLflow (pandas comes with MLflow);
+    only pca loads scikit-learn; evaluate draws nothing."""
+    for stage, expected in LIBRARIES.items():
+        assert imported_libraries(repo, stage) == expected, stage
+
+
+def test_every_stage_records_its_own_work_and_its_whole_process(repo, first_repro):
+    records = [json.loads(line) for line in (repo.parent / "timings.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in records] == list(LIBRARIES)[:2] + ["pca", "train_ae", "train_deep", "evaluate",
+                                                                    "report"]
+    work = {r["stage"]: set(r["work"]) for r in records}
+    assert work == {"fetch": {"fetch"}, "preprocess": {"preprocess"}, "pca": {"fit", "scoring", "figures"},
+                    "train_ae": {"training", "scoring", "figures"}, "train_deep": {"training", "scoring", "figures"},
+                    "evaluate": {"scoring", "figure data"}, "report": {"figures"}}
+    for r in records:
+        assert 0 < sum(r["work"].values()) < r["seconds"], r
 
 
 def test_every_stage_runs_and_writes_its_outputs(repo, first_repro):

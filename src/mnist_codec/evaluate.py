@@ -1,4 +1,8 @@
-"""Metrics of a codec on the evaluation split, and the comparison table."""
+"""Metrics of a codec on the evaluation split, and the comparison table.
+
+The table's half (rows, cells, Markdown, CSV) needs no torch: the report stage uses it
+without paying for torch's import, which the scoring functions do on first call.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,6 @@ import io
 import math
 
 import numpy as np
-import torch
-
-from .models import count_parameters
 
 # The reference notebook's published per-pixel MSE (trained and evaluated on all 70,000).
 NOTEBOOK_MSE = {
@@ -31,16 +32,18 @@ def display_name(codec: str) -> str:
     return DISPLAY.get(codec, codec)
 
 
-@torch.no_grad()
 def reconstruct(model, x: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """Codes (N, k) and reconstructions (N, 784) of x (N, 784) float32."""
+    import torch
+
     model.eval()
     codes, recons = [], []
-    for i in range(0, len(x), chunk):
-        xb = torch.from_numpy(x[i: i + chunk])
-        z = model.encode(xb)
-        codes.append(z.numpy())
-        recons.append(model.decode(z).numpy())
+    with torch.no_grad():
+        for i in range(0, len(x), chunk):
+            xb = torch.from_numpy(x[i: i + chunk])
+            z = model.encode(xb)
+            codes.append(z.numpy())
+            recons.append(model.decode(z).numpy())
     return np.concatenate(codes), np.concatenate(recons)
 
 
@@ -49,21 +52,23 @@ def psnr(mse: float, peak: float = 1.0) -> float:
     return 10.0 * math.log10(peak**2 / mse) if mse > 0 else float("inf")
 
 
-@torch.no_grad()
 def encode_and_score(model, x: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """Codes (N, k) and per-image MSE (N,) float64 of x (N, 784), one chunk at a time.
 
     Only a chunk of reconstructions exists at once, and squared errors are summed in
     float64, so scoring all 70,000 images needs no full-size copy in float64.
     """
+    import torch
+
     model.eval()
     codes, errors = [], []
-    for i in range(0, len(x), chunk):
-        xb = torch.from_numpy(x[i: i + chunk])
-        z = model.encode(xb)
-        diff = model.decode(z) - xb  # (chunk, 784)
-        codes.append(z.numpy())
-        errors.append((torch.sum(diff * diff, dim=1, dtype=torch.float64) / diff.shape[1]).numpy())
+    with torch.no_grad():
+        for i in range(0, len(x), chunk):
+            xb = torch.from_numpy(x[i: i + chunk])
+            z = model.encode(xb)
+            diff = model.decode(z) - xb  # (chunk, 784)
+            codes.append(z.numpy())
+            errors.append((torch.sum(diff * diff, dim=1, dtype=torch.float64) / diff.shape[1]).numpy())
     return np.concatenate(codes), np.concatenate(errors)
 
 
@@ -74,6 +79,8 @@ def per_digit_mse(errors: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 def codec_metrics(model, x: np.ndarray, y: np.ndarray) -> tuple[dict, np.ndarray]:
     """One trained model's metrics (MSE, PSNR, code size, stored numbers, per-digit MSE) and codes (N, k)."""
+    from .models import count_parameters
+
     codes, errors = encode_and_score(model, x)
     mse = float(errors.mean())
     metrics = {

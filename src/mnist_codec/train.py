@@ -85,7 +85,7 @@ def make_optimizer(params, lr: float, device: torch.device) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, fused=True, capturable=device.type == "cuda")
 
 
-CHECKPOINT_FORMAT = 2  # a member's weights, its slices of Adam's moments, data order, history
+CHECKPOINT_FORMAT = 3  # a member's weights, its slices of Adam's moments (in the stack's layout), data order, history
 
 
 def _read_checkpoint(job: Job) -> dict | None:
@@ -366,10 +366,13 @@ def fit_many(
 
         workers, threads = cpu_plan(len(trainers), cores)
         configure_cpu(threads)
-        if workers == 1:
-            _fit_together(trainers, eval_x, epochs, batch_size, None, emit_stack)
-        else:
-            _fit_threaded(trainers, eval_x, epochs, workers, threads, emit_stack)
+        try:
+            if workers == 1:
+                _fit_together(trainers, eval_x, epochs, batch_size, None, emit_stack)
+            else:
+                _fit_threaded(trainers, eval_x, epochs, workers, threads, emit_stack)
+        finally:
+            configure_cpu(workers * threads)  # what comes next (scoring, say) gets every core again
     out: list[list[EpochResult]] = [[] for _ in jobs]
     for t, ks in zip(trainers, stacks):
         t.unstack()
