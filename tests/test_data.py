@@ -3,7 +3,7 @@ import gzip
 import numpy as np
 import pytest
 
-from mnist_codec import data
+from mnist_codec import data, fileio
 from mnist_codec.errors import DataError
 
 from conftest import MirrorServer, idx_bytes, synthetic_digits, write_raw_dir
@@ -81,6 +81,15 @@ def test_pixels_are_stored_as_uint8_and_scaled_exactly_on_load(raw_dir, tmp_path
     full, _ = data.load_pair(raw_dir, "train")
     expected = full.astype(np.float32) / np.float32(255.0)
     assert x.dtype == np.float32 and np.array_equal(x.view(np.uint32), expected.view(np.uint32))
+
+
+def test_a_splits_digest_is_that_of_its_float32_pixels_as_npy_whatever_the_storage(raw_dir, tmp_path):
+    """The digest the registry and the champion rule compare: the float32 array's .npy bytes,
+    as when splits were stored in float32."""
+    meta = data.preprocess(raw_dir, tmp_path / "p", "holdout")
+    x, _ = data.load_split(tmp_path / "p", "eval")
+    np.save(tmp_path / "f.npy", x)
+    assert meta["splits"]["eval"]["sha256"] == fileio.sha256_file(tmp_path / "f.npy")
 
 
 def test_a_float_split_from_before_uint8_storage_is_refused_by_name(raw_dir, tmp_path):

@@ -207,7 +207,10 @@ def preprocess(raw_dir: str | Path, out_dir: str | Path, protocol: str,
     Layout: train_x.npy (N, 784) uint8 pixels as in the IDX files, train_y.npy (N,) uint8,
     the same for eval (not written when eval is the training set), and meta.json. Pixels
     are scaled to [0, 1] when loaded (:func:`load_split`): the same float32 values as
-    scaling here, in a quarter of the bytes for DVC to hash and cache.
+    scaling here, in a quarter of the bytes for DVC to hash and cache. A split's
+    ``sha256`` in meta.json identifies the data the codecs see: the digest of its float32
+    pixels as an .npy file, the same digest as when splits were stored that way, so that
+    registered versions and champions from before stay comparable.
     """
     splits = make_splits(load_pair(raw_dir, "train"), load_pair(raw_dir, "t10k"),
                          protocol, train_limit, eval_limit)
@@ -218,7 +221,7 @@ def preprocess(raw_dir: str | Path, out_dir: str | Path, protocol: str,
             x, y = splits[split]
             np.save(tmp / f"{split}_x.npy", np.ascontiguousarray(x, dtype=np.uint8))
             np.save(tmp / f"{split}_y.npy", y)
-            meta["splits"][split] = {"n": int(len(x)), "sha256": fileio.sha256_file(tmp / f"{split}_x.npy")}
+            meta["splits"][split] = {"n": int(len(x)), "sha256": fileio.array_sha256(scale(x))}
         if eval_is_train:
             meta["splits"]["eval"] = meta["splits"]["train"]
         fileio.write_json(tmp / "meta.json", meta)

@@ -47,6 +47,26 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+class _Hasher:
+    """A write-only file that hashes what is written to it."""
+
+    def __init__(self) -> None:
+        self.sha = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        return len(data)
+
+
+def array_sha256(array) -> str:
+    """SHA-256 of the .npy file ``numpy.save`` would write for ``array``, computed without writing it."""
+    import numpy as np
+
+    out = _Hasher()
+    np.lib.format.write_array(out, array, allow_pickle=False)
+    return out.sha.hexdigest()
+
+
 def tree_digest(folder: str | Path, pattern: str = "*.py") -> str:
     """SHA-256 over the names and contents of the files matching ``pattern`` in ``folder``."""
     h = hashlib.sha256()
