@@ -26,10 +26,13 @@ test: install
 test-fast: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pytest -m "not slow"
 
-# 1 seed vs 3, the notebook vs the pipeline (~25 min), and the champion served over HTTP vs
-# in-process (~2 min; needs `make repro` first); writes benchmarks/RESULTS.md
+# 1 seed vs 3, the notebook vs the pipeline stage by stage under both protocols, the CPU
+# training plans (~45 min together), and the champion served over HTTP vs in-process (~2 min;
+# needs `make repro` first); writes benchmarks/RESULTS.md. BENCH_ARGS="--before <commit>"
+# times that commit's pipeline beside this one's.
+BENCH_ARGS ?=
 bench: install
-	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_pipeline.py $(BENCH_ARGS)
 
 ui: install
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
