@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
                                            (70_000, 7, 10_000), (70_001, 8, 8751)])
 def test_curve_rows_keep_a_small_split_whole_and_thin_a_large_one_evenly(n, step, rows):
     sl = pipeline.curve_rows(n)
-    assert sl.step == step and len(range(n)[sl]) == rows <= max(n if n <= 10_000 else 0, 10_000)
+    assert sl.step == step and len(range(n)[sl]) == rows <= 10_000
 
 
 def test_under_the_notebook_protocol_curves_use_the_sample_and_final_mse_the_whole_split(tmp_path, monkeypatch):

@@ -32,10 +32,6 @@ def work(label: str) -> Iterator[None]:
         _work[label] = _work.get(label, 0.0) + time.perf_counter() - start
 
 
-def work_seconds() -> dict[str, float]:
-    return dict(_work)
-
-
 def process_seconds() -> float:
     """Seconds since this process started (Linux: from /proc, in the kernel's boot clock;
     elsewhere: since this module was imported, which misses the interpreter's start and

@@ -365,6 +365,7 @@ def fit_many(
         from .device import configure_cpu, cpu_plan
 
         workers, threads = cpu_plan(len(trainers), cores)
+        before = torch.get_num_threads()
         configure_cpu(threads)
         try:
             if workers == 1:
@@ -372,7 +373,7 @@ def fit_many(
             else:
                 _fit_threaded(trainers, eval_x, epochs, workers, threads, emit_stack)
         finally:
-            configure_cpu(workers * threads)  # what comes next (scoring, say) gets every core again
+            configure_cpu(before)  # what comes next (scoring, say) gets the cores it had again
     out: list[list[EpochResult]] = [[] for _ in jobs]
     for t, ks in zip(trainers, stacks):
         t.unstack()
