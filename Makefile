@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP_ARGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install repro test test-fast bench ui serve clean-venv
+.PHONY: install repro test test-fast bench ui server serve clean-venv
 
 install: $(STAMP)
 
@@ -37,6 +37,17 @@ bench: install
 ui: install
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
 		--default-artifact-root "$(CURDIR)/mlruns" --host 127.0.0.1 --port 5000 --workers 1
+
+# The team's tracking server on 127.0.0.1 (README, "Working as a team"): MLflow's server with
+# its artifact proxy; store: sqlite in $(SERVER_DIR), or BACKEND=postgresql://user:pw@host:port/db;
+# AUTH=1 runs MLflow's basic-auth app, with the admin password from MLFLOW_AUTH_ADMIN_PASSWORD.
+SERVER_PORT ?= 5000
+SERVER_DIR ?= .mlflow-server
+BACKEND ?=
+AUTH ?=
+server: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" mnist-codec server --port $(SERVER_PORT) --dir "$(SERVER_DIR)" \
+		$(if $(BACKEND),--backend-store-uri "$(BACKEND)") $(if $(AUTH),--auth)
 
 # The registered champion over HTTP on 127.0.0.1 (POST /invocations), in this environment:
 # no conda, no downloads. MODEL=3 serves version 3; MLFLOW_TRACKING_URI picks another store.

@@ -57,6 +57,14 @@ def run_stage(name: str, params_path: str | Path, body: Callable[[Params], None]
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:
+        from .tracking import failure_message
+
+        message = failure_message(exc)  # a tracking server gone or refusing: one line, not a traceback
+        if message is None:
+            raise
+        print(f"{name}: error: {message}", file=sys.stderr)
+        sys.exit(2)
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
@@ -110,6 +118,16 @@ def _decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _server(args: argparse.Namespace) -> int:
+    from . import server
+
+    server.run(server.ServerConfig(folder=Path(args.dir), port=args.port, backend_store_uri=args.backend_store_uri,
+                                   artifacts_destination=args.artifacts_destination, auth=args.auth,
+                                   auth_db_uri=args.auth_db_uri, default_permission=args.default_permission,
+                                   workers=args.workers))
+    return 0  # not reached: run() becomes the server
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mnist-codec", description="mnist-codec pipeline tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--out", "-o", required=True, help="PNG file to write")
     d.add_argument("--model", default="champion", help=model_help)
     d.set_defaults(func=_decode)
+    s = sub.add_parser("server", help="the team's MLflow tracking server on 127.0.0.1, artifacts proxied")
+    s.add_argument("--port", type=int, default=5000)
+    s.add_argument("--dir", default=".mlflow-server", help="the server's folder: sqlite store, artifacts, auth files")
+    s.add_argument("--backend-store-uri", default=None,
+                   help="database URL, e.g. postgresql://mlflow:PASSWORD@127.0.0.1:5432/mlflow (default: sqlite in --dir)")
+    s.add_argument("--artifacts-destination", default=None, help="where the proxy stores artifacts (default: --dir/artifacts)")
+    s.add_argument("--auth", action="store_true",
+                   help="MLflow's basic-auth app; the admin password comes from MLFLOW_AUTH_ADMIN_PASSWORD")
+    s.add_argument("--auth-db-uri", default=None, help="users and permissions database (default: sqlite in --dir)")
+    s.add_argument("--default-permission", default="READ", help="READ, EDIT, MANAGE or NO_PERMISSIONS")
+    s.add_argument("--workers", type=int, default=1)
+    s.set_defaults(func=_server)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
