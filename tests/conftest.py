@@ -157,3 +157,21 @@ def store_runs(root: Path, stage: str | None = None) -> tuple[list, object]:
     if stage is not None:
         runs = [r for r in runs if r.data.tags.get("mnist_codec.stage") == stage]
     return runs, client
+
+
+def drain_queue(root: Path, env: dict[str, str] | None = None, timeout: float = 900) -> str:
+    """Wait until ``dvc queue status`` shows nothing queued or running, stop the workers, and
+    return the last status table."""
+    import time
+
+    full = {**project_env(root), **(env or {})}
+    status = ""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = subprocess.run(["dvc", "queue", "status"], cwd=root, env=full, capture_output=True, text=True,
+                                timeout=120).stdout
+        if not any(s in status for s in ("Queued", "Running")):
+            break
+        time.sleep(3)
+    subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=root, env=full, capture_output=True, timeout=120)
+    return status

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import project_copy, project_env, sh, store_runs
+from conftest import drain_queue, project_copy, project_env, sh, store_runs
 
 pytestmark = pytest.mark.slow
 
@@ -51,13 +51,7 @@ def test_a_queued_sweep_with_two_workers_loses_no_run_and_no_metric_point(repo):
     runs_before, _ = store_runs(repo)
     sh(repo, "dvc", "exp", "run", "--queue", "-S", "seed=101,202")
     sh(repo, "dvc", "queue", "start", "-j", "2")
-    deadline = time.time() + 900
-    while time.time() < deadline:
-        status = sh(repo, "dvc", "queue", "status").stdout
-        if not any(s in status for s in ("Queued", "Running")):
-            break
-        time.sleep(3)
-    sh(repo, "dvc", "queue", "stop", "--kill", check=False)
+    status = drain_queue(repo)
     assert status.count("Success") == 2, status
     runs, client = store_runs(repo)
     new = [r for r in runs if r.info.run_id not in {b.info.run_id for b in runs_before}]

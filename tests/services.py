@@ -1,0 +1,214 @@
+"""Real services for the team tests, each started on 127.0.0.1 on a free port and stopped by
+its PID: a throw-away PostgreSQL cluster, ``mnist-codec server`` (MLflow's tracking server),
+and moto's S3-compatible server (a stand-in for S3). A service that cannot start fails the
+test that asked for it, with its log; nothing is skipped."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    """A process in its own session (so its children stop with it), logging to a file."""
+
+    def __init__(self, name: str, cmd: list[str], log: Path, env: dict[str, str] | None = None,
+                 cwd: Path | None = None, user: str | None = None):
+        self.name, self.cmd, self.log_path = name, cmd, log
+        self.log = open(log, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                     start_new_session=True, user=user)
+        self.pid = self.proc.pid
+
+    def wait_until(self, ready, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} while starting:\n{self.tail()}")
+            if ready():
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not become ready in {timeout:.0f} s:\n{self.tail()}")
+
+    def tail(self, n: int = 4000) -> str:
+        self.log.flush()
+        return self.log_path.read_bytes()[-n:].decode(errors="replace")
+
+    def stop(self, timeout: float = 10) -> None:
+        """SIGTERM to the process group led by our PID, SIGKILL if it lingers."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        # a worker the group leader left behind
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.log.close()
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status < 500
+    except urllib.error.HTTPError as e:
+        return e.code < 500
+    except OSError:
+        return False
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+
+def pg_bindir() -> Path:
+    """Debian's PostgreSQL server binaries (apt-get install postgresql)."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).parent
+    raise RuntimeError("PostgreSQL's initdb is not installed: apt-get install postgresql (.ci/run does)")
+
+
+class Postgres:
+    """A throw-away cluster in a folder of its own under the temp dir, removed when stopped.
+    PostgreSQL refuses to run as root, so as root it runs as Debian's ``postgres`` user."""
+
+    def __init__(self, password: str = "mlflow-test-pass"):
+        import tempfile
+
+        self.bindir = pg_bindir()
+        self.folder = folder = Path(tempfile.mkdtemp(prefix="mnist-codec-pg-"))
+        self.port, self.password = free_port(), password
+        self.user = "postgres" if os.geteuid() == 0 else None
+        data, sockets = folder / "data", folder / "sockets"
+        sockets.mkdir()
+        pwfile = folder / "pwfile"
+        pwfile.write_text(password + "\n")
+        if self.user:
+            ids = pwd.getpwnam(self.user)
+            for p in (folder, sockets, pwfile):
+                os.chown(p, ids.pw_uid, ids.pw_gid)
+        init = subprocess.run([str(self.bindir / "initdb"), "-D", str(data), "-U", "mlflow", "-A", "scram-sha-256",
+                               "--pwfile", str(pwfile), "-E", "UTF8", "--no-sync"], cwd=folder,
+                              capture_output=True, text=True, user=self.user, timeout=120)
+        if init.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{init.stdout}\n{init.stderr}")
+        self.service = Service("postgres", [str(self.bindir / "postgres"), "-D", str(data), "-h", "127.0.0.1",
+                                            "-p", str(self.port), "-k", str(sockets), "-c", "fsync=off"],
+                               folder / "postgres.log", user=self.user, cwd=folder)
+        self.service.wait_until(lambda: subprocess.run(
+            [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+            capture_output=True).returncode == 0)
+
+    def create_database(self, name: str) -> str:
+        env = {**os.environ, "PGPASSWORD": self.password}
+        out = subprocess.run([str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "mlflow",
+                              name], capture_output=True, text=True, env=env, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError(f"createdb {name} failed: {out.stderr}")
+        return f"postgresql://mlflow:{self.password}@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        self.service.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# --- the tracking server ---------------------------------------------------------------------
+
+class TrackingServer:
+    """``mnist-codec server`` on a free port; ``restart()`` brings it back on the same port
+    with the same store."""
+
+    def __init__(self, folder: Path, backend: str | None = None, auth: bool = False,
+                 env: dict[str, str] | None = None, port: int | None = None):
+        self.folder, self.backend, self.auth = folder, backend, auth
+        self.port = port or free_port()
+        self.env = dict(env or os.environ)
+        self.env["PATH"] = f"{BIN}{os.pathsep}{self.env.get('PATH', '')}"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.starts = 0
+        self.start()
+
+    def start(self) -> None:
+        cmd = [str(BIN / "mnist-codec"), "server", "--port", str(self.port), "--dir", str(self.folder)]
+        if self.backend:
+            cmd += ["--backend-store-uri", self.backend]
+        if self.auth:
+            cmd += ["--auth"]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.starts += 1
+        self.service = Service("mlflow server", cmd, self.folder / f"server-{self.starts}.log", env=self.env)
+        self.service.wait_until(lambda: http_ok(f"{self.url}/health"), timeout=120)
+
+    @property
+    def pid(self) -> int:
+        return self.service.pid
+
+    def stop(self) -> None:
+        self.service.stop()
+
+    def restart(self, down_seconds: float = 0) -> None:
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
+
+
+# --- S3 stand-in -----------------------------------------------------------------------------
+
+class S3Server:
+    """moto's S3-compatible server: a stand-in for S3 (state in memory, gone when stopped)."""
+
+    KEY, SECRET = "testing-key", "testing-secret"
+
+    def __init__(self, folder: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.service = Service("moto_server", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+                               folder / "moto.log")
+        self.service.wait_until(lambda: http_ok(f"{self.url}/moto-api/"), timeout=60)
+
+    def env(self) -> dict[str, str]:
+        return {"AWS_ACCESS_KEY_ID": self.KEY, "AWS_SECRET_ACCESS_KEY": self.SECRET, "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.url, aws_access_key_id=self.KEY,
+                            aws_secret_access_key=self.SECRET, region_name="us-east-1")
+
+    def stop(self) -> None:
+        self.service.stop()
