@@ -77,11 +77,15 @@ def test_reconstruction_mse_is_chunk_independent(digits):
     assert train.reconstruction_mse(model, xt) == pytest.approx(ref, rel=1e-6)
 
 
-def _plain_notebook_loop(model, x, epochs, batch_size, lr, generator):
-    """The notebook's loop, written plainly: per-step loss read-back, unfused Adam."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+def _plain_notebook_loop(model, x, epochs, batch_size, lr, generator, schedule="constant", weight_decay=0.0):
+    """The notebook's loop, written plainly: per-step loss read-back, unfused Adam (AdamW with
+    weight decay), the rate set by hand at each epoch's start."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay) if weight_decay else \
+        torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        for group in optimizer.param_groups:
+            group["lr"] = train.learning_rate(schedule, lr, epoch, epochs)
         perm = torch.randperm(len(x), generator=generator)
         running = 0.0
         for i in range(0, len(x), batch_size):
@@ -95,8 +99,9 @@ def _plain_notebook_loop(model, x, epochs, batch_size, lr, generator):
     return losses
 
 
-@pytest.mark.parametrize("kind", ["ae", "deep"])
-def test_fast_trainer_gives_the_losses_of_a_plain_eager_loop(digits, kind):
+@pytest.mark.parametrize("kind, optim", [("ae", {}), ("deep", {}), ("deep", {"schedule": "cosine"}),
+                                         ("deep", {"schedule": "onecycle", "weight_decay": 1e-2})])
+def test_fast_trainer_gives_the_losses_of_a_plain_eager_loop(digits, kind, optim):
     x, _ = digits
     xt = torch.from_numpy(x)
     spec = {"kind": "ae", "latent_dim": 8} if kind == "ae" else \
@@ -105,9 +110,9 @@ def test_fast_trainer_gives_the_losses_of_a_plain_eager_loop(digits, kind):
     fast_model = models.build(spec)
     fast_model.load_state_dict(ref_model.state_dict())
     # 400 images at batch 96: four full batches and a partial one of 16, every epoch
-    ref = _plain_notebook_loop(ref_model, xt, 3, 96, 1e-3, torch.Generator().manual_seed(5))
+    ref = _plain_notebook_loop(ref_model, xt, 3, 96, 1e-3, torch.Generator().manual_seed(5), **optim)
     hist = train.fit(fast_model, xt, xt, name=kind, epochs=3, batch_size=96, lr=1e-3,
-                     generator=torch.Generator().manual_seed(5), cores=1)
+                     generator=torch.Generator().manual_seed(5), cores=1, **optim)
     assert [r.train_loss for r in hist] == pytest.approx(ref, rel=1e-5)
     for p, q in zip(fast_model.parameters(), ref_model.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
@@ -160,7 +165,42 @@ def test_cpu_plan_gives_each_model_a_core():
     assert cpu_plan(3, cores=1) == (1, 1)
 
 
-def test_the_graphed_path_replayed_eagerly_equals_eager_steps(digits):
+def test_schedules_start_end_and_peak_where_documented():
+    lr, epochs = 1e-3, 10
+    rates = {s: [train.learning_rate(s, lr, e, epochs) for e in range(epochs)] for s in train.SCHEDULES}
+    assert rates["constant"] == [lr] * epochs
+    cos = rates["cosine"]
+    assert cos[0] == lr and all(a > b > 0 for a, b in zip(cos, cos[1:]))
+    assert cos[epochs // 2] == pytest.approx(lr / 2)
+    one = rates["onecycle"]
+    assert one[0] == pytest.approx(lr / 25 + (lr - lr / 25) / 3) and one[2] == pytest.approx(lr) == max(one)
+    assert one[:3] == sorted(one[:3]) and one[2:] == sorted(one[2:], reverse=True)
+    assert one[-1] == pytest.approx(lr / 1e4)
+    assert [train.learning_rate("onecycle", lr, e, 1) for e in range(1)] == [lr]  # one epoch: the peak
+    with pytest.raises(ValueError, match="unknown learning-rate schedule 'step'"):
+        train.learning_rate("step", lr, 0, epochs)
+
+
+def test_a_schedule_changes_training_and_the_default_is_the_notebooks_adam(digits):
+    xt = torch.from_numpy(digits[0])
+    spec = {"kind": "deep", "latent_dim": 8, "hidden": [32, 16], "activation": "relu"}
+    start = models.build(spec).state_dict()
+
+    def run(**optim):
+        model = models.build(spec)
+        model.load_state_dict(start)
+        return [r.train_loss for r in train.fit(model, xt, xt[:50], name="m", epochs=3, batch_size=64, lr=1e-3,
+                                                generator=torch.Generator().manual_seed(1), cores=1, **optim)]
+
+    default = run()
+    assert run(schedule="constant", weight_decay=0.0) == default
+    assert run(schedule="cosine") != default and run(weight_decay=1e-2) != default
+    trainer = train._StackTrainer([train.Job("m", models.build(spec), torch.Generator())], [[]], [None], xt, 64, 1e-3)
+    assert type(trainer.optimizer) is torch.optim.Adam and trainer.optimizer.defaults["fused"]
+
+
+@pytest.mark.parametrize("optim", [{}, {"schedule": "onecycle", "weight_decay": 1e-2}])
+def test_the_graphed_path_replayed_eagerly_equals_eager_steps(digits, optim):
     # What CUDA captures (static order buffers, a position counter advanced inside the step,
     # warm-up then restore, the partial batch stepped outside), replayed eagerly on the CPU:
     # it must train exactly as plain eager steps do.
@@ -169,10 +209,13 @@ def test_the_graphed_path_replayed_eagerly_equals_eager_steps(digits):
     x = torch.from_numpy(digits[0])  # 400 images at batch 96: four full batches and one of 16
     names = ["deep_relu", "deep_tanh", "deep_leaky_relu"]
 
+    rates = None if not optim else (lambda e: train.learning_rate(optim["schedule"], 1e-3, e, 3))
+    wd = optim.get("weight_decay", 0.0)
+
     def run(capture):
         jobs = _jobs(names)
-        stacks = [train._StackTrainer(jobs[:2], [[], []], [None, None], x, 96, 1e-3),
-                  train._StackTrainer(jobs[2:], [[]], [None], x, 96, 1e-3)]  # two stacks, as CUDA may hold
+        stacks = [train._StackTrainer(jobs[:2], [[], []], [None, None], x, 96, 1e-3, rates, wd),
+                  train._StackTrainer(jobs[2:], [[]], [None], x, 96, 1e-3, rates, wd)]  # two stacks, as CUDA may hold
         histories = [[], [], []]
 
         def emit(t, results):

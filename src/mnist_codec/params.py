@@ -24,6 +24,7 @@ Activation = Literal["relu", "tanh", "leaky_relu", "gelu", "elu", "silu"]
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 StrictInt = Annotated[int, Strict()]  # no bools, no floats, no numeric strings
 LR_HINT = "YAML reads 1e-3 as text; write 1.0e-3"
+WD_HINT = "YAML reads 1e-4 as text; write 1.0e-4"
 
 
 class _Section(BaseModel):
@@ -50,6 +51,16 @@ class TrainParams(_Section):
     epochs: Annotated[StrictInt, Field(ge=1, le=10_000)] = 10
     batch_size: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 128
     lr: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = 1e-3
+    schedule: Literal["constant", "cosine", "onecycle"] = "constant"
+    weight_decay: float = 0.0
+
+    @field_validator("weight_decay", mode="before")
+    @classmethod
+    def _weight_decay(cls, v: Any) -> float:
+        ok = type(v) in (int, float) and 0 <= v < 1  # not bool, not text; NaN fails the comparison
+        if not ok:
+            raise ValueError(f"a number from 0 (none, the notebook's) up to 1, such as 1.0e-4 ({WD_HINT})")
+        return float(v)
 
 
 class DeepParams(_Section):

@@ -284,7 +284,8 @@ def _train_codecs(params: Params, targets: list[CodecTarget], stage: str, td: Tr
         curve_x = td.eval_x[curve_rows(len(td.eval_x))].contiguous()
         whole = len(curve_x) == len(td.eval_x)
         with timing.work("training"):
-            histories = train.fit_many(jobs, td.x, curve_x, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr)
+            histories = train.fit_many(jobs, td.x, curve_x, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
+                                       schedule=t.schedule, weight_decay=t.weight_decay)
         seconds = time.perf_counter() - start  # models trained side by side share this wall time
         with timing.work("scoring"):  # the last curve point is the final MSE where it used the whole split
             eval_mse = [h[-1].eval_loss if whole else train.reconstruction_mse(j.model, td.eval_x)

@@ -1,8 +1,11 @@
 """Training loop for the autoencoders: the notebook's maths without its overhead.
 
 What each model computes is the notebook's: Adam, per-pixel MSE, batches of ``batch_size``
-drawn from a fresh permutation every epoch, the last partial batch included. The speed
-comes from how it is run:
+drawn from a fresh permutation every epoch, the last partial batch included. Beyond the
+notebook, params may set a learning-rate schedule (set at the start of each epoch, see
+:func:`learning_rate`) and decoupled weight decay (AdamW); with the defaults (constant rate,
+no decay) the optimizer is the notebook's Adam, number for number. The speed comes from how
+it is run:
 
 * models of one layout (every seed of every activation) train in stacks: one batched
   matrix product per layer for all members of a stack (:mod:`mnist_codec.stacking`);
@@ -80,9 +83,46 @@ def reconstruction_mse(model: nn.Module, x: torch.Tensor, chunk: int = 8192) -> 
     return float(total.item() / x.numel())
 
 
-def make_optimizer(params, lr: float, device: torch.device) -> torch.optim.Adam:
-    """The notebook's Adam as one fused kernel; capturable on CUDA so a graph can replay it."""
-    return torch.optim.Adam(params, lr=lr, fused=True, capturable=device.type == "cuda")
+SCHEDULES = ("constant", "cosine", "onecycle")
+ONECYCLE_WARMUP = 0.3  # share of the epochs spent rising, as torch's OneCycleLR (pct_start)
+ONECYCLE_START, ONECYCLE_END = 1 / 25, 1 / 1e4  # of lr, at the first and the last epoch
+
+
+def learning_rate(schedule: str, lr: float, epoch: int, epochs: int) -> float:
+    """The learning rate of epoch ``epoch`` (0-based) of ``epochs``; it holds for the epoch.
+
+    * ``constant``: ``lr`` throughout (the notebook's);
+    * ``cosine``: half a cosine from ``lr`` down, ``lr * (1 + cos(pi * epoch / epochs)) / 2``;
+    * ``onecycle``: a linear rise from ``lr/25`` to ``lr`` over the first 30% of the epochs,
+      then half a cosine down to ``lr/1e4`` at the last one.
+    """
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        return lr * (1 + math.cos(math.pi * epoch / epochs)) / 2
+    if schedule == "onecycle":
+        rise = max(1, round(ONECYCLE_WARMUP * epochs))
+        if epoch < rise:
+            low = lr * ONECYCLE_START
+            return low + (lr - low) * (epoch + 1) / rise
+        fall, end = epochs - rise, lr * ONECYCLE_END
+        return end + (lr - end) * (1 + math.cos(math.pi * (epoch - rise + 1) / fall)) / 2
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}; one of {', '.join(SCHEDULES)}")
+
+
+def make_optimizer(params, lr: float, device: torch.device, weight_decay: float = 0.0,
+                   scheduled: bool = False) -> torch.optim.Optimizer:
+    """The notebook's Adam as one fused kernel; capturable on CUDA so a graph can replay it.
+
+    With ``weight_decay`` it is AdamW (decoupled decay). With ``scheduled`` the rate is a
+    tensor that :class:`_StackTrainer` overwrites in place each epoch, so a captured CUDA
+    graph reads the new value (a float would be baked into the graph).
+    """
+    rate = torch.tensor(lr, dtype=torch.float32, device=device) if scheduled else lr
+    kwargs = {"fused": True, "capturable": device.type == "cuda"}
+    if weight_decay:
+        return torch.optim.AdamW(params, lr=rate, weight_decay=weight_decay, **kwargs)
+    return torch.optim.Adam(params, lr=rate, **kwargs)
 
 
 CHECKPOINT_FORMAT = 3  # a member's weights, its slices of Adam's moments (in the stack's layout), data order, history
@@ -112,11 +152,14 @@ class _StackTrainer:
     """
 
     def __init__(self, jobs: Sequence[Job], histories: Sequence[list[EpochResult]],
-                 adam: Sequence[dict | None], x: torch.Tensor, batch_size: int, lr: float):
+                 adam: Sequence[dict | None], x: torch.Tensor, batch_size: int, lr: float,
+                 schedule: Callable[[int], float] | None = None, weight_decay: float = 0.0):
         self.jobs, self.x, self.batch_size = list(jobs), x, batch_size
         self.device = x.device
+        self.schedule = schedule  # epoch index -> learning rate; None: ``lr`` throughout
         self.stack = StackedAutoencoder([j.model for j in jobs]).to(self.device)
-        self.optimizer = make_optimizer(self.stack.parameters(), lr, self.device)
+        self.optimizer = make_optimizer(self.stack.parameters(), lr, self.device, weight_decay,
+                                        scheduled=schedule is not None)
         self.total = torch.zeros(len(jobs), dtype=torch.float64, device=self.device)
         self.perm = torch.empty(len(jobs), 0, dtype=torch.long, device=self.device)
         self.histories = [list(h) for h in histories]
@@ -159,6 +202,9 @@ class _StackTrainer:
         self.perm = torch.stack([torch.randperm(len(self.x), generator=j.generator) for j in self.jobs]).to(self.device)
         self.total.zero_()
         self.stack.train()
+        if self.schedule is not None:  # in place: a captured graph holds this tensor
+            for group in self.optimizer.param_groups:
+                group["lr"].fill_(self.schedule(self.epochs_done))
 
     def step(self, idx: torch.Tensor) -> None:
         """One Adam step of every member, member k on the images ``x[idx[k]]``; idx is (S, b)."""
@@ -307,11 +353,16 @@ def fit_many(
     epochs: int,
     batch_size: int,
     lr: float,
+    schedule: str = "constant",
+    weight_decay: float = 0.0,
     cuda_graphs: bool | None = None,
     cores: int | None = None,
     stacks_per_group: int | None = None,
 ) -> list[list[EpochResult]]:
     """Train every job's model to reconstruct ``train_x`` (N, 784); return each one's history.
+
+    ``schedule`` names the learning-rate schedule over ``epochs`` (:func:`learning_rate`);
+    ``weight_decay`` > 0 makes the optimizer AdamW.
 
     Models of one layout train in stacks (see :mod:`mnist_codec.stacking`): on CUDA one
     stack, all in one graph; on a CPU about one stack per core (``stacks_per_group``
@@ -351,8 +402,11 @@ def fit_many(
 
         stacks_per_group = 1 if on_cuda else (cores or usable_cores())
     stacks = _stacks(jobs, histories, stacks_per_group)
+    rates = None if schedule == "constant" else (lambda e: learning_rate(schedule, lr, e, epochs))
+    if rates is not None:
+        rates(0)  # an unknown schedule fails here, before any work
     trainers = [_StackTrainer([jobs[k] for k in ks], [histories[k] for k in ks], [adam[k] for k in ks],
-                              train_x, batch_size, lr) for ks in stacks]
+                              train_x, batch_size, lr, rates, weight_decay) for ks in stacks]
 
     def emit_stack(t: int, results: list[EpochResult]) -> None:
         for k, result in zip(stacks[t], results):

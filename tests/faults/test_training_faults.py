@@ -121,11 +121,11 @@ def _job(name: str, ckpt: Path | None, fingerprint: str = "f1") -> train.Job:
     return train.Job(name, models.build(spec), generator, checkpoint=checkpoint)
 
 
-@pytest.mark.parametrize("cores", [1, 2])
-def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_losses(digits, tmp_path, cores):
+@pytest.mark.parametrize("cores, optim", [(1, {}), (2, {}), (2, {"schedule": "onecycle", "weight_decay": 1e-3})])
+def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_losses(digits, tmp_path, cores, optim):
     x = torch.from_numpy(digits[0])
     names = ["deep_relu", "deep_tanh", "deep_leaky_relu"]
-    kw = dict(epochs=5, batch_size=64, lr=1e-3, cores=cores)
+    kw = dict(epochs=5, batch_size=64, lr=1e-3, cores=cores, **optim)  # a schedule resumes at its epoch
     reference = train.fit_many([_job(n, None) for n in names], x, x[:50], **kw)
 
     class Stop(KeyboardInterrupt):
