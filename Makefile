@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP_ARGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install repro test test-fast bench ui server serve clean-venv
+.PHONY: install repro test test-fast bench sweep ui server serve clean-venv
 
 install: $(STAMP)
 
@@ -33,6 +33,19 @@ test-fast: install
 BENCH_ARGS ?=
 bench: install
 	$(BIN)/python benchmarks/bench_pipeline.py $(BENCH_ARGS)
+
+# The rate-distortion curve: one queued DVC experiment per code size (rd-<k>), run by DVC's
+# queue, then reports/rate_distortion.{png,md,csv}. SWEEP_ARGS adds -S overrides to every one.
+SWEEP_SIZES ?= 2 4 8 16 32 64 128
+SWEEP_ARGS ?=
+SWEEP_JOBS ?= 1
+sweep: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" dvc exp remove $(addprefix rd-,$(SWEEP_SIZES)) >/dev/null 2>&1 || true
+	for k in $(SWEEP_SIZES); do \
+		PATH="$(CURDIR)/$(BIN):$$PATH" dvc exp run --queue -n rd-$$k -S latent_dim=$$k $(SWEEP_ARGS) || exit 1; \
+	done
+	PATH="$(CURDIR)/$(BIN):$$PATH" dvc queue start -j $(SWEEP_JOBS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" mnist-codec sweep-report --wait
 
 ui: install
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \

@@ -128,6 +128,22 @@ def _server(args: argparse.Namespace) -> int:
     return 0  # not reached: run() becomes the server
 
 
+def _sweep_report(args: argparse.Namespace) -> int:
+    import json
+
+    from . import sweep
+    from .fileio import workspace_root
+
+    root = workspace_root()
+    if args.wait:
+        sweep.wait_for_queue(root)
+    exp = json.loads(Path(args.exp_json).read_text()) if args.exp_json else sweep.exp_show(root)
+    points = sweep.report(exp, Path(args.data), Path(args.figure), Path(args.table), Path(args.csv))
+    print(f"sweep-report: {len({p.experiment for p in points})} experiments, code sizes "
+          f"{sorted({p.size for p in points})}: {args.figure}, {args.table}, {args.csv}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mnist-codec", description="mnist-codec pipeline tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--default-permission", default="READ", help="READ, EDIT, MANAGE or NO_PERMISSIONS")
     s.add_argument("--workers", type=int, default=1)
     s.set_defaults(func=_server)
+    r = sub.add_parser("sweep-report", help="the rate-distortion figure and table from the rd-<k> experiments")
+    r.add_argument("--wait", action="store_true", help="first wait until DVC's queue is empty")
+    r.add_argument("--exp-json", default=None, help="`dvc exp show --json` output (default: run it)")
+    r.add_argument("--data", default="data/processed", help="the splits PCA's exact curve is computed on")
+    r.add_argument("--figure", default="reports/rate_distortion.png")
+    r.add_argument("--table", default="reports/rate_distortion.md")
+    r.add_argument("--csv", default="reports/rate_distortion.csv")
+    r.set_defaults(func=_sweep_report)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -1,0 +1,94 @@
+"""The rate–distortion report: PCA's exact curve, collecting the sweep's experiments from
+``dvc exp show --json``, the table's sentence, and the files it writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_codec import data, pca, sweep
+from mnist_codec.errors import DataError
+
+
+def test_pcas_curve_from_one_fit_is_each_sizes_own_fit(digits):
+    x = digits[0]
+    train_x, eval_x = x[:300], x[300:]
+    curve = sweep.pca_curve(train_x, eval_x, 20)
+    assert curve.shape == (20,) and np.all(np.diff(curve) <= 1e-12)  # more numbers, less error
+    for k in (1, 4, 20):
+        codec = pca.pca_codec_from_arrays(**{n: a for n, a in pca.fit(train_x, k).items() if n != "explained_variance_ratio"})
+        import torch
+
+        recon = codec(torch.from_numpy(eval_x)).numpy()
+        assert curve[k - 1] == pytest.approx(float(np.mean((recon - eval_x) ** 2)), rel=1e-4)
+
+
+def _metrics(ae: float, deep: float, pca_mse: float) -> dict:
+    def m(v, n=3):
+        return {"mse": {"mean": v, "ci95_low": v * 0.9, "ci95_high": v * 1.1, "n": n, "std": v / 20, "per_seed": [v] * n}}
+    return {"pca": m(pca_mse, 1), "ae": m(ae), "deep_relu": m(deep)}
+
+
+def _exp_show(rows: dict[str, tuple[int, dict | None]]) -> list[dict]:
+    revs = []
+    for name, (k, metrics) in rows.items():
+        d = {"params": {"params.yaml": {"data": {"latent_dim": k, "seed": 42}}}}
+        if metrics is not None:
+            d["metrics"] = {"reports/metrics.json": {"data": metrics}}
+        revs.append({"rev": name, "name": name, "data": d})
+    return [{"rev": "workspace", "name": None, "data": {}, "experiments": None},
+            {"rev": "abc123", "name": "main", "data": {}, "experiments": [{"revs": revs[:2]}, {"revs": revs[2:]}]}]
+
+
+def test_collect_takes_the_sweeps_experiments_with_results_only():
+    exp = _exp_show({"rd-2": (2, _metrics(0.05, 0.04, 0.055)), "rd-8": (8, _metrics(0.03, 0.02, 0.035)),
+                     "rd-16": (16, None),  # queued or failed: no metrics
+                     "tanh-try": (32, _metrics(0.01, 0.01, 0.02))})  # not part of the sweep
+    points = sweep.collect(exp)
+    assert sorted({(p.codec, p.size) for p in points}) == [(c, k) for c in ("ae", "deep_relu", "pca") for k in (2, 8)]
+    ae8 = next(p for p in points if p.codec == "ae" and p.size == 8)
+    assert (ae8.mean, ae8.low, ae8.high, ae8.n, ae8.experiment) == (0.03, 0.03 * 0.9, 0.03 * 1.1, 3, "rd-8")
+
+
+def test_the_sentence_says_where_autoencoders_stop_beating_pca():
+    exp = _exp_show({"rd-2": (2, _metrics(0.05, 0.04, 0.055)), "rd-8": (8, _metrics(0.03, 0.02, 0.035))})
+    points = sweep.collect(exp)
+    curve = np.linspace(0.06, 0.001, 128)
+    curve[1], curve[7] = 0.055, 0.035
+    assert "Every code size from 2 to 8: an autoencoder beats PCA." in sweep.table(points, curve, sweep.display_names(points))
+    curve[7] = 0.019  # PCA better at 8
+    text = sweep.table(points, curve, sweep.display_names(points))
+    assert "From 8 numbers on, no autoencoder beats PCA (at 8: PCA 0.019000, best autoencoder 0.020000)." in text
+    assert "| 2 | 0.055000 | 0.050000 ± 0.005000 | 0.040000 ± 0.004000 |" in text
+    assert text.splitlines()[0] == "| code size | PCA (exact) | AE (1 layer) | Deep AE (ReLU) |"
+
+
+def test_the_report_writes_figure_table_and_csv_from_the_workspaces_splits(raw_dir, tmp_path):
+    data.preprocess(raw_dir, tmp_path / "processed", "holdout")
+    exp = _exp_show({"rd-2": (2, _metrics(0.05, 0.04, 0.055)), "rd-4": (4, _metrics(0.03, 0.02, 0.035))})
+    out = tmp_path / "reports"
+    points = sweep.report(exp, tmp_path / "processed", out / "rd.png", out / "rd.md", out / "rd.csv")
+    assert len(points) == 6
+    assert (out / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = (out / "rd.csv").read_text().splitlines()
+    assert rows[0].startswith("codec,code_size,mse_mean") and any(r.startswith("pca_exact,128,") for r in rows)
+    assert "| 4 |" in (out / "rd.md").read_text()
+    with pytest.raises(DataError, match="no sweep results: no experiment named rd-<code size>"):
+        sweep.report(_exp_show({}), tmp_path / "processed", out / "a.png", out / "a.md", out / "a.csv")
+
+
+def test_the_command_reads_exp_show_json(raw_dir, tmp_path):
+    data.preprocess(raw_dir, tmp_path / "data" / "processed", "holdout")
+    (tmp_path / ".dvc").mkdir()
+    exp_json = tmp_path / "exp.json"
+    exp_json.write_text(json.dumps(_exp_show({"rd-2": (2, _metrics(0.05, 0.04, 0.055))})))
+    proc = subprocess.run([str(Path(sys.executable).parent / "mnist-codec"), "sweep-report", "--exp-json", str(exp_json)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "sweep-report: 1 experiments, code sizes [2]" in proc.stdout
+    assert (tmp_path / "reports" / "rate_distortion.png").is_file()
