@@ -34,23 +34,30 @@ def _metrics(ae: float, deep: float, pca_mse: float) -> dict:
     return {"pca": m(pca_mse, 1), "ae": m(ae), "deep_relu": m(deep)}
 
 
-def _exp_show(rows: dict[str, tuple[int, dict | None]]) -> list[dict]:
-    revs = []
+def _exp_show(rows: dict[str, tuple[int, dict | None]], running: tuple[str, ...] = ()) -> list[dict]:
+    """The shape of `dvc exp show --json`: experiments in groups, each with its executor."""
+    groups = []
     for name, (k, metrics) in rows.items():
         d = {"params": {"params.yaml": {"data": {"latent_dim": k, "seed": 42}}}}
         if metrics is not None:
             d["metrics"] = {"reports/metrics.json": {"data": metrics}}
-        revs.append({"rev": name, "name": name, "data": d})
+        state = "running" if name in running else "success"
+        groups.append({"revs": [{"rev": name, "name": name, "data": d}], "name": name,
+                       "executor": {"state": state, "name": "dvc-task"}})
+    groups[-1:] = [{**g, "executor": None} for g in groups[-1:]]  # pulled from a remote: no executor
     return [{"rev": "workspace", "name": None, "data": {}, "experiments": None},
-            {"rev": "abc123", "name": "main", "data": {}, "experiments": [{"revs": revs[:2]}, {"revs": revs[2:]}]}]
+            {"rev": "abc123", "name": "main", "data": {}, "experiments": groups}]
 
 
 def test_collect_takes_the_sweeps_experiments_with_results_only():
     exp = _exp_show({"rd-2": (2, _metrics(0.05, 0.04, 0.055)), "rd-8": (8, _metrics(0.03, 0.02, 0.035)),
                      "rd-16": (16, None),  # queued or failed: no metrics
-                     "tanh-try": (32, _metrics(0.01, 0.01, 0.02))})  # not part of the sweep
+                     "rd-32": (32, _metrics(0.01, 0.01, 0.02)),  # still running: the baseline's metrics
+                     "tanh-try": (32, _metrics(0.01, 0.01, 0.02)),  # not part of the sweep
+                     "rd-64": (64, _metrics(0.004, 0.003, 0.006))},  # pulled from a remote
+                    running=("rd-32",))
     points = sweep.collect(exp)
-    assert sorted({(p.codec, p.size) for p in points}) == [(c, k) for c in ("ae", "deep_relu", "pca") for k in (2, 8)]
+    assert sorted({(p.codec, p.size) for p in points}) == [(c, k) for c in ("ae", "deep_relu", "pca") for k in (2, 8, 64)]
     ae8 = next(p for p in points if p.codec == "ae" and p.size == 8)
     assert (ae8.mean, ae8.low, ae8.high, ae8.n, ae8.experiment) == (0.03, 0.03 * 0.9, 0.03 * 1.1, 3, "rd-8")
 
@@ -92,3 +99,29 @@ def test_the_command_reads_exp_show_json(raw_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "sweep-report: 1 experiments, code sizes [2]" in proc.stdout
     assert (tmp_path / "reports" / "rate_distortion.png").is_file()
+
+
+@pytest.mark.slow
+def test_make_sweep_runs_the_queue_and_reports_every_size(tmp_path):
+    """`make sweep` for real on a tiny profile: two queued experiments, DVC's queue, the report."""
+    from conftest import project_copy, project_env
+
+    tiny = {"n_seeds": 2, "activation": ["relu"], "data": {"train_limit": 1000, "eval_limit": 300},
+            "train": {"epochs": 2}, "evaluate": {"n_projection": 200}}
+    repo = project_copy(tmp_path / "repo", tiny)
+    stamp = tmp_path / "installed"  # this environment is installed: make must not reinstall into it
+    stamp.touch()
+    try:
+        proc = subprocess.run(["make", "sweep", f"VENV={sys.prefix}", f"STAMP={stamp}", "SWEEP_SIZES=2 4"], cwd=repo,
+                              env=project_env(repo), capture_output=True, text=True, timeout=1200)
+    finally:  # the queue's worker goes with the test
+        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=repo, env=project_env(repo), capture_output=True,
+                       timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Queued experiment 'rd-2'" in proc.stdout + proc.stderr
+    assert "sweep-report: 2 experiments, code sizes [2, 4]" in proc.stdout
+    table = (repo / "reports" / "rate_distortion.md").read_text()
+    assert table.splitlines()[0] == "| code size | PCA (exact) | AE (1 layer) | Deep AE (ReLU) |"
+    assert [line.split("|")[1].strip() for line in table.splitlines()[2:4]] == ["2", "4"]
+    rows = (repo / "reports" / "rate_distortion.csv").read_text().splitlines()
+    assert sum(r.startswith(("ae,", "deep_relu,", "pca,")) for r in rows) == 6

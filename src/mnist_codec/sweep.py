@@ -53,10 +53,16 @@ def pca_curve(train_x: np.ndarray, eval_x: np.ndarray, max_k: int) -> np.ndarray
 
 
 def _revs(exp_show: list[dict]) -> list[dict]:
-    """Every experiment rev of ``dvc exp show --json``, under any baseline commit."""
+    """Every finished experiment rev of ``dvc exp show --json``, under any baseline commit.
+
+    A queued or running experiment is left out: while it runs, DVC shows the files of its
+    temporary workspace, which still hold the baseline's metrics. (An experiment pulled from
+    a remote has no executor: it is finished.)"""
     out = []
     for row in exp_show:
         for group in row.get("experiments") or []:
+            if (group.get("executor") or {}).get("state") not in (None, "success"):
+                continue
             out.extend(group.get("revs") or [])
     return out
 
@@ -128,6 +134,11 @@ def figure(points: list[Point], pca: np.ndarray, names: dict[str, str]):
         ax.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=3, lw=1.2, label=names[codec])
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 0.01, not 10^-2
+    # between decades, label 2x and 5x only: all eight would crowd each other
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
     sizes = sorted({p.size for p in points}) or [1, len(pca)]
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.set_xlabel("code size (numbers per digit)")
@@ -157,9 +168,10 @@ def wait_for_queue(repo: Path, poll: float = 10.0) -> None:
 
 def display_names(points: list[Point]) -> dict[str, str]:
     """Codec -> its name in the comparison table, PCA and the 1-layer AE first."""
-    from .evaluate import display_name
+    from .evaluate import ACTIVATION_DISPLAY, display_name
 
-    codecs = sorted({p.codec for p in points}, key=lambda c: (c != "pca", c != "ae", c))
+    order = ["pca", "ae", *[f"deep_{a}" for a in ACTIVATION_DISPLAY]]  # the comparison table's order
+    codecs = sorted({p.codec for p in points}, key=lambda c: (order.index(c) if c in order else len(order), c))
     return {c: display_name(c) for c in ["pca", *[c for c in codecs if c != "pca"]]}
 
 
