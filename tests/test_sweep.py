@@ -34,19 +34,26 @@ def _metrics(ae: float, deep: float, pca_mse: float) -> dict:
     return {"pca": m(pca_mse, 1), "ae": m(ae), "deep_relu": m(deep)}
 
 
-def _exp_show(rows: dict[str, tuple[int, dict | None]], running: tuple[str, ...] = ()) -> list[dict]:
-    """The shape of `dvc exp show --json`: experiments in groups, each with its executor."""
+def _exp_show(rows: dict[str, tuple[int, dict | None]], running: tuple[str, ...] = (),
+              older: dict[str, tuple[int, dict]] | None = None) -> list[dict]:
+    """The shape of `dvc exp show --json --all-commits`: experiments in groups, each with its
+    executor, under HEAD's commit (and ``older`` ones under an earlier commit)."""
     groups = []
     for name, (k, metrics) in rows.items():
-        d = {"params": {"params.yaml": {"data": {"latent_dim": k, "seed": 42}}}}
+        d = {"params": {"params.yaml": {"data": {"latent_dim": k, "seed": 42}}}, "timestamp": "2026-11-27T12:00:00"}
         if metrics is not None:
             d["metrics"] = {"reports/metrics.json": {"data": metrics}}
         state = "running" if name in running else "success"
         groups.append({"revs": [{"rev": name, "name": name, "data": d}], "name": name,
                        "executor": {"state": state, "name": "dvc-task"}})
     groups[-1:] = [{**g, "executor": None} for g in groups[-1:]]  # pulled from a remote: no executor
+    old = [{"revs": [{"rev": n, "name": n, "data": {"params": {"params.yaml": {"data": {"latent_dim": k}}},
+                                                     "timestamp": "2026-11-20T09:00:00",
+                                                     "metrics": {"reports/metrics.json": {"data": m}}}}],
+            "name": n, "executor": None} for n, (k, m) in (older or {}).items()]
     return [{"rev": "workspace", "name": None, "data": {}, "experiments": None},
-            {"rev": "abc123", "name": "main", "data": {}, "experiments": groups}]
+            {"rev": "abc123", "name": "main", "data": {}, "experiments": groups},
+            {"rev": "0ld0ld", "name": None, "data": {}, "experiments": old}]
 
 
 def test_collect_takes_the_sweeps_experiments_with_results_only():
@@ -55,7 +62,7 @@ def test_collect_takes_the_sweeps_experiments_with_results_only():
                      "rd-32": (32, _metrics(0.01, 0.01, 0.02)),  # still running: the baseline's metrics
                      "tanh-try": (32, _metrics(0.01, 0.01, 0.02)),  # not part of the sweep
                      "rd-64": (64, _metrics(0.004, 0.003, 0.006))},  # pulled from a remote
-                    running=("rd-32",))
+                    running=("rd-32",), older={"rd-8": (8, _metrics(0.9, 0.9, 0.9))})  # an earlier sweep's
     points = sweep.collect(exp)
     assert sorted({(p.codec, p.size) for p in points}) == [(c, k) for c in ("ae", "deep_relu", "pca") for k in (2, 8, 64)]
     ae8 = next(p for p in points if p.codec == "ae" and p.size == 8)
@@ -67,10 +74,14 @@ def test_the_sentence_says_where_autoencoders_stop_beating_pca():
     points = sweep.collect(exp)
     curve = np.linspace(0.06, 0.001, 128)
     curve[1], curve[7] = 0.055, 0.035
-    assert "Every code size from 2 to 8: an autoencoder beats PCA." in sweep.table(points, curve, sweep.display_names(points))
+    text = sweep.table(points, curve, sweep.display_names(points))
+    assert ("At every code size from 2 to 8 an autoencoder beats PCA. Each beats PCA (by its mean): AE (1 layer) at 2–8; "
+            "Deep AE (ReLU) at 2–8.") in text
     curve[7] = 0.019  # PCA better at 8
     text = sweep.table(points, curve, sweep.display_names(points))
-    assert "From 8 numbers on, no autoencoder beats PCA (at 8: PCA 0.019000, best autoencoder 0.020000)." in text
+    assert ("From 8 numbers on, no autoencoder beats PCA (at 8: PCA 0.019000, the best autoencoder 0.020000). "
+            "Each beats PCA (by its mean): AE (1 layer) at 2; Deep AE (ReLU) at 2.") in text
+    assert sweep._ranges([2, 4, 8, 32, 128], [2, 4, 8, 16, 32, 64, 128]) == "2–8, 32, 128"
     assert "| 2 | 0.055000 | 0.050000 ± 0.005000 | 0.040000 ± 0.004000 |" in text
     assert text.splitlines()[0] == "| code size | PCA (exact) | AE (1 layer) | Deep AE (ReLU) |"
 

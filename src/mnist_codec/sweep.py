@@ -2,7 +2,8 @@
 
 ``make sweep`` queues one DVC experiment per code size (``dvc exp run --queue -n rd-<k>
 -S latent_dim=<k>``) and runs them with ``dvc queue start``; ``mnist-codec sweep-report``
-then reads their metrics from ``dvc exp show --json`` and writes the figure and the table.
+then reads their metrics from ``dvc exp show --json --all-commits`` and writes the figure
+and the table.
 PCA's curve is exact at every size from 1 to the largest: one fit of that many components,
 since the first k components of PCA are the k-component PCA.
 """
@@ -68,8 +69,9 @@ def _revs(exp_show: list[dict]) -> list[dict]:
 
 
 def collect(exp_show: list[dict]) -> list[Point]:
-    """The sweep's points: every experiment named rd-<k>, every codec in its metrics."""
-    points = []
+    """The sweep's points: every experiment named rd-<k>, every codec in its metrics. Where
+    sweeps from several commits hold the same code size, the latest experiment counts."""
+    latest: dict[int, tuple[str, str, dict]] = {}  # size -> (timestamp, name, metrics)
     for rev in _revs(exp_show):
         name = rev.get("name") or ""
         if not name.startswith(PREFIX):
@@ -80,22 +82,45 @@ def collect(exp_show: list[dict]) -> list[Point]:
             metrics = data["metrics"][METRICS]["data"]
         except (KeyError, TypeError, ValueError):
             continue  # queued, failed, or without metrics: not a point
+        stamp = str(data.get("timestamp") or "")
+        if size not in latest or stamp > latest[size][0]:
+            latest[size] = (stamp, name, metrics)
+    points = []
+    for size, (_, name, metrics) in latest.items():
         for codec, m in metrics.items():
             mse = m["mse"]
             points.append(Point(codec, size, mse["mean"], mse["ci95_low"], mse["ci95_high"], mse["n"], name))
     return sorted(points, key=lambda p: (p.codec, p.size))
 
 
-def crossover(points: list[Point], pca: np.ndarray) -> str:
-    """One sentence: from which code size, if any, the best autoencoder no longer beats PCA."""
+def _ranges(sizes: list[int], all_sizes: list[int]) -> str:
+    """[2, 4, 8, 32] of [2, 4, 8, 16, 32] -> '2–8, 32': runs of consecutive sweep sizes."""
+    runs: list[list[int]] = []
+    for k in sizes:
+        if runs and all_sizes.index(k) == all_sizes.index(runs[-1][-1]) + 1:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    return ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+
+def crossover(points: list[Point], pca: np.ndarray, names: dict[str, str]) -> str:
+    """Where the autoencoders stop beating PCA, if they do: for the best of them at each size,
+    then for each (by mean MSE)."""
     sizes = sorted({p.size for p in points})
-    lost = [k for k in sizes if min(p.mean for p in points if p.size == k) >= pca[k - 1]]
+    if not sizes:
+        return "No sweep results."
+    lost = [k for k in sizes if min(p.mean for p in points if p.size == k and p.codec != "pca") >= pca[k - 1]]
     if not lost:
-        return (f"Every code size from {sizes[0]} to {sizes[-1]}: an autoencoder beats PCA."
-                if sizes else "No sweep results.")
-    return (f"From {lost[0]} numbers on, no autoencoder beats PCA "
-            f"(at {lost[0]}: PCA {pca[lost[0] - 1]:.6f}, best autoencoder "
-            f"{min(p.mean for p in points if p.size == lost[0]):.6f}).")
+        head = f"At every code size from {sizes[0]} to {sizes[-1]} an autoencoder beats PCA."
+    else:
+        head = (f"From {lost[0]} numbers on, no autoencoder beats PCA (at {lost[0]}: PCA {pca[lost[0] - 1]:.6f}, "
+                f"the best autoencoder {min(p.mean for p in points if p.size == lost[0] and p.codec != 'pca'):.6f}).")
+    each = []
+    for codec in [c for c in names if c != "pca"]:
+        wins = [p.size for p in points if p.codec == codec and p.mean < pca[p.size - 1]]
+        each.append(f"{names[codec]} at {_ranges(sorted(wins), sizes)}" if wins else f"{names[codec]} at none")
+    return head + " Each beats PCA (by its mean): " + "; ".join(each) + "."
 
 
 def table(points: list[Point], pca: np.ndarray, names: dict[str, str]) -> str:
@@ -112,7 +137,7 @@ def table(points: list[Point], pca: np.ndarray, names: dict[str, str]) -> str:
         rows.append(f"| {k} | {pca[k - 1]:.6f} | " + " | ".join(cells) + " |")
     n = max((p.n for p in points if p.codec != "pca"), default=0)
     return ("\n".join(rows) + f"\n\nEvaluation MSE per pixel, mean ± half the 95% interval over {n} seeds. "
-            + crossover(points, pca) + "\n")
+            + crossover(points, pca, names) + "\n")
 
 
 def figure(points: list[Point], pca: np.ndarray, names: dict[str, str]):
@@ -151,7 +176,10 @@ def figure(points: list[Point], pca: np.ndarray, names: dict[str, str]):
 
 
 def exp_show(repo: Path) -> list[dict]:
-    out = subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, capture_output=True, text=True, timeout=600)
+    # every commit's experiments: the sweep's baseline is the commit it was queued from,
+    # which need not be HEAD any more
+    out = subprocess.run(["dvc", "exp", "show", "--json", "--all-commits"], cwd=repo, capture_output=True, text=True,
+                         timeout=600)
     if out.returncode != 0:
         raise DataError(f"dvc exp show failed: {out.stderr.strip()}")
     return json.loads(out.stdout)
