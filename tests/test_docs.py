@@ -29,3 +29,13 @@ def test_readme_stage_graph_is_dvc_dag():
 def test_readme_names_every_stage_in_order():
     stages = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
     assert " → ".join(stages) in (REPO / "README.md").read_text()
+
+
+def test_readme_shows_the_committed_rate_distortion_curve():
+    readme = (REPO / "README.md").read_text()
+    committed = (REPO / "reports" / "rate_distortion.md").read_text()
+    section = readme.split("<!-- results:rate-distortion -->", 1)[1].split("<!--", 1)[0]
+    assert _table_rows(section) == _table_rows(committed)
+    sentence = committed.strip().splitlines()[-1]  # where the autoencoders stop beating PCA, if they do
+    assert sentence in section.replace("\n", " ")
+    assert "![" in section and "(reports/rate_distortion.png)" in section

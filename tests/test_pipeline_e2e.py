@@ -156,7 +156,7 @@ def test_metrics_and_table(repo, first_repro):
         assert f"| {name} |" in table
     assert "95% confidence interval" in table and " ± " in table
     html = (repo / "reports/report.html").read_text()
-    assert html.count("data:image/png;base64,") == 6 and "<script" not in html
+    assert html.count("data:image/png;base64,") == 7 and "<script" not in html  # 6 figures and the sweep's
     assert not re.search(r'(src|href)="(?!data:)', html)  # nothing loaded from elsewhere: renders offline
     shown = sh(repo, "dvc", "metrics", "show", "--json").stdout
     assert "deep_tanh" in shown

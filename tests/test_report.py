@@ -1,6 +1,8 @@
 import numpy as np
+import pytest
 
 from mnist_codec import evaluate, report
+from mnist_codec.errors import DataError
 
 
 def _samples(codecs, n=6, m=40):
@@ -43,6 +45,17 @@ def test_build_writes_figures_and_a_self_contained_page(tmp_path):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (tmp_path / "r.html").read_text()
     assert page.count("data:image/png;base64,") == 6
+    # the sweep's figure, made outside the pipeline, is shown last when given
+    (tmp_path / "rd.png").write_bytes(b"\x89PNG\r\n\x1a\nsweep")
+    report.build(tmp_path / "metrics.json", tmp_path / "t.csv", curves, tmp_path / "s.npz",
+                 tmp_path / "fig", tmp_path / "r.html", rate_distortion=tmp_path / "rd.png")
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("data:image/png;base64,") == 7 and "Rate–distortion (make sweep)" in page
+    assert "rate_distortion.png" not in {p.name for p in (tmp_path / "fig").iterdir()}
+    with pytest.raises(DataError, match="rd-missing.png: not found; `make sweep` makes it"):
+        report.build(tmp_path / "metrics.json", tmp_path / "t.csv", curves, tmp_path / "s.npz",
+                     tmp_path / "fig", tmp_path / "r.html", rate_distortion=tmp_path / "rd-missing.png")
+    page = (tmp_path / "r.html").read_text()
     assert "<td>Deep AE (GELU)</td>" in page
     assert "95% confidence interval" in page and "<td>1 (deterministic)</td>" in page
     assert "<td>0.020200 ± " in page  # mean ± half-width of the AE's interval

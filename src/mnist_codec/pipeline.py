@@ -538,10 +538,10 @@ def run_evaluate(params: Params, data_dir: Path, pca_path: Path, ae_dir: Path, d
 # --- report --------------------------------------------------------------------------------
 
 def run_report(metrics_path: Path, table_csv: Path, curves_dir: Path, samples_path: Path,
-               figures_dir: Path, html_path: Path) -> None:
+               figures_dir: Path, html_path: Path, rate_distortion: Path | None = None) -> None:
     from . import plots, report
 
     plots.pyplot()  # imported outside the timed work: a fixed cost
     with timing.work("figures"):
-        report.build(metrics_path, table_csv, curves_dir, samples_path, figures_dir, html_path)
+        report.build(metrics_path, table_csv, curves_dir, samples_path, figures_dir, html_path, rate_distortion)
     print(f"report: {html_path} and figures in {figures_dir}")

@@ -88,6 +88,8 @@ CAPTIONS = {
     "per_digit_mse.png": "Reconstruction error by digit: mean over seeds, error bars the 95% interval.",
     "pca_scatter.png": "The digits on their first two principal components, coloured by label.",
     "codes_2d.png": "Each codec's code (the first seed's model) projected to 2-D with PCA, coloured by label.",
+    "rate_distortion.png": "Rate–distortion (make sweep): evaluation MSE against code size, PCA exact at every "
+                           "size from one fit, each autoencoder at 2 to 128 numbers with its 95% interval.",
 }
 
 
@@ -119,11 +121,21 @@ figure {{ margin: 2em 0; }} figcaption {{ color: #555; }} .note {{ color: #333; 
 
 
 def build(metrics_path: Path, table_csv: Path, curves_dir: Path, samples_path: Path,
-          figures_dir: Path, html_path: Path) -> None:
+          figures_dir: Path, html_path: Path, rate_distortion: Path | None = None) -> None:
+    """The figures into ``figures_dir`` and the page; ``rate_distortion`` (the sweep's figure,
+    made outside the pipeline by ``make sweep``) is shown last when given."""
+    sweep_png = None
+    if rate_distortion is not None:  # read first: a missing file stops the stage before it writes
+        try:
+            sweep_png = Path(rate_distortion).read_bytes()
+        except FileNotFoundError:
+            raise DataError(f"{rate_distortion}: not found; `make sweep` makes it") from None
     metrics = fileio.read_json(metrics_path)
     with np.load(samples_path, allow_pickle=False) as npz:
         samples = {k: npz[k] for k in npz.files}
     figures = make_figures(metrics, read_curves(curves_dir), samples)
     with fileio.atomic_dir(figures_dir) as tmp:
         pngs = {name: save_figure(fig, tmp / name) for name, fig in figures.items()}
+    if sweep_png is not None:
+        pngs["rate_distortion.png"] = sweep_png
     fileio.write_text(html_path, render_html(read_table(table_csv), pngs))

@@ -89,7 +89,8 @@ def failure_message(exc: BaseException) -> str | None:
     if any(s in text for s in ("Max retries exceeded", "Connection refused", "ConnectionError",
                                "Failed to establish a new connection")):
         retries, seconds = retry_window()
-        return (f"the MLflow tracking server {uri} did not answer ({retries} retries over about {seconds:.0f} s; "
+        tries = f"{retries} {'retry' if retries == 1 else 'retries'}"
+        return (f"the MLflow tracking server {uri} did not answer ({tries} over about {seconds:.0f} s; "
                 "MLFLOW_HTTP_REQUEST_MAX_RETRIES and MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR set the window); "
                 f"runs this stage opened are ended FAILED by the next stage that reaches the server")
     if re.search(r"error code 401\b", text) or exc.error_code == "UNAUTHENTICATED":
