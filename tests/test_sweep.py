@@ -114,7 +114,8 @@ def test_the_command_reads_exp_show_json(raw_dir, tmp_path):
 
 @pytest.mark.slow
 def test_make_sweep_runs_the_queue_and_reports_every_size(tmp_path):
-    """`make sweep` for real on a tiny profile: two queued experiments, DVC's queue, the report."""
+    """`make sweep` for real on a tiny profile, from a clone with no outputs: two queued
+    experiments, DVC's queue, the report (PCA's curve on the workspace's splits)."""
     from conftest import project_copy, project_env
 
     tiny = {"n_seeds": 2, "activation": ["relu"], "data": {"train_limit": 1000, "eval_limit": 300},
