@@ -162,16 +162,9 @@ def store_runs(root: Path, stage: str | None = None) -> tuple[list, object]:
 def drain_queue(root: Path, env: dict[str, str] | None = None, timeout: float = 900) -> str:
     """Wait until ``dvc queue status`` shows nothing queued or running, stop the workers, and
     return the last status table."""
-    import time
+    from mnist_codec.sweep import wait_for_queue
 
     full = {**project_env(root), **(env or {})}
-    status = ""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = subprocess.run(["dvc", "queue", "status"], cwd=root, env=full, capture_output=True, text=True,
-                                timeout=120).stdout
-        if not any(s in status for s in ("Queued", "Running")):
-            break
-        time.sleep(3)
+    status = wait_for_queue(root, poll=3, env=full, timeout=timeout)
     subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=root, env=full, capture_output=True, timeout=120)
     return status

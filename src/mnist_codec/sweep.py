@@ -185,12 +185,17 @@ def exp_show(repo: Path) -> list[dict]:
     return json.loads(out.stdout)
 
 
-def wait_for_queue(repo: Path, poll: float = 10.0) -> None:
-    """Block until DVC's queue has nothing queued or running."""
+def wait_for_queue(repo: Path, poll: float = 10.0, env: dict[str, str] | None = None,
+                   timeout: float | None = None) -> str:
+    """Block until DVC's queue has nothing queued or running (or ``timeout`` seconds have
+    passed); return the last ``dvc queue status`` table."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        out = subprocess.run(["dvc", "queue", "status"], cwd=repo, capture_output=True, text=True, timeout=600)
-        if not any(s in out.stdout for s in ("Queued", "Running")):
-            return
+        status = subprocess.run(["dvc", "queue", "status"], cwd=repo, env=env, capture_output=True, text=True,
+                                timeout=600).stdout
+        if not any(s in status for s in ("Queued", "Running")) or \
+                (deadline is not None and time.monotonic() >= deadline):
+            return status
         time.sleep(poll)
 
 
@@ -222,9 +227,6 @@ def write(points: list[Point], pca: np.ndarray, names: dict[str, str], figure_pa
           table_path: Path, csv_path: Path) -> None:
     from . import fileio
 
-    if not points:
-        raise DataError(f"no sweep results: no experiment named {PREFIX}<code size> with {METRICS} "
-                        "(run `make sweep`)")
     fig = figure(points, pca, names)
     with fileio.atomic_path(figure_path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
