@@ -71,6 +71,16 @@ def test_holdout_and_notebook_splits(raw_dir, tmp_path):
     assert np.array_equal(hx, x) and np.array_equal(hex_, ex)
 
 
+def test_validation_split_is_carved_from_the_training_images(raw_dir, tmp_path):
+    meta = data.preprocess(raw_dir, tmp_path / "val", "validation")
+    (vx, _), (vex, _) = data.load_splits(tmp_path / "val")
+    data.preprocess(raw_dir, tmp_path / "hold", "holdout")
+    (hx, _), (hex_, _) = data.load_splits(tmp_path / "hold")
+    assert (len(vx), len(vex)) == (250, 50) and meta["protocol"] == "validation"  # the last sixth held out
+    assert np.array_equal(np.concatenate([vx, vex]), hx)  # the training images, first 5/6 then the rest
+    assert not any(np.array_equal(img, t) for img in vex[:10] for t in hex_)  # no test image in it
+
+
 def test_pixels_are_stored_as_uint8_and_scaled_exactly_on_load(raw_dir, tmp_path):
     """A quarter of float32's bytes on disk (what DVC hashes and caches), and the loaded
     values are bit for bit those of scaling the IDX pixels to float32."""

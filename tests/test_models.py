@@ -29,8 +29,34 @@ def test_architectures_match_the_notebook():
     assert isinstance(ae.encoder[1], torch.nn.ReLU) and isinstance(ae.decoder[1], torch.nn.Sigmoid)
 
 
-def test_save_and_load_round_trip(tmp_path):
-    spec = {"kind": "deep", "latent_dim": 8, "hidden": [32], "activation": "tanh"}
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("channels", [(32, 64), (4,), (2, 4, 8), (2, 2, 4, 4)])
+def test_conv_autoencoder_shapes(channels, activation):
+    model = models.conv_autoencoder(16, channels, activation)
+    x = torch.rand(5, 784)
+    assert model.encode(x).shape == (5, 16)
+    out = model(x)
+    assert out.shape == (5, 784) and out.min() >= 0 and out.max() <= 1  # Sigmoid out
+
+
+def test_conv_architecture():
+    model = models.conv_autoencoder(32, (32, 64), "relu")
+    convs = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.stride) for c in convs] == [(1, 32, (2, 2)), (32, 64, (2, 2))]
+    deconvs = [m for m in model.decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [(c.in_channels, c.out_channels) for c in deconvs] == [(64, 32), (32, 1)]
+    assert isinstance(model.encoder[-1], torch.nn.Linear)  # the code is linear: no activation after it
+    assert model.encoder[-1].in_features == 64 * 7 * 7
+    assert isinstance(model.decoder[-2], torch.nn.Sigmoid)
+    # the stored numbers: 2 convs, the linear maps to and from the code, 2 transposed convs
+    assert models.count_parameters(model) == (1 * 32 * 9 + 32) + (32 * 64 * 9 + 64) + (3136 * 32 + 32) \
+        + (32 * 3136 + 3136) + (64 * 32 * 9 + 32) + (32 * 1 * 9 + 1)
+    assert models.conv_sides(4) == [28, 14, 7, 4, 2]
+
+
+@pytest.mark.parametrize("spec", [{"kind": "deep", "latent_dim": 8, "hidden": [32], "activation": "tanh"},
+                                  {"kind": "conv", "latent_dim": 8, "channels": [4, 8], "activation": "elu"}])
+def test_save_and_load_round_trip(tmp_path, spec):
     model = models.build(spec)
     models.save(model, spec, tmp_path / "m.pt")
     loaded, got_spec = models.load(tmp_path / "m.pt")

@@ -15,7 +15,8 @@ def test_repo_params_file_is_valid_and_matches_the_defaults():
 def test_defaults_reproduce_the_notebook_settings():
     p = P.Params()
     assert (p.train.epochs, p.train.batch_size, p.train.lr) == (10, 128, 1e-3)
-    assert p.latent_dim == 32 and p.deep.hidden == (256, 64)
+    assert p.latent_dim == 32 and p.deep.hidden == (256, 64) and p.deep.arch == "mlp"
+    assert (p.train.schedule, p.train.weight_decay) == ("constant", 0.0)
     assert p.activation == ("relu", "tanh", "leaky_relu")
     assert p.n_seeds >= 3  # every autoencoder is trained on several seeds
 
@@ -23,6 +24,13 @@ def test_defaults_reproduce_the_notebook_settings():
 def test_activation_accepts_one_name_or_a_list():
     assert P.validate({"activation": "tanh"}).activation == ("tanh",)
     assert P.validate({"activation": ["gelu", "silu"]}).activation == ("gelu", "silu")
+
+
+def test_stronger_codecs_are_a_params_change_away():
+    p = P.validate({"deep": {"arch": "conv", "channels": [16, 32, 64]}, "train": {"schedule": "onecycle"}})
+    assert (p.deep.arch, p.deep.channels, p.train.schedule) == ("conv", (16, 32, 64), "onecycle")
+    assert P.validate({"deep": {"hidden": [1000, 500, 250]}}).deep.hidden == (1000, 500, 250)
+    assert P.validate({"data": {"protocol": "validation"}}).data.protocol == "validation"
 
 
 def test_lr_typed_as_1e_minus_3_is_caught_with_a_hint(tmp_path):

@@ -99,13 +99,18 @@ def _plain_notebook_loop(model, x, epochs, batch_size, lr, generator, schedule="
     return losses
 
 
+SPECS = {"ae": {"kind": "ae", "latent_dim": 8},
+         "deep": {"kind": "deep", "latent_dim": 8, "hidden": [64, 16], "activation": "relu"},
+         "conv": {"kind": "conv", "latent_dim": 8, "channels": [4, 8], "activation": "leaky_relu"}}
+
+
 @pytest.mark.parametrize("kind, optim", [("ae", {}), ("deep", {}), ("deep", {"schedule": "cosine"}),
-                                         ("deep", {"schedule": "onecycle", "weight_decay": 1e-2})])
+                                         ("deep", {"schedule": "onecycle", "weight_decay": 1e-2}),
+                                         ("conv", {}), ("conv", {"schedule": "onecycle", "weight_decay": 1e-2})])
 def test_fast_trainer_gives_the_losses_of_a_plain_eager_loop(digits, kind, optim):
     x, _ = digits
     xt = torch.from_numpy(x)
-    spec = {"kind": "ae", "latent_dim": 8} if kind == "ae" else \
-        {"kind": "deep", "latent_dim": 8, "hidden": [64, 16], "activation": "relu"}
+    spec = SPECS[kind]
     ref_model = models.build(spec)  # same initial weights for both
     fast_model = models.build(spec)
     fast_model.load_state_dict(ref_model.state_dict())
@@ -144,6 +149,42 @@ def test_a_model_in_a_stack_of_three_matches_it_in_a_stack_of_one(digits):
     assert sorted(seen) == sorted((n, e) for n in names for e in (1, 2, 3))  # every epoch reported once
     for name in names:  # and in order, per model
         assert [e for n, e in seen if n == name] == [1, 2, 3]
+
+
+def _conv_job(name, seed):
+    generator = seed_everything(seed)  # before the weights are drawn
+    return train.Job(name, models.build(SPECS["conv"]), generator)
+
+
+def test_conv_models_in_one_vmapped_stack_match_each_trained_alone(digits):
+    # three seeds of a conv AE in one stack (parameters (3, ...), the module under vmap) and
+    # each in a stack of one (the module itself): the same losses and weights
+    from mnist_codec.stacking import FunctionalStack
+
+    xt = torch.from_numpy(digits[0])
+
+    def jobs():
+        return [_conv_job(f"conv/seed{r}", derive_seed(3, f"c{r}")) for r in range(3)]
+
+    together = jobs()
+    trainer = train._StackTrainer(together, [[], [], []], [None] * 3, xt, 64, 1e-3)
+    assert isinstance(trainer.stack, FunctionalStack) and trainer.stack.size == 3
+    histories = train.fit_many(together, xt, xt[:50], epochs=2, batch_size=64, lr=1e-3, stacks_per_group=1)
+    for job, history in zip(jobs(), histories):
+        alone = train.fit_many([job], xt, xt[:50], epochs=2, batch_size=64, lr=1e-3, cores=1)[0]
+        assert [r.train_loss for r in alone] == pytest.approx([r.train_loss for r in history], rel=1e-5)
+        assert [r.eval_loss for r in alone] == pytest.approx([r.eval_loss for r in history], rel=1e-5)
+    for a, b in zip(together, jobs()):  # trained weights came back into each job's own module
+        assert not all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
+
+
+def test_a_stack_refuses_mixed_structures_and_buffers():
+    from mnist_codec.stacking import FunctionalStack, make_stack
+
+    with pytest.raises(ValueError, match="one structure"):
+        make_stack([models.build(SPECS["conv"]), models.build({**SPECS["conv"], "channels": [4, 4]})])
+    with pytest.raises(ValueError, match="buffers"):
+        FunctionalStack([torch.nn.Sequential(torch.nn.Linear(784, 8), torch.nn.BatchNorm1d(8))])
 
 
 def test_a_diverging_model_stops_its_side_by_side_training(digits):
@@ -199,7 +240,7 @@ def test_a_schedule_changes_training_and_the_default_is_the_notebooks_adam(digit
     assert type(trainer.optimizer) is torch.optim.Adam and trainer.optimizer.defaults["fused"]
 
 
-@pytest.mark.parametrize("optim", [{}, {"schedule": "onecycle", "weight_decay": 1e-2}])
+@pytest.mark.parametrize("optim", [{}, {"schedule": "onecycle", "weight_decay": 1e-2}, {"conv": True}])
 def test_the_graphed_path_replayed_eagerly_equals_eager_steps(digits, optim):
     # What CUDA captures (static order buffers, a position counter advanced inside the step,
     # warm-up then restore, the partial batch stepped outside), replayed eagerly on the CPU:
@@ -209,11 +250,13 @@ def test_the_graphed_path_replayed_eagerly_equals_eager_steps(digits, optim):
     x = torch.from_numpy(digits[0])  # 400 images at batch 96: four full batches and one of 16
     names = ["deep_relu", "deep_tanh", "deep_leaky_relu"]
 
-    rates = None if not optim else (lambda e: train.learning_rate(optim["schedule"], 1e-3, e, 3))
+    rates = None if "schedule" not in optim else (lambda e: train.learning_rate(optim["schedule"], 1e-3, e, 3))
     wd = optim.get("weight_decay", 0.0)
 
     def run(capture):
         jobs = _jobs(names)
+        if optim.get("conv"):  # vmapped stacks: two seeds of a conv AE, and one alone
+            jobs = [_conv_job(f"conv{r}", r) for r in range(3)]
         stacks = [train._StackTrainer(jobs[:2], [[], []], [None, None], x, 96, 1e-3, rates, wd),
                   train._StackTrainer(jobs[2:], [[]], [None], x, 96, 1e-3, rates, wd)]  # two stacks, as CUDA may hold
         histories = [[], [], []]

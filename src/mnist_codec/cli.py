@@ -144,6 +144,16 @@ def _sweep_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _frontier(args: argparse.Namespace) -> int:
+    import shlex
+
+    from . import frontier
+    from .fileio import workspace_root
+
+    frontier.run(workspace_root(), Path(args.out), extra=tuple(shlex.split(args.extra)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mnist-codec", description="mnist-codec pipeline tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--table", default="reports/rate_distortion.md")
     r.add_argument("--csv", default="reports/rate_distortion.csv")
     r.set_defaults(func=_sweep_report)
+    f = sub.add_parser("frontier", help="choose the strongest codec on the validation split, measure it on the "
+                                        "test images, write reports/frontier.json")
+    f.add_argument("--out", default="reports/frontier.json")
+    f.add_argument("--extra", default="", help="more `KEY=VALUE` overrides for every run, e.g. 'train.epochs=2'")
+    f.set_defaults(func=_frontier)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -178,10 +178,15 @@ def scale(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / np.float32(255.0)
 
 
+VALIDATION_SHARE = 6  # the validation protocol holds out the last 1/6 of the training images: 10,000 of 60,000
+
+
 def make_splits(train: tuple, test: tuple, protocol: str, train_limit: int | None, eval_limit: int | None):
     """Arrays for the chosen protocol: {'train': (x, y), 'eval': (x, y)} (eval may be train).
 
     holdout: fit on the 60,000 training images, evaluate on the 10,000 test images.
+    validation: fit on the first 50,000 training images, evaluate on the last 10,000 of
+    them; the test images are not used. Settings are chosen here, then measured under holdout.
     notebook: fit and evaluate on all 70,000, as the reference notebook did.
     Limits keep the first N images (small profiles for tests and smoke runs).
     """
@@ -189,6 +194,11 @@ def make_splits(train: tuple, test: tuple, protocol: str, train_limit: int | Non
         tx, ty = train
         ex, ey = test
         splits = {"train": (tx[:train_limit], ty[:train_limit]), "eval": (ex[:eval_limit], ey[:eval_limit])}
+    elif protocol == "validation":
+        tx, ty = train
+        cut = len(tx) - len(tx) // VALIDATION_SHARE
+        splits = {"train": (tx[:cut][:train_limit], ty[:cut][:train_limit]),
+                  "eval": (tx[cut:][:eval_limit], ty[cut:][:eval_limit])}
     elif protocol == "notebook":
         limit = train_limit
         x = np.concatenate([train[0], test[0]])[:limit]

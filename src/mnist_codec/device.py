@@ -62,6 +62,24 @@ def stack_sizes(n_models: int, parts: int) -> list[int]:
     return [min(size, n_models - i) for i in range(0, n_models, size)]
 
 
+def machine_name() -> str:
+    """The machine that trains by default: the CUDA card if there is one, else the CPU's model
+    and the cores this process may use (``cuda:NVIDIA H100 80GB HBM3``, ``cpu:AMD EPYC 7B13, 2 cores``)."""
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{torch.cuda.get_device_name(0)}"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
+    except OSError:  # not Linux
+        pass
+    return f"cpu:{model}, {usable_cores()} cores"
+
+
 def describe(device, n_models: int = 1) -> str:
     """Human-readable device name and training plan, recorded with every training run."""
     import torch

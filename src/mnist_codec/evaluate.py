@@ -25,10 +25,13 @@ DISPLAY = {"pca": "PCA", "ae": "AE (1 layer)"}
 ACTIVATION_DISPLAY = {"relu": "ReLU", "tanh": "Tanh", "leaky_relu": "LeakyReLU", "gelu": "GELU", "elu": "ELU", "silu": "SiLU"}
 
 
+ARCH_DISPLAY = {"deep": "Deep AE", "conv": "Conv AE"}  # codec name prefix -> display
+
+
 def display_name(codec: str) -> str:
-    if codec.startswith("deep_"):
-        act = codec[len("deep_"):]
-        return f"Deep AE ({ACTIVATION_DISPLAY.get(act, act)})"
+    arch, _, act = codec.partition("_")
+    if arch in ARCH_DISPLAY and act:
+        return f"{ARCH_DISPLAY[arch]} ({ACTIVATION_DISPLAY.get(act, act)})"
     return DISPLAY.get(codec, codec)
 
 
@@ -227,11 +230,18 @@ INTERVAL_NOTE = ("Each autoencoder is trained on {n} seeds; ± is the half-width
                  "gives them no order. PCA is deterministic and fitted once.")
 
 
+SPLIT_TEXT = {
+    "notebook": "all 70,000 images, trained on the same (notebook protocol)",
+    "holdout": "the held-out test images, trained on the training images (holdout protocol)",
+    "validation": "the last sixth of the training images, trained on the rest; the test images are "
+                  "not used (validation protocol)",
+}
+
+
 def rows_to_markdown(rows: list[dict], protocol: str, n_eval: int) -> str:
     cells = [display_cells(r) for r in rows]
     cols = [c for c in HEADERS if c in cells[0]]
-    split = ("all 70,000 images, trained on the same (notebook protocol)" if protocol == "notebook"
-             else "the held-out test images, trained on the training images (holdout protocol)")
+    split = SPLIT_TEXT.get(protocol, f"protocol {protocol}")
     n = max(int(r["n_seeds"]) for r in rows)
     lines = [
         f"# Reconstruction of MNIST digits through a {rows[0]['code_size']}-number code",

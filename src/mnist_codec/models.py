@@ -1,4 +1,4 @@
-"""The codecs: PCA, the one-layer autoencoder and the deep autoencoder, as torch modules.
+"""The codecs: PCA, the one-layer, deep and convolutional autoencoders, as torch modules.
 
 Every codec has ``encode`` (N, 784) -> (N, k) and ``decode`` (N, k) -> (N, 784), so
 evaluation treats them alike. A codec is rebuilt from its ``spec`` (a small dict of
@@ -18,6 +18,7 @@ from . import fileio
 from .errors import DataError
 
 N_PIXELS = 784
+SIDE = 28  # images are SIDE x SIDE
 
 ACTIVATION_LAYERS = {
     "relu": nn.ReLU,
@@ -92,13 +93,48 @@ def deep_autoencoder(latent_dim: int, hidden: tuple[int, ...], activation: str) 
     return Autoencoder(nn.Sequential(*enc), nn.Sequential(*dec))
 
 
+def conv_sides(n_layers: int, side: int = SIDE) -> list[int]:
+    """Feature-map sides through ``n_layers`` stride-2 convolutions: 28 -> 14 -> 7 -> 4 -> 2."""
+    sides = [side]
+    for _ in range(n_layers):
+        sides.append((sides[-1] - 1) // 2 + 1)  # kernel 3, padding 1, stride 2
+    return sides
+
+
+def conv_autoencoder(latent_dim: int, channels: tuple[int, ...], activation: str) -> Autoencoder:
+    """A convolutional AE around the same ``latent_dim`` code; it reads and writes (N, 784).
+
+    Encoder: a stride-2 3x3 ``Conv2d`` per entry of ``channels`` (each halves the side,
+    28 -> 14 -> 7), then a linear map of the last feature map to the code. The code is left
+    linear (no activation: a ReLU there would switch code numbers off). The decoder mirrors
+    it: a linear map and ``ConvTranspose2d`` layers back to one 28x28 channel and a Sigmoid.
+    """
+    act = ACTIVATION_LAYERS[activation]
+    sides = conv_sides(len(channels))
+    chans = [1, *channels]
+    flat = chans[-1] * sides[-1] ** 2
+    enc: list[nn.Module] = [nn.Unflatten(1, (1, SIDE, SIDE))]  # (N, 784) -> (N, 1, 28, 28)
+    for a, b in zip(chans[:-1], chans[1:]):
+        enc += [nn.Conv2d(a, b, 3, stride=2, padding=1), act()]
+    enc += [nn.Flatten(), nn.Linear(flat, latent_dim)]  # (N, C*s*s) -> (N, k)
+    dec: list[nn.Module] = [nn.Linear(latent_dim, flat), act(), nn.Unflatten(1, (chans[-1], sides[-1], sides[-1]))]
+    for i in range(len(channels), 0, -1):  # back up the sides: output_padding picks 7 -> 14, 4 -> 7
+        out_pad = sides[i - 1] - (2 * sides[i] - 1)
+        dec += [nn.ConvTranspose2d(chans[i], chans[i - 1], 3, stride=2, padding=1, output_padding=out_pad), act()]
+    dec[-1] = nn.Sigmoid()
+    dec.append(nn.Flatten())  # (N, 1, 28, 28) -> (N, 784)
+    return Autoencoder(nn.Sequential(*enc), nn.Sequential(*dec))
+
+
 def build(spec: dict[str, Any]) -> nn.Module:
-    """A fresh codec from its spec: {'kind': 'ae'|'deep'|'pca', 'latent_dim': k, ...}."""
+    """A fresh codec from its spec: {'kind': 'ae'|'deep'|'conv'|'pca', 'latent_dim': k, ...}."""
     kind = spec.get("kind")
     if kind == "ae":
         return shallow_autoencoder(int(spec["latent_dim"]))
     if kind == "deep":
         return deep_autoencoder(int(spec["latent_dim"]), tuple(spec["hidden"]), spec["activation"])
+    if kind == "conv":
+        return conv_autoencoder(int(spec["latent_dim"]), tuple(spec["channels"]), spec["activation"])
     if kind == "pca":
         k = int(spec["latent_dim"])
         return PCACodec(torch.zeros(N_PIXELS), torch.zeros(k, N_PIXELS))

@@ -33,7 +33,7 @@ class _Section(BaseModel):
 
 class DataParams(_Section):
     source: str = "bundled"
-    protocol: Literal["holdout", "notebook"] = "holdout"
+    protocol: Literal["holdout", "validation", "notebook"] = "holdout"
     train_limit: Annotated[StrictInt | None, Field(ge=1)] = None
     eval_limit: Annotated[StrictInt | None, Field(ge=1)] = None
 
@@ -64,7 +64,9 @@ class TrainParams(_Section):
 
 
 class DeepParams(_Section):
+    arch: Literal["mlp", "conv"] = "mlp"
     hidden: tuple[int, ...] = (256, 64)
+    channels: tuple[int, ...] = (32, 64)
 
     @field_validator("hidden", mode="before")
     @classmethod
@@ -72,6 +74,15 @@ class DeepParams(_Section):
         ok = isinstance(v, list) and v and all(type(h) is int and 1 <= h <= 4096 for h in v)
         if not ok:
             raise ValueError("a non-empty list of integers from 1 to 4096, e.g. [256, 64]")
+        return tuple(v)
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channels(cls, v: Any) -> tuple[int, ...]:
+        ok = isinstance(v, list) and 1 <= len(v) <= 4 and all(type(c) is int and 1 <= c <= 512 for c in v)
+        if not ok:
+            raise ValueError("a list of 1 to 4 integers from 1 to 512 (one stride-2 convolution each), "
+                             "e.g. [32, 64]")
         return tuple(v)
 
 

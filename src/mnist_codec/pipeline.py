@@ -335,20 +335,31 @@ def run_train_ae(params: Params, data_dir: Path, out_dir: Path, curves_dir: Path
     _remove_checkpoints(checkpoints, [target], params.n_seeds)
 
 
+def deep_spec(params: Params, activation: str) -> tuple[str, dict]:
+    """(codec name, spec) of the deep stage's codec with ``activation``: the MLP
+    (``deep_<act>``, widths ``deep.hidden``) or the convolutional AE (``conv_<act>``,
+    ``deep.channels``), as ``deep.arch`` says."""
+    d = params.deep
+    if d.arch == "conv":
+        return f"conv_{activation}", {"kind": "conv", "latent_dim": params.latent_dim,
+                                      "channels": list(d.channels), "activation": activation}
+    return f"deep_{activation}", {"kind": "deep", "latent_dim": params.latent_dim, "hidden": list(d.hidden),
+                                  "activation": activation}
+
+
 def run_train_deep(params: Params, data_dir: Path, out_dir: Path, curves_dir: Path) -> None:
-    """Train one deep AE per requested activation on every seed, all side by side."""
+    """Train one deep codec (``deep.arch``) per requested activation on every seed, all side by side."""
     td = load_training_data(data_dir, params.device)
     checkpoints = out_dir.parent / CHECKPOINT_DIR
     with fileio.atomic_dir(out_dir) as tmp_models, fileio.atomic_dir(curves_dir) as tmp_curves:
         targets = []
         for act in params.activation:
-            name = f"deep_{act}"
-            spec = {"kind": "deep", "latent_dim": params.latent_dim, "hidden": list(params.deep.hidden),
-                    "activation": act}
+            name, spec = deep_spec(params, act)
             log_params = {**_subset(params, TRAIN_KEYS + ["deep"]), "activation": act}
             targets.append(CodecTarget(name, spec, log_params, tmp_models / name, tmp_curves / name))
         _train_codecs(params, targets, "train_deep", td, checkpoints)
-        fileio.write_json(tmp_models / "index.json", {"activations": list(params.activation)})
+        fileio.write_json(tmp_models / "index.json", {"activations": list(params.activation),
+                                                      "codecs": [t.name for t in targets]})
     _remove_checkpoints(checkpoints, targets, params.n_seeds)
 
 
@@ -427,7 +438,7 @@ def _load_seeds(model_dir: Path) -> tuple[list[tuple[Any, dict]], dict]:
 
 def load_codecs(pca_path: Path, ae_dir: Path, deep_dir: Path) -> dict[str, tuple[list[tuple[Any, dict]], str]]:
     """name -> ([(codec module, training record) per seed], the codec's MLflow run id), in
-    table order: PCA (one, deterministic), the AE, a deep AE per activation."""
+    table order: PCA (one, deterministic), the AE, a deep codec per activation."""
     from . import pca
 
     codec = pca.load(pca_path)
@@ -435,9 +446,10 @@ def load_codecs(pca_path: Path, ae_dir: Path, deep_dir: Path) -> dict[str, tuple
     codecs = {"pca": ([(codec, record)], record["mlflow_run_id"])}
     seeds, index = _load_seeds(ae_dir)
     codecs["ae"] = (seeds, index["mlflow_run_id"])
-    for act in _read_record(deep_dir / "index.json")["activations"]:
-        seeds, index = _load_seeds(deep_dir / f"deep_{act}")
-        codecs[f"deep_{act}"] = (seeds, index["mlflow_run_id"])
+    deep = _read_record(deep_dir / "index.json")
+    for name in deep.get("codecs", [f"deep_{act}" for act in deep.get("activations", [])]):
+        seeds, index = _load_seeds(deep_dir / name)
+        codecs[name] = (seeds, index["mlflow_run_id"])
     return codecs
 
 

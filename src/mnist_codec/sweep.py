@@ -53,7 +53,7 @@ def pca_curve(train_x: np.ndarray, eval_x: np.ndarray, max_k: int) -> np.ndarray
     return np.maximum(total - kept, 0.0) / centred.size
 
 
-def _revs(exp_show: list[dict]) -> list[dict]:
+def finished_revs(exp_show: list[dict]) -> list[dict]:
     """Every finished experiment rev of ``dvc exp show --json``, under any baseline commit.
 
     A queued or running experiment is left out: while it runs, DVC shows the files of its
@@ -72,7 +72,7 @@ def collect(exp_show: list[dict]) -> list[Point]:
     """The sweep's points: every experiment named rd-<k>, every codec in its metrics. Where
     sweeps from several commits hold the same code size, the latest experiment counts."""
     latest: dict[int, tuple[str, str, dict]] = {}  # size -> (timestamp, name, metrics)
-    for rev in _revs(exp_show):
+    for rev in finished_revs(exp_show):
         name = rev.get("name") or ""
         if not name.startswith(PREFIX):
             continue
@@ -201,9 +201,9 @@ def wait_for_queue(repo: Path, poll: float = 10.0, env: dict[str, str] | None = 
 
 def display_names(points: list[Point]) -> dict[str, str]:
     """Codec -> its name in the comparison table, PCA and the 1-layer AE first."""
-    from .evaluate import ACTIVATION_DISPLAY, display_name
+    from .evaluate import ACTIVATION_DISPLAY, ARCH_DISPLAY, display_name
 
-    order = ["pca", "ae", *[f"deep_{a}" for a in ACTIVATION_DISPLAY]]  # the comparison table's order
+    order = ["pca", "ae", *[f"{arch}_{a}" for arch in ARCH_DISPLAY for a in ACTIVATION_DISPLAY]]  # the table's order
     codecs = sorted({p.codec for p in points}, key=lambda c: (order.index(c) if c in order else len(order), c))
     return {c: display_name(c) for c in ["pca", *[c for c in codecs if c != "pca"]]}
 

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .errors import TrainingError
-from .stacking import StackedAutoencoder, layout
+from .stacking import layout, make_stack
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ class _StackTrainer:
         self.jobs, self.x, self.batch_size = list(jobs), x, batch_size
         self.device = x.device
         self.schedule = schedule  # epoch index -> learning rate; None: ``lr`` throughout
-        self.stack = StackedAutoencoder([j.model for j in jobs]).to(self.device)
+        self.stack = make_stack([j.model for j in jobs]).to(self.device)
         self.optimizer = make_optimizer(self.stack.parameters(), lr, self.device, weight_decay,
                                         scheduled=schedule is not None)
         self.total = torch.zeros(len(jobs), dtype=torch.float64, device=self.device)

@@ -1,0 +1,115 @@
+"""The frontier codec: candidates scored on the validation split, the best measured on the test
+images, and the record of it (reports/frontier.json), from ``dvc exp show --json`` output and,
+in the slow test, from `make frontier` itself on a tiny profile."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from mnist_codec import frontier
+from mnist_codec.errors import DataError
+from mnist_codec.params import validate
+
+
+def _m(v, n):
+    return {"mse": {"mean": v, "ci95_low": v * 0.9, "ci95_high": v * 1.1, "n": n, "std": v / 20, "per_seed": [v] * n}}
+
+
+def _exp_show(runs: dict[str, tuple[str, dict, str]]) -> list[dict]:
+    """name -> (protocol, metrics, timestamp), in the shape of `dvc exp show --json`."""
+    groups = [{"name": n, "executor": {"state": "success"},
+               "revs": [{"rev": f"sha-{n}", "name": n, "data": {
+                   "timestamp": t, "params": {"params.yaml": {"data": {"latent_dim": 32, "data": {"protocol": p}}}},
+                   "metrics": {"reports/metrics.json": {"data": m}}}}]} for n, (p, m, t) in runs.items()]
+    return [{"rev": "workspace", "data": {}, "experiments": None}, {"rev": "abc", "data": {}, "experiments": groups}]
+
+
+def test_every_candidate_is_valid_params_and_selection_never_sees_the_test_images():
+    for overrides in frontier.CANDIDATES.values():
+        raw: dict = {}
+        for o in (*frontier.VALIDATION, *overrides):  # what `-S key=value` does to params.yaml
+            key, _, value = o.partition("=")
+            *sections, last = key.split(".")
+            node = raw
+            for s in sections:
+                node = node.setdefault(s, {})
+            import yaml
+            node[last] = yaml.safe_load(value)
+        p = validate(raw)
+        assert p.data.protocol == "validation" and p.n_seeds == 1 and p.latent_dim == 32
+    cmd = frontier.exp_run_command("frontier-val-x", (*frontier.VALIDATION, "train.epochs=3"))
+    assert cmd == ["dvc", "exp", "run", "--temp", "-n", "frontier-val-x", "-S", "data.protocol=validation",
+                   "-S", "n_seeds=1", "-S", "train.epochs=3"]
+
+
+def test_the_best_deep_codec_is_found_choice_is_by_validation_and_the_record_says_it_all():
+    shown = _exp_show({
+        "frontier-val-conv": ("validation", {"pca": _m(0.01, 1), "ae": _m(0.002, 1), "conv_leaky_relu": _m(0.0035, 1)},
+                              "2026-11-27T10:00:00"),
+        "frontier-val-wide-mlp": ("validation", {"pca": _m(0.01, 1), "deep_leaky_relu": _m(0.0050, 1)},
+                                  "2026-11-27T10:10:00"),
+        "frontier": ("holdout", {"pca": _m(0.017, 1), "conv_leaky_relu": _m(0.0031, 3)}, "2026-11-27T11:00:00"),
+    })
+    # an older run of the same name under another commit loses to the latest
+    shown[1]["experiments"].append({"name": "frontier", "executor": None, "revs": [{"name": "frontier", "data": {
+        "timestamp": "2026-11-01T00:00:00", "params": {"params.yaml": {"data": {"latent_dim": 32}}},
+        "metrics": {"reports/metrics.json": {"data": {"deep_relu": _m(0.009, 3)}}}}}]})
+    scores = {n: frontier.find(shown, frontier.VAL_PREFIX + n) for n in ("conv", "wide-mlp")}
+    assert scores["conv"].codec == "conv_leaky_relu"  # the 1-layer AE is not a candidate's codec
+    assert frontier.choose(scores) == "conv"
+    final = frontier.find(shown, "frontier")
+    assert final.rev == "sha-frontier" and final.mse["mean"] == 0.0031
+    rec = frontier.record(frontier.CANDIDATES, scores, "conv", final, {"total": 12.34}, "cpu:X, 2 cores")
+    assert rec["command"] == "make frontier" and rec["codec_name"] == "Conv AE (LeakyReLU)"
+    assert rec["test_mse"] == 0.0031 and rec["n_seeds"] == 3 and rec["meets_target"] is True
+    assert rec["protocol"] == "holdout" and rec["test_mse_ci95"] == [0.0031 * 0.9, 0.0031 * 1.1]
+    assert shlex.split(rec["experiment_command"]) == frontier.exp_run_command("frontier", frontier.CANDIDATES["conv"])
+    assert [c["validation_mse"] for c in rec["selection"]["candidates"]] == [0.0035, 0.0050]
+    assert rec["wall_seconds"] == {"total": 12.3} and rec["device"] == "cpu:X, 2 cores"
+    with pytest.raises(DataError, match="no finished experiment named 'nope'"):
+        frontier.find(shown, "nope")
+    with pytest.raises(DataError, match="no deep codec"):
+        frontier.best_codec({"pca": _m(0.01, 1), "ae": _m(0.01, 3)})
+
+
+@pytest.mark.slow
+def test_make_frontier_selects_on_validation_and_logs_the_test_run_to_mlflow(tmp_path):
+    """`make frontier` for real on a tiny profile, from a clone with no outputs."""
+    from conftest import project_copy, project_env, store_runs
+
+    tiny = {"n_seeds": 2, "evaluate": {"n_projection": 100}}
+    repo = project_copy(tmp_path / "repo", tiny)
+    stamp = tmp_path / "installed"  # this environment is installed: make must not reinstall into it
+    stamp.touch()
+    extra = "data.train_limit=600 data.eval_limit=200 train.epochs=1"
+    proc = subprocess.run(["make", "frontier", f"VENV={sys.prefix}", f"STAMP={stamp}", f"FRONTIER_EXTRA={extra}"],
+                          cwd=repo, env=project_env(repo), capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    rec = json.loads((repo / "reports/frontier.json").read_text())
+    chosen = rec["selection"]["chosen"]
+    scores = {c["name"]: c["validation_mse"] for c in rec["selection"]["candidates"]}
+    assert set(scores) == set(frontier.CANDIDATES) and chosen == min(scores, key=scores.get)
+    assert rec["protocol"] == "holdout" and rec["n_seeds"] == 2 and len(rec["test_mse_per_seed"]) == 2
+    assert rec["experiment_command"].endswith(extra.replace(" ", " -S ").join(["-S ", ""]))
+    assert rec["device"].startswith("cpu:") and rec["wall_seconds"]["total"] > 0
+    # the experiment's models are MLflow runs and registered versions with the recorded numbers
+    runs, client = store_runs(repo)
+    tagged = [r for r in runs if r.data.tags.get("mnist_codec.dvc_exp") == "frontier"
+              and r.data.tags.get("mnist_codec.codec") == rec["codec"] and "mnist_codec.replicate" in r.data.tags]
+    assert len(tagged) == 2 and all(r.info.status == "FINISHED" for r in tagged)
+    by_seed = {int(r.data.tags["mnist_codec.replicate"]): r for r in tagged}
+    for seed, mse in enumerate(rec["test_mse_per_seed"]):
+        run = by_seed[seed]
+        assert run.data.metrics["eval_mse"] == pytest.approx(mse, abs=1e-7)
+        # its registered version (an identical earlier training, on these tiny splits the
+        # validation run's, is not registered twice) now carries the test evaluation
+        version = client.get_model_version("mnist-codec", run.data.tags["mnist_codec.model_version"].split("/")[1])
+        assert float(version.tags["mnist_codec.eval_mse"]) == pytest.approx(mse, abs=1e-9)
+    # validation runs never saw the test split: their evaluation data is a slice of the training images
+    val = [r for r in runs if r.data.tags.get("mnist_codec.dvc_exp", "").startswith(frontier.VAL_PREFIX)]
+    assert val and all(r.data.params.get("data.protocol") in (None, "validation") for r in val)
