@@ -39,3 +39,22 @@ def test_readme_shows_the_committed_rate_distortion_curve():
     sentence = committed.strip().splitlines()[-1]  # where the autoencoders stop beating PCA, if they do
     assert sentence in section.replace("\n", " ")
     assert "![" in section and "(reports/rate_distortion.png)" in section
+
+
+def test_readme_gives_the_committed_frontier_record_and_its_command():
+    import json
+    import shlex
+
+    from mnist_codec import frontier
+
+    rec = json.loads((REPO / "reports" / "frontier.json").read_text())
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("<!-- results:frontier -->", 1)[1].split("<!--", 1)[0]
+    assert frontier.markdown(rec) in section
+    # the record is what this code runs: the chosen candidate's overrides, no others
+    assert rec["command"] == "make frontier" and "frontier:" in (REPO / "Makefile").read_text()
+    assert shlex.split(rec["experiment_command"]) == frontier.exp_run_command(
+        frontier.NAME, frontier.CANDIDATES[rec["selection"]["chosen"]])
+    assert [c["name"] for c in rec["selection"]["candidates"]] == list(frontier.CANDIDATES)
+    assert rec["protocol"] == "holdout" and rec["code_size"] == 32 and rec["n_seeds"] >= 3
+    assert rec["meets_target"] == (rec["test_mse"] <= rec["target_mse"] == frontier.TARGET_MSE)

@@ -71,6 +71,12 @@ def test_the_best_deep_codec_is_found_choice_is_by_validation_and_the_record_say
     assert shlex.split(rec["experiment_command"]) == frontier.exp_run_command("frontier", frontier.CANDIDATES["conv"])
     assert [c["validation_mse"] for c in rec["selection"]["candidates"]] == [0.0035, 0.0050]
     assert rec["wall_seconds"] == {"total": 12.3} and rec["device"] == "cpu:X, 2 cores"
+    text = frontier.markdown({**rec, "wall_seconds": {"total": 2000.0, "test run": 1500.4}})
+    assert "**Conv AE (LeakyReLU)**, 32 numbers per digit: test MSE per pixel **0.003100 ± 0.000310**" in text
+    assert "per seed 0.003100, 0.003100, 0.003100" in text and "Target 0.0034: met." in text
+    assert "conv (conv_leaky_relu) 0.003500; wide-mlp (deep_leaky_relu) 0.005000" in text
+    assert "`make frontier` took 33 min 20 s on a CPU: X, 2 cores" in text and "alone 25 min 0 s" in text
+    assert f"```bash\n{rec['experiment_command']}\n```" in text
     with pytest.raises(DataError, match="no finished experiment named 'nope'"):
         frontier.find(shown, "nope")
     with pytest.raises(DataError, match="no deep codec"):

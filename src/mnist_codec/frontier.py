@@ -132,6 +132,30 @@ def record(candidates: dict[str, tuple[str, ...]], scores: dict[str, Result], ch
     }
 
 
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {int(round(seconds % 60))} s" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def markdown(rec: dict) -> str:
+    """The README's account of a frontier record: the number, how it was chosen, what it cost."""
+    low, high = rec["test_mse_ci95"]
+    half = (high - low) / 2
+    verdict = "met" if rec["meets_target"] else "not met"
+    picks = "; ".join(f"{c['name']} ({c['codec']}) {c['validation_mse']:.6f}" for c in rec["selection"]["candidates"])
+    wall = rec["wall_seconds"]
+    return (
+        f"**{rec['codec_name']}**, {rec['code_size']} numbers per digit: test MSE per pixel "
+        f"**{rec['test_mse']:.6f} ± {half:.6f}** (mean ± half the 95% interval over {rec['n_seeds']} seeds; "
+        f"per seed {', '.join(f'{v:.6f}' for v in rec['test_mse_per_seed'])}), on the 10,000 test images "
+        f"({rec['protocol']} protocol). Target {rec['target_mse']}: {verdict}.\n\n"
+        f"Chosen on the validation split (the last 10,000 training images, one seed each; lowest wins): "
+        f"{picks}. The test images were used once, for the chosen settings.\n\n"
+        f"`{rec['command']}` took {_minutes(wall['total'])} on {rec['device'].replace('cpu:', 'a CPU: ')} "
+        f"(validation runs and the test run, one after the other; the test run alone "
+        f"{_minutes(wall['test run'])}). The test run on its own (after `make install`, with `.venv/bin` on `PATH`):\n\n"
+        f"```bash\n{rec['experiment_command']}\n```\n")
+
+
 def run_experiment(repo: Path, name: str, overrides: tuple[str, ...]) -> float:
     """Run one experiment (an earlier one of that name is removed first); its wall seconds."""
     subprocess.run(["dvc", "exp", "remove", name], cwd=repo, capture_output=True, timeout=600)

@@ -8,7 +8,8 @@ no decay) the optimizer is the notebook's Adam, number for number. The speed com
 it is run:
 
 * models of one layout (every seed of every activation) train in stacks: one batched
-  matrix product per layer for all members of a stack (:mod:`mnist_codec.stacking`);
+  matrix product per layer for all members of a stack, or, for the convolutional AE, the
+  module mapped over stacked parameters with ``torch.func.vmap`` (:mod:`mnist_codec.stacking`);
 * the split lives as one tensor on the device and batches are gathered by index from it,
   with no DataLoader collating single images;
 * losses are summed on the device and read back once per epoch, not once per step;
