@@ -9,10 +9,13 @@ from mnist_codec.params import ACTIVATIONS
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_deep_autoencoder_shapes_for_every_activation(activation):
-    model = models.deep_autoencoder(32, (256, 64), activation)
+@pytest.mark.parametrize("arch", [{"kind": "deep", "hidden": [256, 64]}, {"kind": "deep", "hidden": [1000, 500, 250]},
+                                  {"kind": "conv", "channels": [32, 64]}, {"kind": "conv", "channels": [4]},
+                                  {"kind": "conv", "channels": [2, 4, 8]}, {"kind": "conv", "channels": [2, 2, 4, 4]}])
+def test_deep_and_conv_autoencoder_shapes_for_every_activation(arch, activation):
+    model = models.build({**arch, "latent_dim": 16, "activation": activation})
     x = torch.rand(5, 784)
-    assert model.encode(x).shape == (5, 32)
+    assert model.encode(x).shape == (5, 16)
     out = model(x)
     assert out.shape == (5, 784) and out.min() >= 0 and out.max() <= 1  # Sigmoid out
 
@@ -27,16 +30,6 @@ def test_architectures_match_the_notebook():
     ae = models.shallow_autoencoder(32)
     assert models.count_parameters(ae) == 784 * 32 + 32 + 32 * 784 + 784
     assert isinstance(ae.encoder[1], torch.nn.ReLU) and isinstance(ae.decoder[1], torch.nn.Sigmoid)
-
-
-@pytest.mark.parametrize("activation", ACTIVATIONS)
-@pytest.mark.parametrize("channels", [(32, 64), (4,), (2, 4, 8), (2, 2, 4, 4)])
-def test_conv_autoencoder_shapes(channels, activation):
-    model = models.conv_autoencoder(16, channels, activation)
-    x = torch.rand(5, 784)
-    assert model.encode(x).shape == (5, 16)
-    out = model(x)
-    assert out.shape == (5, 784) and out.min() >= 0 and out.max() <= 1  # Sigmoid out
 
 
 def test_conv_architecture():
