@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from mnist_codec import models, pipeline, tracking
 from mnist_codec.params import validate
@@ -49,7 +50,7 @@ def test_conv_codecs_are_trained_logged_and_registered_per_seed(conv_project):
             version = client.get_model_version(tracking.REGISTERED_MODEL, record["model_version"])
             assert version.tags["mnist_codec.codec"] == codec and version.run_id == run.info.run_id
             model, spec = models.load(conv_project / f"models/deep/{codec}/seed{r}.pt")
-            assert spec == record["spec"] and isinstance(model.encoder[1], __import__("torch").nn.Conv2d)
+            assert spec == record["spec"] and isinstance(model.encoder[1], torch.nn.Conv2d)
 
 
 def test_the_comparison_table_names_the_conv_codecs_with_their_stored_numbers(conv_project):
@@ -88,3 +89,13 @@ def test_a_wider_mlp_is_a_params_change_away(tmp_path, monkeypatch):
     model, spec = models.load(root / "models/deep/deep_leaky_relu/seed0.pt")
     widths = [(m.in_features, m.out_features) for m in model.modules() if hasattr(m, "in_features")]
     assert widths == [(784, 100), (100, 50), (50, 25), (25, 32), (32, 25), (25, 50), (50, 100), (100, 784)]
+
+
+def test_a_deep_index_without_its_codec_list_is_refused_by_name(conv_project, tmp_path):
+    from mnist_codec.errors import DataError
+
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    (deep / "index.json").write_text(json.dumps({"activations": ["relu"]}))
+    with pytest.raises(DataError, match=r"deep/index.json: lists no codecs; re-run the train_deep stage"):
+        pipeline.load_codecs(conv_project / "models/pca.npz", conv_project / "models/ae", deep)

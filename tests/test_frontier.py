@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from mnist_codec import frontier
 from mnist_codec.errors import DataError
@@ -38,7 +39,6 @@ def test_every_candidate_is_valid_params_and_selection_never_sees_the_test_image
             node = raw
             for s in sections:
                 node = node.setdefault(s, {})
-            import yaml
             node[last] = yaml.safe_load(value)
         p = validate(raw)
         assert p.data.protocol == "validation" and p.n_seeds == 1 and p.latent_dim == 32

@@ -358,8 +358,7 @@ def run_train_deep(params: Params, data_dir: Path, out_dir: Path, curves_dir: Pa
             log_params = {**_subset(params, TRAIN_KEYS + ["deep"]), "activation": act}
             targets.append(CodecTarget(name, spec, log_params, tmp_models / name, tmp_curves / name))
         _train_codecs(params, targets, "train_deep", td, checkpoints)
-        fileio.write_json(tmp_models / "index.json", {"activations": list(params.activation),
-                                                      "codecs": [t.name for t in targets]})
+        fileio.write_json(tmp_models / "index.json", {"codecs": [t.name for t in targets]})
     _remove_checkpoints(checkpoints, targets, params.n_seeds)
 
 
@@ -446,8 +445,12 @@ def load_codecs(pca_path: Path, ae_dir: Path, deep_dir: Path) -> dict[str, tuple
     codecs = {"pca": ([(codec, record)], record["mlflow_run_id"])}
     seeds, index = _load_seeds(ae_dir)
     codecs["ae"] = (seeds, index["mlflow_run_id"])
+    from .errors import DataError
+
     deep = _read_record(deep_dir / "index.json")
-    for name in deep.get("codecs", [f"deep_{act}" for act in deep.get("activations", [])]):
+    if "codecs" not in deep:
+        raise DataError(f"{deep_dir / 'index.json'}: lists no codecs; re-run the train_deep stage")
+    for name in deep["codecs"]:
         seeds, index = _load_seeds(deep_dir / name)
         codecs[name] = (seeds, index["mlflow_run_id"])
     return codecs
