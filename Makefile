@@ -1,29 +1,45 @@
-# mnist-codec: `make repro` runs the pipeline, `make test` the tests. Both set up .venv first.
+# mnist-codec: `make repro` runs the pipeline, `make test` the tests. Both set up .venv first:
+# `make install` what running needs; `make install-team` adds the team extras (S3, PostgreSQL,
+# logins) for `make server`; `make install-dev` adds those and the test tools.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Extra pip arguments, e.g. PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 PIP_ARGS ?=
 STAMP := $(VENV)/.installed
+TEAM_STAMP := $(VENV)/.installed-team
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install repro test test-fast bench sweep frontier ui server serve clean-venv
+.PHONY: install install-team install-dev repro test test-fast bench sweep frontier ui server serve clean-venv
 
 install: $(STAMP)
+install-team: $(TEAM_STAMP)
+install-dev: $(DEV_STAMP)
 
 # constraints.txt is the lock: exact versions of every dependency.
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) \
-		-c constraints.txt -e '.[dev]'
+		-c constraints.txt -e .
 	@touch $(STAMP)
+
+$(TEAM_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) \
+		-c constraints.txt -e '.[team]'
+	@touch $(TEAM_STAMP)
+
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) \
+		-c constraints.txt -e '.[dev]'
+	@touch $(DEV_STAMP)
 
 repro: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
 
-test: install
+test: install-dev
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pytest
 
-test-fast: install
+test-fast: install-dev
 	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pytest -m "not slow"
 
 # 1 seed vs 3, the notebook vs the pipeline stage by stage under both protocols, the CPU
@@ -50,7 +66,7 @@ sweep: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc queue start -j $(SWEEP_JOBS)
 	PATH="$(CURDIR)/$(BIN):$$PATH" mnist-codec sweep-report --wait
 
-# The frontier codec, reports/frontier.json: each candidate in src/mnist_codec/frontier.py is a
+# The frontier codec, reports/frontier.json: each candidate in src/mnist_codec/experiments/frontier.py is a
 # DVC experiment scored on the validation split (the last 10,000 training images, one seed); the
 # best is run on the test images (default seeds). Models go to MLflow like any run's. About 35 min
 # on 2 CPU cores. FRONTIER_EXTRA adds KEY=VALUE overrides to every run (small profiles).
@@ -69,7 +85,7 @@ SERVER_PORT ?= 5000
 SERVER_DIR ?= .mlflow-server
 BACKEND ?=
 AUTH ?=
-server: install
+server: install-team
 	PATH="$(CURDIR)/$(BIN):$$PATH" mnist-codec server --port $(SERVER_PORT) --dir "$(SERVER_DIR)" \
 		$(if $(BACKEND),--backend-store-uri "$(BACKEND)") $(if $(AUTH),--auth)
 
@@ -80,7 +96,7 @@ PORT ?= 5001
 serve: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false \
 	MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" \
-	mlflow models serve -m "$$($(BIN)/python -c 'import sys; from mnist_codec.tracking import model_uri; print(model_uri(sys.argv[1]))' '$(MODEL)')" \
+	mlflow models serve -m "$$($(BIN)/python -c 'import sys; from mnist_codec.tracking.registry import model_uri; print(model_uri(sys.argv[1]))' '$(MODEL)')" \
 		--env-manager local --host 127.0.0.1 --port $(PORT) --workers 1
 
 clean-venv:

@@ -4,7 +4,7 @@ Two benchmarks, each in temporary copies of this working tree, each alternating 
 that a busy machine slows both sides alike:
 
 * ``notebook``: the reference notebook as one script (A) against ``dvc repro --force`` (B)
-  under the notebook's protocol (``data.protocol=notebook``: all 70,000 images, 10 epochs)
+  under the notebook's protocol (``splits.protocol=notebook``: all 70,000 images, 10 epochs)
   with one seed, as the notebook trains each model once; after a first ``dvc repro`` as
   from a fresh clone (no DVC cache, no MLflow store yet). With ``--before REF`` the same
   pipeline at the commit REF runs too (A B B' A B B' ...), and the default run (holdout
@@ -218,12 +218,12 @@ def bench_serve(args, work: Path, env: dict, log: Path) -> dict:
 
     mlflow.set_tracking_uri(uri)
 
-    from mnist_codec import data
+    from mnist_codec.data import splits
 
     client = mlflow.MlflowClient(uri)
     champion = client.get_model_version_by_alias("mnist-codec", "champion")
     model = mlflow.pyfunc.load_model("models:/mnist-codec@champion")
-    x = data.load_split(ROOT / "data/processed", "eval")[0]
+    x = splits.load_split(ROOT / "data/processed", "eval")[0]
     batches = {"1": x[:1], "256": x[:256]}
     bodies = {k: json.dumps({"inputs": v.tolist()}).encode() for k, v in batches.items()}
     with socket.socket() as sock:
@@ -301,7 +301,7 @@ def rounds_line(a: list[dict], b: list[dict]) -> str:
 def seeds_markdown(result: dict) -> str:
     a, b = result["one"], result["three"]
     one, three = med(a, "wall"), med(b, "wall")
-    from mnist_codec.evaluate import display_name
+    from mnist_codec.evaluation.table import display_name
 
     lines = section_head("What the intervals cost: 1 seed against 3", result) + [
         f"- **Run:** the default `dvc repro --force` (holdout protocol, 10 epochs), with `n_seeds: 1` (A) and the "
@@ -398,14 +398,14 @@ def notebook_markdown(result: dict) -> str:
     m, a, b = result["machine"], result["notebook"], result["pipeline"]
     nb_wall, pl_wall = med(a, "wall"), med(b, "wall")
     before = result.get("before")
-    from mnist_codec.evaluate import NOTEBOOK_MSE, display_name
+    from mnist_codec.evaluation.table import NOTEBOOK_MSE, display_name
 
     runs = "notebook (A) and `dvc repro --force` (B) alternating A B A B"
     if before:
         runs = (f"the notebook (A), `dvc repro --force` at `{result['before_ref']}` (before) and in this tree "
                 f"(after, B) alternating A before B, A before B")
     lines = section_head("The notebook and the pipeline", result) + [
-        f"- **Protocol:** all 70,000 images, 10 epochs, batch 128, Adam 1e-3 (`data.protocol=notebook`), one seed "
+        f"- **Protocol:** all 70,000 images, 10 epochs, batch 128, Adam 1e-3 (`splits.protocol=notebook`), one seed "
         f"as the notebook. {len(a)} rounds: {runs}.",
         "- **Pipeline devices:** " + "; ".join(f"{k}: {v}" for k, v in b[-1]["train_device"].items()),
         "",
@@ -528,9 +528,10 @@ def bench_plans(args, work: Path, env: dict, log: Path) -> dict:
     activations sharing stacks), and every model in one stack on every core."""
     import torch
 
-    from mnist_codec import data, device, models, train
+    from mnist_codec.codecs import device, models, train
+    from mnist_codec.data import idx, mnist, splits
 
-    x = torch.from_numpy(data.scale(data.load_pair(data.bundled_dir(), "train")[0]))
+    x = torch.from_numpy(splits.scale(idx.load_pair(mnist.bundled_dir(), "train")[0]))
     cores = device.usable_cores()
     device.configure_cpu(cores)
     acts = ["relu", "tanh", "leaky_relu"]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import http.server
 import os
 import shutil
 import subprocess
 import sys
-import http.server
 import threading
 from functools import partial
 from pathlib import Path
@@ -71,11 +71,11 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture(scope="session")
 def good_mirror(tmp_path_factory) -> Path:
     """A mirror folder of the real MNIST files, gzipped differently from the bundled copy."""
-    from mnist_codec import data
+    from mnist_codec.data import mnist
 
     folder = tmp_path_factory.mktemp("mirror")
-    for f in data.RAW_FILES:
-        raw = gzip.decompress((data.bundled_dir() / f"{f.name}.gz").read_bytes())
+    for f in mnist.RAW_FILES:
+        raw = gzip.decompress((mnist.bundled_dir() / f"{f.name}.gz").read_bytes())
         (folder / f"{f.name}.gz").write_bytes(gzip.compress(raw, compresslevel=1))
     return folder
 
@@ -95,6 +95,27 @@ class MirrorServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)
+
+
+def full_params(overrides: dict | None = None) -> dict:
+    """The project's params.yaml as a dict, with ``overrides`` ({'seed': 1, 'train': {'epochs': 2}})
+    merged in: what a stage script needs, since a stage refuses a params file missing a key."""
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(params.get(key), dict):
+            params[key].update(value)
+        else:
+            params[key] = value
+    return params
+
+
+def params_text(overrides: dict | None = None) -> str:
+    """:func:`full_params` as the text of a params.yaml."""
+    import yaml
+
+    return yaml.safe_dump(full_params(overrides), sort_keys=False)
 
 
 # --- a throw-away copy of the project, for tests that run DVC --------------------------------
@@ -159,12 +180,13 @@ def store_runs(root: Path, stage: str | None = None) -> tuple[list, object]:
     return runs, client
 
 
-def drain_queue(root: Path, env: dict[str, str] | None = None, timeout: float = 900) -> str:
-    """Wait until ``dvc queue status`` shows nothing queued or running, stop the workers, and
-    return the last status table."""
-    from mnist_codec.sweep import wait_for_queue
+def drain_queue(root: Path, env: dict[str, str] | None = None, timeout: float = 900) -> dict[str, str | None]:
+    """Wait until no experiment of ``root`` is queued or running, stop the workers, and return
+    each experiment's state (``dvc.api.exp_show``'s State: Success, Failed, ...)."""
+    from mnist_codec.experiments import exps
+    from mnist_codec.experiments.sweep import wait_for_queue
 
     full = {**project_env(root), **(env or {})}
-    status = wait_for_queue(root, poll=3, env=full, timeout=timeout)
+    wait_for_queue(root, poll=3, timeout=timeout)
     subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=root, env=full, capture_output=True, timeout=120)
-    return status
+    return {e.name: e.state for e in exps.experiments(exps.show(root))}

@@ -11,10 +11,13 @@ import sys
 
 import pytest
 import torch
-
-from mnist_codec import models, pipeline, tracking
-from mnist_codec.params import validate
 from test_registry import env_for, make_project, run_pipeline
+
+from mnist_codec.codecs import models
+from mnist_codec.params import validate
+from mnist_codec.pipeline import evaluate as evaluate_stage
+from mnist_codec.pipeline import train_deep as train_deep_stage
+from mnist_codec.tracking import registry
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +50,7 @@ def test_conv_codecs_are_trained_logged_and_registered_per_seed(conv_project):
             run = client.get_run(record["mlflow_run_id"])
             assert run.info.status == "FINISHED" and run.data.tags["mnist_codec.codec"] == codec
             assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
-            version = client.get_model_version(tracking.REGISTERED_MODEL, record["model_version"])
+            version = client.get_model_version(registry.REGISTERED_MODEL, record["model_version"])
             assert version.tags["mnist_codec.codec"] == codec and version.run_id == run.info.run_id
             model, spec = models.load(conv_project / f"models/deep/{codec}/seed{r}.pt")
             assert spec == record["spec"] and isinstance(model.encoder[1], torch.nn.Conv2d)
@@ -57,7 +60,7 @@ def test_the_comparison_table_names_the_conv_codecs_with_their_stored_numbers(co
     table = (conv_project / "reports/comparison.md").read_text()
     metrics = json.loads((conv_project / "reports/metrics.json").read_text())
     stored = models.count_parameters(models.conv_autoencoder(32, (4, 8), "relu"))
-    assert metrics["conv_relu"]["params"] == stored
+    assert metrics["conv_relu"]["stored_numbers"] == stored
     for name in ("Conv AE (ReLU)", "Conv AE (ELU)"):
         row = next(line for line in table.splitlines() if line.startswith(f"| {name} "))
         assert f"{stored:,}" in row
@@ -67,8 +70,8 @@ def test_a_fresh_process_loads_a_conv_version_from_mlflow_with_its_number(conv_p
     metrics = json.loads((conv_project / "reports/metrics.json").read_text())
     record = json.loads((conv_project / "models/deep/conv_elu/seed1.json").read_text())
     script = ("import sys, mlflow, numpy as np\n"
-              "from mnist_codec import data\n"
-              "x = data.load_split('data/processed', 'eval')[0]\n"
+              "from mnist_codec.data import splits\n"
+              "x = splits.load_split('data/processed', 'eval')[0]\n"
               "m = mlflow.pyfunc.load_model(f'models:/mnist-codec/{sys.argv[1]}')\n"
               "print(float(((m.predict(x).astype(np.float64) - x) ** 2).mean()))\n")
     proc = subprocess.run([sys.executable, "-c", script, str(record["model_version"])], cwd=conv_project,
@@ -85,7 +88,7 @@ def test_a_wider_mlp_is_a_params_change_away(tmp_path, monkeypatch):
     monkeypatch.chdir(root)
     params = validate({"n_seeds": 1, "activation": "leaky_relu", "deep": {"hidden": [100, 50, 25]},
                        "train": {"epochs": 1}})
-    pipeline.run_train_deep(params, root / "data/processed", root / "models/deep", root / "reports/curves/deep")
+    train_deep_stage.run(params, root / "data/processed", root / "models/deep", root / "reports/curves/deep")
     model, spec = models.load(root / "models/deep/deep_leaky_relu/seed0.pt")
     widths = [(m.in_features, m.out_features) for m in model.modules() if hasattr(m, "in_features")]
     assert widths == [(784, 100), (100, 50), (50, 25), (25, 32), (32, 25), (25, 50), (50, 100), (100, 784)]
@@ -98,4 +101,4 @@ def test_a_deep_index_without_its_codec_list_is_refused_by_name(conv_project, tm
     deep.mkdir()
     (deep / "index.json").write_text(json.dumps({"activations": ["relu"]}))
     with pytest.raises(DataError, match=r"deep/index.json: lists no codecs; re-run the train_deep stage"):
-        pipeline.load_codecs(conv_project / "models/pca.npz", conv_project / "models/ae", deep)
+        evaluate_stage.load_codecs(conv_project / "models/pca.npz", conv_project / "models/ae", deep)

@@ -45,7 +45,7 @@ def test_readme_gives_the_committed_frontier_record_and_its_command():
     import json
     import shlex
 
-    from mnist_codec import frontier
+    from mnist_codec.experiments import frontier
 
     rec = json.loads((REPO / "reports" / "frontier.json").read_text())
     readme = (REPO / "README.md").read_text()

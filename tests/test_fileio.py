@@ -3,14 +3,14 @@ import stat
 
 import pytest
 
-from mnist_codec import fileio
+from mnist_codec import atomic, fileio
 
 
 def test_atomic_path_replaces_only_on_success(tmp_path):
     target = tmp_path / "out.txt"
     fileio.write_text(target, "old")
     with pytest.raises(RuntimeError):
-        with fileio.atomic_path(target) as tmp:
+        with atomic.atomic_path(target) as tmp:
             tmp.write_text("half")
             raise RuntimeError("killed mid-write")
     assert target.read_text() == "old"
@@ -21,7 +21,7 @@ def test_written_files_get_normal_permissions(tmp_path):
     old = os.umask(0o022)
     try:
         fileio.write_text(tmp_path / "a.txt", "x")
-        with fileio.atomic_dir(tmp_path / "d") as d:
+        with atomic.atomic_dir(tmp_path / "d") as d:
             (d / "f").write_text("y")
     finally:
         os.umask(old)
@@ -31,14 +31,14 @@ def test_written_files_get_normal_permissions(tmp_path):
 
 def test_atomic_dir_swaps_whole_folders(tmp_path):
     target = tmp_path / "models"
-    with fileio.atomic_dir(target) as d:
+    with atomic.atomic_dir(target) as d:
         (d / "a").write_text("1")
     with pytest.raises(ValueError):
-        with fileio.atomic_dir(target) as d:
+        with atomic.atomic_dir(target) as d:
             (d / "b").write_text("2")
             raise ValueError("fails half way")
     assert sorted(p.name for p in target.iterdir()) == ["a"]
-    with fileio.atomic_dir(target) as d:
+    with atomic.atomic_dir(target) as d:
         (d / "c").write_text("3")
     assert sorted(p.name for p in target.iterdir()) == ["c"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]

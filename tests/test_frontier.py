@@ -1,9 +1,10 @@
 """The frontier codec: candidates scored on the validation split, the best measured on the test
-images, and the record of it (reports/frontier.json), from ``dvc exp show --json`` output and,
+images, and the record of it (reports/frontier.json), from ``dvc.api.exp_show`` rows and,
 in the slow test, from `make frontier` itself on a tiny profile."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import subprocess
@@ -12,8 +13,8 @@ import sys
 import pytest
 import yaml
 
-from mnist_codec import frontier
 from mnist_codec.errors import DataError
+from mnist_codec.experiments import frontier
 from mnist_codec.params import validate
 
 
@@ -21,13 +22,22 @@ def _m(v, n):
     return {"mse": {"mean": v, "ci95_low": v * 0.9, "ci95_high": v * 1.1, "n": n, "std": v / 20, "per_seed": [v] * n}}
 
 
-def _exp_show(runs: dict[str, tuple[str, dict, str]]) -> list[dict]:
-    """name -> (protocol, metrics, timestamp), in the shape of `dvc exp show --json`."""
-    groups = [{"name": n, "executor": {"state": "success"},
-               "revs": [{"rev": f"sha-{n}", "name": n, "data": {
-                   "timestamp": t, "params": {"params.yaml": {"data": {"latent_dim": 32, "data": {"protocol": p}}}},
-                   "metrics": {"reports/metrics.json": {"data": m}}}}]} for n, (p, m, t) in runs.items()]
-    return [{"rev": "workspace", "data": {}, "experiments": None}, {"rev": "abc", "data": {}, "experiments": groups}]
+def _exp_show(runs: dict[str, tuple[str, dict]], older: dict[str, tuple[str, dict]] | None = None) -> list[dict]:
+    """name -> (protocol, metrics), newest first, as ``dvc.api.exp_show`` rows; ``older``
+    under an earlier commit."""
+    def row(name, protocol, metrics, typ="branch_commit"):
+        r = {"Experiment": name, "rev": f"sha-{name}", "typ": typ, "State": "Success", "latent_dim": 32.0,
+             "data.protocol": protocol, "train.epochs": 40.0}
+        for codec, m in metrics.items():
+            r.update({f"reports/metrics.json:{codec}.mse.{stat}": v for stat, v in m["mse"].items()
+                      if stat != "per_seed"})
+        return r
+
+    out = [{"Experiment": None, "rev": "main", "typ": "baseline"}]
+    out += [row(n, p, m) for n, (p, m) in runs.items()]
+    out += [{"Experiment": None, "rev": "0ld0ld0", "typ": "baseline"}]
+    out += [{**row(n, p, m), "rev": "old-sha"} for n, (p, m) in (older or {}).items()]
+    return out
 
 
 def test_every_candidate_is_valid_params_and_selection_never_sees_the_test_images():
@@ -49,21 +59,16 @@ def test_every_candidate_is_valid_params_and_selection_never_sees_the_test_image
 
 def test_the_best_deep_codec_is_found_choice_is_by_validation_and_the_record_says_it_all():
     shown = _exp_show({
-        "frontier-val-conv": ("validation", {"pca": _m(0.01, 1), "ae": _m(0.002, 1), "conv_leaky_relu": _m(0.0035, 1)},
-                              "2026-11-27T10:00:00"),
-        "frontier-val-wide-mlp": ("validation", {"pca": _m(0.01, 1), "deep_leaky_relu": _m(0.0050, 1)},
-                                  "2026-11-27T10:10:00"),
-        "frontier": ("holdout", {"pca": _m(0.017, 1), "conv_leaky_relu": _m(0.0031, 3)}, "2026-11-27T11:00:00"),
-    })
-    # an older run of the same name under another commit loses to the latest
-    shown[1]["experiments"].append({"name": "frontier", "executor": None, "revs": [{"name": "frontier", "data": {
-        "timestamp": "2026-11-01T00:00:00", "params": {"params.yaml": {"data": {"latent_dim": 32}}},
-        "metrics": {"reports/metrics.json": {"data": {"deep_relu": _m(0.009, 3)}}}}}]})
+        "frontier": ("holdout", {"pca": _m(0.017, 1), "conv_leaky_relu": _m(0.0031, 3)}),
+        "frontier-val-wide-mlp": ("validation", {"pca": _m(0.01, 1), "deep_leaky_relu": _m(0.0050, 1)}),
+        "frontier-val-conv": ("validation", {"pca": _m(0.01, 1), "ae": _m(0.002, 1), "conv_leaky_relu": _m(0.0035, 1)}),
+    }, older={"frontier": ("holdout", {"deep_relu": _m(0.009, 3)})})  # an older run of the name loses to the latest
     scores = {n: frontier.find(shown, frontier.VAL_PREFIX + n) for n in ("conv", "wide-mlp")}
     assert scores["conv"].codec == "conv_leaky_relu"  # the 1-layer AE is not a candidate's codec
     assert frontier.choose(scores) == "conv"
     final = frontier.find(shown, "frontier")
-    assert final.rev == "sha-frontier" and final.mse["mean"] == 0.0031
+    assert final.rev == "sha-frontier" and final.mse["mean"] == 0.0031 and "per_seed" not in final.mse
+    final = dataclasses.replace(final, mse=_m(0.0031, 3)["mse"])  # as run() does, from the experiment's commit
     rec = frontier.record(frontier.CANDIDATES, scores, "conv", final, {"total": 12.34}, "cpu:X, 2 cores")
     assert rec["command"] == "make frontier" and rec["codec_name"] == "Conv AE (LeakyReLU)"
     assert rec["test_mse"] == 0.0031 and rec["n_seeds"] == 3 and rec["meets_target"] is True
@@ -80,7 +85,7 @@ def test_the_best_deep_codec_is_found_choice_is_by_validation_and_the_record_say
     with pytest.raises(DataError, match="no finished experiment named 'nope'"):
         frontier.find(shown, "nope")
     with pytest.raises(DataError, match="no deep codec"):
-        frontier.best_codec({"pca": _m(0.01, 1), "ae": _m(0.01, 3)})
+        frontier.best_deep_codec({"pca": _m(0.01, 1)["mse"], "ae": _m(0.01, 3)["mse"]})
 
 
 @pytest.mark.slow

@@ -6,8 +6,8 @@ Marked ``gpu``; skipped cleanly where torch sees no CUDA device.
 import pytest
 import torch
 
-from mnist_codec import models, train
-from mnist_codec.seeding import derive_seed, seed_everything
+from mnist_codec.codecs import models, train
+from mnist_codec.codecs.seeding import derive_seed, seed_everything
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_codec import models, pca
+from mnist_codec.codecs import models, pca
 from mnist_codec.errors import DataError
 from mnist_codec.params import ACTIVATIONS
 
@@ -93,9 +93,10 @@ def test_covariance_eigh_pca_equals_full_svd_on_real_mnist_to_1e_6():
     # the solver the pipeline uses, against the exact full SVD, on the 10,000 real test digits
     from sklearn.decomposition import PCA
 
-    from mnist_codec import data
+    from mnist_codec.codecs import models, pca
+    from mnist_codec.data import idx, mnist
 
-    images, _ = data.load_pair(data.bundled_dir(), "t10k")
+    images, _ = idx.load_pair(mnist.bundled_dir(), "t10k")
     x = images.astype(np.float32) / 255.0
     arrays = pca.fit(x, 32)
     codec = models.pca_codec_from_arrays(arrays["mean"], arrays["components"])

@@ -1,19 +1,18 @@
 import pytest
 import yaml
 
-from mnist_codec import params as P
-from mnist_codec.errors import ParamsError
-
 from conftest import REPO
+from mnist_codec import params
+from mnist_codec.errors import ParamsError
 
 
 def test_repo_params_file_is_valid_and_matches_the_defaults():
     # params.yaml is the documented default: the dataclass defaults must say the same.
-    assert P.load(REPO / "params.yaml") == P.Params()
+    assert params.load(REPO / "params.yaml") == params.Params()
 
 
 def test_defaults_reproduce_the_notebook_settings():
-    p = P.Params()
+    p = params.Params()
     assert (p.train.epochs, p.train.batch_size, p.train.lr) == (10, 128, 1e-3)
     assert p.latent_dim == 32 and p.deep.hidden == (256, 64) and p.deep.arch == "mlp"
     assert (p.train.schedule, p.train.weight_decay) == ("constant", 0.0)
@@ -22,15 +21,15 @@ def test_defaults_reproduce_the_notebook_settings():
 
 
 def test_activation_accepts_one_name_or_a_list():
-    assert P.validate({"activation": "tanh"}).activation == ("tanh",)
-    assert P.validate({"activation": ["gelu", "silu"]}).activation == ("gelu", "silu")
+    assert params.validate({"activation": "tanh"}).activation == ("tanh",)
+    assert params.validate({"activation": ["gelu", "silu"]}).activation == ("gelu", "silu")
 
 
 def test_stronger_codecs_are_a_params_change_away():
-    p = P.validate({"deep": {"arch": "conv", "channels": [16, 32, 64]}, "train": {"schedule": "onecycle"}})
+    p = params.validate({"deep": {"arch": "conv", "channels": [16, 32, 64]}, "train": {"schedule": "onecycle"}})
     assert (p.deep.arch, p.deep.channels, p.train.schedule) == ("conv", (16, 32, 64), "onecycle")
-    assert P.validate({"deep": {"hidden": [1000, 500, 250]}}).deep.hidden == (1000, 500, 250)
-    assert P.validate({"data": {"protocol": "validation"}}).data.protocol == "validation"
+    assert params.validate({"deep": {"hidden": [1000, 500, 250]}}).deep.hidden == (1000, 500, 250)
+    assert params.validate({"data": {"protocol": "validation"}}).data.protocol == "validation"
 
 
 def test_lr_typed_as_1e_minus_3_is_caught_with_a_hint(tmp_path):
@@ -38,7 +37,7 @@ def test_lr_typed_as_1e_minus_3_is_caught_with_a_hint(tmp_path):
     f.write_text("train:\n  lr: 1e-3\n")
     assert yaml.safe_load(f.read_text())["train"]["lr"] == "1e-3"  # the YAML 1.1 trap itself
     with pytest.raises(ParamsError, match=r"'train.lr' = '1e-3'.*1\.0e-3"):
-        P.load(f)
+        params.load(f)
 
 
 @pytest.mark.parametrize("raw, key", [({"activations": "relu"}, "activations"),
@@ -46,41 +45,41 @@ def test_lr_typed_as_1e_minus_3_is_caught_with_a_hint(tmp_path):
                                       ({"model": {}}, "model")])
 def test_unknown_keys_are_rejected_by_name(raw, key):
     with pytest.raises(ParamsError, match=f"unknown key '{key}'"):
-        P.validate(raw)
+        params.validate(raw)
 
 
 def test_missing_or_broken_file(tmp_path):
     with pytest.raises(ParamsError, match="not found"):
-        P.load(tmp_path / "nope.yaml")
+        params.load(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("seed: [1\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
-        P.load(bad)
+        params.load(bad)
     top = tmp_path / "list.yaml"
     top.write_text("- 1\n")
     with pytest.raises(ParamsError, match="mapping"):
-        P.load(top)
+        params.load(top)
 
 
 def test_schema_is_derived_from_the_models_and_forbids_unknown_keys():
     # The pydantic models are the schema: SCHEMA lists every field of Params and its sections.
-    fields = {f for f in P.Params.model_fields if f not in P.SECTIONS}
-    for section, cls in P.SECTIONS.items():
+    fields = {f for f in params.Params.model_fields if f not in params.SECTIONS}
+    for section, cls in params.SECTIONS.items():
         fields |= {f"{section}.{f}" for f in cls.model_fields}
         assert cls.model_config["extra"] == "forbid"
-    assert fields == set(P.SCHEMA)
-    assert P.Params.model_config["extra"] == "forbid"
+    assert fields == set(params.SCHEMA)
+    assert params.Params.model_config["extra"] == "forbid"
 
 
 def test_allowed_text_comes_from_the_declared_bounds():
-    assert P.allowed(P.SCHEMA["latent_dim"]) == "an integer from 1 to 783"
-    assert P.allowed(P.SCHEMA["n_seeds"]) == "an integer from 1 to 100"
-    assert P.allowed(P.SCHEMA["data.train_limit"]) == "an integer >= 1 or null"
-    assert P.allowed(P.SCHEMA["device"]) == "one of auto, cpu, cuda"
+    assert params.allowed(params.SCHEMA["latent_dim"]) == "an integer from 1 to 783"
+    assert params.allowed(params.SCHEMA["n_seeds"]) == "an integer from 1 to 100"
+    assert params.allowed(params.SCHEMA["data.train_limit"]) == "an integer >= 1 or null"
+    assert params.allowed(params.SCHEMA["device"]) == "one of auto, cpu, cuda"
 
 
 def test_params_are_immutable():
     import pydantic
 
     with pytest.raises(pydantic.ValidationError):
-        P.Params().seed = 7
+        params.Params().seed = 7

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mnist_codec.promotion import Standing, decide, ineligible, median_seed
+from mnist_codec.evaluation.promotion import Standing, decide, ineligible, median_seed
 
 SHA = "a" * 64
 
@@ -78,3 +78,18 @@ def test_the_representative_seed_is_the_median():
     assert median_seed([0.3, 0.1, 0.2]) == 2
     assert median_seed([0.2, 0.1]) == 1
     assert median_seed([0.5]) == 0
+
+
+def test_the_champions_question_is_the_default_params():
+    """promotion.py states the protocol and code size itself (no stage re-runs for an edit of
+    params.py); they stay the defaults of params.yaml's schema and of the committed file."""
+    import yaml
+
+    from conftest import REPO
+    from mnist_codec.evaluation import promotion
+    from mnist_codec.params import Params
+
+    defaults = Params().to_dict()
+    committed = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert promotion.CHAMPION_PROTOCOL == defaults["data"]["protocol"] == committed["data"]["protocol"]
+    assert promotion.CHAMPION_LATENT_DIM == defaults["latent_dim"] == committed["latent_dim"]

@@ -21,9 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import clean_env, write_raw_dir
-from mnist_codec import data, pipeline, tracking
+from conftest import REPO, clean_env, write_raw_dir
+from mnist_codec.data import prepare, splits
 from mnist_codec.params import validate
+from mnist_codec.pipeline import evaluate as evaluate_stage
+from mnist_codec.pipeline import pca as pca_stage
+from mnist_codec.pipeline import train_ae as train_ae_stage
+from mnist_codec.pipeline import train_deep as train_deep_stage
+from mnist_codec.tracking import registry
+from mnist_codec.tracking import runs as truns
 
 CODECS = ["pca", "ae", "deep_relu"]
 
@@ -36,10 +42,10 @@ def params_for(**overrides):
 
 def run_pipeline(root: Path, params, data_dir: Path) -> None:
     """pca -> train_ae -> train_deep -> evaluate, as the DVC stages call them."""
-    pipeline.run_pca(params, data_dir, root / "models/pca.npz", root / "models/pca.json")
-    pipeline.run_train_ae(params, data_dir, root / "models/ae", root / "reports/curves/ae")
-    pipeline.run_train_deep(params, data_dir, root / "models/deep", root / "reports/curves/deep")
-    pipeline.run_evaluate(params, data_dir, root / "models/pca.npz", root / "models/ae", root / "models/deep",
+    pca_stage.run(params, data_dir, root / "models/pca.npz", root / "models/pca.json")
+    train_ae_stage.run(params, data_dir, root / "models/ae", root / "reports/curves/ae")
+    train_deep_stage.run(params, data_dir, root / "models/deep", root / "reports/curves/deep")
+    evaluate_stage.run(params, data_dir, root / "models/pca.npz", root / "models/ae", root / "models/deep",
                           root / "reports/metrics.json", root / "reports/comparison.md",
                           root / "reports/comparison.csv", root / "reports/timings.json",
                           root / "data/evaluation/samples.npz")
@@ -48,7 +54,7 @@ def run_pipeline(root: Path, params, data_dir: Path) -> None:
 def make_project(root: Path, n_train: int = 300) -> Path:
     (root / ".dvc").mkdir(parents=True)
     raw = write_raw_dir(root / "data/raw", n_train=n_train, n_test=100)
-    data.preprocess(raw, root / "data/processed", "holdout")
+    prepare.preprocess(raw, root / "data/processed", "holdout")
     return root
 
 
@@ -60,7 +66,7 @@ def env_for(root: Path) -> dict[str, str]:
 
 
 def versions(client) -> list:
-    return sorted(client.search_model_versions(f"name = '{tracking.REGISTERED_MODEL}'"), key=lambda v: int(v.version))
+    return sorted(client.search_model_versions(f"name = '{registry.REGISTERED_MODEL}'"), key=lambda v: int(v.version))
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +92,7 @@ def client(project, monkeypatch):
 
 
 def eval_split(root: Path) -> np.ndarray:
-    return data.load_split(root / "data/processed", "eval")[0]
+    return splits.load_split(root / "data/processed", "eval")[0]
 
 
 # --- registration and lineage --------------------------------------------------------------
@@ -94,8 +100,8 @@ def eval_split(root: Path) -> np.ndarray:
 def test_every_trained_model_is_a_version_with_tags_that_tie_it_back(project, client):
     vs = versions(client)
     assert len(vs) == 1 + 2 + 2  # PCA once, each autoencoder on both seeds
-    meta = data.read_meta(project / "data/processed")
-    commit = tracking.git_commit()
+    meta = splits.read_meta(project / "data/processed")
+    commit = truns.git_commit()
     by_codec = {}
     for v in vs:
         t = v.tags
@@ -110,20 +116,20 @@ def test_every_trained_model_is_a_version_with_tags_that_tie_it_back(project, cl
     assert sorted(v.tags["mnist_codec.seed"] for v in by_codec["ae"]) == sorted(
         str(json.loads((project / f"models/ae/seed{r}.json").read_text())["seed"]) for r in range(2))
     record = json.loads((project / "models/ae/seed1.json").read_text())
-    assert client.get_model_version(tracking.REGISTERED_MODEL, record["model_version"]).run_id == record["mlflow_run_id"]
+    assert client.get_model_version(registry.REGISTERED_MODEL, record["model_version"]).run_id == record["mlflow_run_id"]
 
 
 def test_training_runs_show_their_datasets_and_source(project, client):
     record = json.loads((project / "models/deep/deep_relu/seed0.json").read_text())
     run = client.get_run(record["mlflow_run_id"])
-    meta = data.read_meta(project / "data/processed")
+    meta = splits.read_meta(project / "data/processed")
     inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
     assert sorted(inputs) == ["mnist-holdout-eval", "mnist-holdout-train"]
     train = inputs["mnist-holdout-train"]
     assert train.dataset.digest == meta["splits"]["train"]["sha256"][:32]
     assert "train_x.npy" in train.dataset.source
     assert {t.key: t.value for t in train.tags}["mlflow.data.context"] == "training"
-    assert run.data.tags["mlflow.source.git.commit"] == tracking.git_commit()
+    assert run.data.tags["mlflow.source.git.commit"] == truns.git_commit()
     assert run.data.tags["mlflow.source.type"] == "LOCAL"
     assert run.data.tags["mlflow.source.name"]
 
@@ -131,7 +137,7 @@ def test_training_runs_show_their_datasets_and_source(project, client):
 def test_the_best_codec_is_champion_and_the_decision_is_recorded(project, client):
     metrics = json.loads((project / "reports/metrics.json").read_text())
     best = min(metrics, key=lambda c: metrics[c]["mse"]["mean"])
-    champion = client.get_model_version_by_alias(tracking.REGISTERED_MODEL, tracking.CHAMPION)
+    champion = client.get_model_version_by_alias(registry.REGISTERED_MODEL, registry.CHAMPION)
     assert champion.tags["mnist_codec.codec"] == best
     assert champion.tags["mnist_codec.promotion"].startswith("promoted: no champion yet")
     assert float(champion.tags["mnist_codec.codec_mse_mean"]) == pytest.approx(metrics[best]["mse"]["mean"])
@@ -145,8 +151,8 @@ def test_a_fresh_process_loads_each_version_with_the_evaluations_numbers(project
     metrics = json.loads((project / "reports/metrics.json").read_text())
     script = (
         "import json, sys, mlflow, numpy as np\n"
-        "from mnist_codec import data\n"
-        "x = data.load_split('data/processed', 'eval')[0].astype(np.float64)\n"
+        "from mnist_codec.data import splits\n"
+        "x = splits.load_split('data/processed', 'eval')[0].astype(np.float64)\n"
         "out = {}\n"
         "for v in sys.argv[1:]:\n"
         "    m = mlflow.pyfunc.load_model(f'models:/mnist-codec/{v}')\n"
@@ -166,11 +172,12 @@ def test_a_fresh_process_loads_each_version_with_the_evaluations_numbers(project
 def test_a_planted_pickle_is_never_executed_when_the_champion_loads(project, client, tmp_path):
     import mlflow
 
-    champion = client.get_model_version_by_alias(tracking.REGISTERED_MODEL, tracking.CHAMPION)
+    champion = client.get_model_version_by_alias(registry.REGISTERED_MODEL, registry.CHAMPION)
     model_dir = Path(mlflow.artifacts.download_artifacts(champion.source, dst_path=str(tmp_path / "copy")))
     marker = tmp_path / "pickle-ran"
-    from test_serving import Planted
     import pickle
+
+    from test_serving import Planted
 
     # where a cloudpickled PythonModel, a pickled flavour and a stray artifact would sit
     for rel in ("python_model.pkl", "model.pkl", "artifacts/weights.pkl", "data/model.pth"):
@@ -189,13 +196,39 @@ def test_a_planted_pickle_is_never_executed_when_the_champion_loads(project, cli
 def test_retraining_with_the_same_inputs_registers_no_duplicate(project, client):
     before = [v.version for v in versions(client)]
     first = json.loads((project / "models/ae/seed0.json").read_text())
-    pipeline.run_train_ae(params_for(), project / "data/processed", project / "models/ae",
+    train_ae_stage.run(params_for(), project / "data/processed", project / "models/ae",
                           project / "reports/curves/ae")
     again = json.loads((project / "models/ae/seed0.json").read_text())
     assert [v.version for v in versions(client)] == before
     assert again["model_version"] == first["model_version"] and again["mlflow_run_id"] != first["mlflow_run_id"]
     assert client.get_run(again["mlflow_run_id"]).data.tags["mnist_codec.model_version"] == \
         f"mnist-codec/{first['model_version']}"
+
+
+def test_the_fingerprint_covers_the_code_that_makes_a_model_and_nothing_else(tmp_path):
+    """Editing the tracking server, the command or a figure leaves every fingerprint as it was
+    (a forced re-run registers no new version); editing the model code changes them."""
+    import shutil
+
+    shutil.copytree(REPO / "src" / "mnist_codec", tmp_path / "mnist_codec",
+                    ignore=shutil.ignore_patterns("__pycache__", "datasets"))
+
+    def digest() -> str:
+        out = subprocess.run([sys.executable, "-c", "from mnist_codec.tracking.registry import code_digest; "
+                              "print(code_digest())"], env={**clean_env(), "PYTHONPATH": str(tmp_path)},
+                             capture_output=True, text=True, timeout=60, check=True)
+        return out.stdout.strip()
+
+    def touch(rel: str) -> None:
+        with open(tmp_path / "mnist_codec" / rel, "a") as fh:
+            fh.write("# edited\n")
+
+    first = digest()
+    for rel in ("tracking/server.py", "cli.py", "reporting/plots.py", "tracking/runs.py", "pipeline/evaluate.py"):
+        touch(rel)
+        assert digest() == first, rel
+    touch("codecs/models.py")
+    assert digest() != first
 
 
 # --- the promotion rule over three runs ----------------------------------------------------
@@ -209,10 +242,10 @@ def test_a_better_run_takes_the_alias_and_a_worse_one_does_not(tmp_path, monkeyp
     monkeypatch.chdir(root)
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     few, full = tmp_path / "few", root / "data/processed"  # the same evaluation images, fewer training ones
-    data.preprocess(root / "data/raw", few, "holdout", train_limit=40)
+    prepare.preprocess(root / "data/raw", few, "holdout", train_limit=40)
 
     def champion():
-        return client.get_model_version_by_alias(tracking.REGISTERED_MODEL, tracking.CHAMPION)
+        return client.get_model_version_by_alias(registry.REGISTERED_MODEL, registry.CHAMPION)
 
     run_pipeline(root, params_for(train={"epochs": 1}), few)  # weak: 40 images, one epoch
     weak = champion()
@@ -227,7 +260,7 @@ def test_a_better_run_takes_the_alias_and_a_worse_one_does_not(tmp_path, monkeyp
     run_pipeline(root, params_for(train={"epochs": 1}), few)  # the weak run again: same inputs, same versions
     assert len(versions(client)) == n_strong
     assert champion().version == strong.version
-    weak_again = client.get_model_version(tracking.REGISTERED_MODEL, weak.version)
+    weak_again = client.get_model_version(registry.REGISTERED_MODEL, weak.version)
     assert weak_again.tags["mnist_codec.promotion"].startswith("not promoted:")
     # a variant with another code size registers but never competes
     run_pipeline(root, params_for(latent_dim=16, train={"epochs": 1}), full)
@@ -249,19 +282,19 @@ def mnist_codec(root: Path, *args: str, stdin: str | None = None) -> subprocess.
 def test_encode_and_decode_a_png_through_the_champion(project, client, tmp_path):
     import mlflow
 
-    from mnist_codec import serving
+    from mnist_codec.serving import digits
 
     x = eval_split(project)[:1]
-    serving.write_digit_png(tmp_path / "digit.png", x[0])
+    digits.write_digit_png(tmp_path / "digit.png", x[0])
     enc = mnist_codec(project, "encode", str(tmp_path / "digit.png"))
     assert enc.returncode == 0, enc.stderr
     code = np.array(enc.stdout.split(), dtype=np.float32)
     model = mlflow.pyfunc.load_model("models:/mnist-codec@champion")
-    pixels = serving.read_digit_png(tmp_path / "digit.png")  # what the PNG holds (8-bit)
+    pixels = digits.read_digit_png(tmp_path / "digit.png")  # what the PNG holds (8-bit)
     assert np.allclose(code, model.predict(pixels, params={"mode": "encode"})[0], atol=1e-6)
     dec = mnist_codec(project, "decode", "--out", str(tmp_path / "back.png"), stdin=enc.stdout)
     assert dec.returncode == 0, dec.stderr
-    back = serving.read_digit_png(tmp_path / "back.png")
+    back = digits.read_digit_png(tmp_path / "back.png")
     expected = model.predict(code[None, :], params={"mode": "decode"})
     assert np.abs(back - expected).max() <= 0.5 / 255 + 1e-6
     version = str(versions(client)[-1].version)

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
-from mnist_codec import evaluate, report
 from mnist_codec.errors import DataError
+from mnist_codec.evaluation import metrics as scoring
+from mnist_codec.evaluation import table as ctable
+from mnist_codec.reporting import html as report
 
 
 def _samples(codecs, n=6, m=40):
@@ -16,7 +18,7 @@ def _samples(codecs, n=6, m=40):
 
 
 def _per_seed(mse, n):
-    return [{"mse": mse * (1 + 0.01 * r), "psnr": evaluate.psnr(mse * (1 + 0.01 * r)), "code_size": 32, "params": 5,
+    return [{"mse": mse * (1 + 0.01 * r), "psnr": scoring.psnr(mse * (1 + 0.01 * r)), "code_size": 32, "stored_numbers": 5,
              "mse_digit": {str(d): mse * (1 + 0.01 * r) for d in range(10)}} for r in range(n)]
 
 
@@ -29,9 +31,9 @@ def _curve(folder, seeds, epochs):
 
 def test_build_writes_figures_and_a_self_contained_page(tmp_path):
     codecs = ["pca", "ae", "deep_gelu"]
-    metrics = {c: evaluate.aggregate(_per_seed(0.01 * (i + 1), 1 if c == "pca" else 3)) for i, c in enumerate(codecs)}
+    metrics = {c: scoring.aggregate(_per_seed(0.01 * (i + 1), 1 if c == "pca" else 3)) for i, c in enumerate(codecs)}
     (tmp_path / "metrics.json").write_text(__import__("json").dumps(metrics))
-    (tmp_path / "t.csv").write_text(evaluate.rows_to_csv(evaluate.comparison_rows(metrics, "holdout")))
+    (tmp_path / "t.csv").write_text(ctable.to_csv(ctable.comparison_table(metrics, "holdout")))
     curves = tmp_path / "curves"
     _curve(curves / "ae", 3, 2)
     _curve(curves / "deep" / "deep_gelu", 3, 2)

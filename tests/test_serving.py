@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_codec import models, serving
+from mnist_codec.codecs import models
 from mnist_codec.errors import DataError
-from mnist_codec.serving import BadInput
+from mnist_codec.serving import digits as digit_png
+from mnist_codec.serving import model as serving
+from mnist_codec.serving.model import BadInput
 
 
 @pytest.fixture
@@ -98,26 +100,26 @@ def test_pickle_payload_class_really_runs_when_unpickled(tmp_path):
 
 def test_png_round_trip_and_size_error(tmp_path, digits):
     x = digits[0][0]
-    serving.write_digit_png(tmp_path / "d.png", x)
-    back = serving.read_digit_png(tmp_path / "d.png")
+    digit_png.write_digit_png(tmp_path / "d.png", x)
+    back = digit_png.read_digit_png(tmp_path / "d.png")
     assert back.shape == (1, 784) and np.abs(back[0] - x).max() <= 0.5 / 255 + 1e-7
     from PIL import Image
 
     Image.new("L", (32, 32)).save(tmp_path / "big.png")
     with pytest.raises(BadInput, match="image is 32x32 pixels; the codec takes 28x28"):
-        serving.read_digit_png(tmp_path / "big.png")
+        digit_png.read_digit_png(tmp_path / "big.png")
     (tmp_path / "text.png").write_text("not an image")
     with pytest.raises(BadInput, match="not a readable image"):
-        serving.read_digit_png(tmp_path / "text.png")
+        digit_png.read_digit_png(tmp_path / "text.png")
     with pytest.raises(BadInput, match="no such file"):
-        serving.read_digit_png(tmp_path / "missing.png")
+        digit_png.read_digit_png(tmp_path / "missing.png")
 
 
 def test_codes_print_and_parse_exactly():
     code = np.random.default_rng(0).normal(size=32).astype(np.float32)
-    text = serving.format_code(code)
-    assert np.array_equal(serving.parse_code(text.split(), 32)[0], code)
+    text = digit_png.format_code(code)
+    assert np.array_equal(digit_png.parse_code(text.split(), 32)[0], code)
     with pytest.raises(BadInput, match="the model's code has 32 numbers, got 3"):
-        serving.parse_code(["1", "2", "3"], 32)
+        digit_png.parse_code(["1", "2", "3"], 32)
     with pytest.raises(BadInput, match="a code is 32 numbers"):
-        serving.parse_code(["x"] * 32, 32)
+        digit_png.parse_code(["x"] * 32, 32)

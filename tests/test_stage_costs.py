@@ -13,9 +13,13 @@ import numpy as np
 import pytest
 
 from conftest import clean_env, write_raw_dir
-from mnist_codec import data, pipeline, timing, train
-from mnist_codec.models import load
+from mnist_codec import timing
+from mnist_codec.codecs import models, train
+from mnist_codec.codecs.models import load
+from mnist_codec.data import prepare, splits
 from mnist_codec.params import validate
+from mnist_codec.pipeline import train_ae as train_ae_stage
+from mnist_codec.pipeline import training
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("n, step, rows", [(500, 1, 500), (10_000, 1, 10_000), (10_001, 2, 5001),
                                            (70_000, 7, 10_000), (70_001, 8, 8751)])
 def test_curve_rows_keep_a_small_split_whole_and_thin_a_large_one_evenly(n, step, rows):
-    sl = pipeline.curve_rows(n)
+    sl = training.curve_rows(n)
     assert sl.step == step and len(range(n)[sl]) == rows <= 10_000
 
 
@@ -32,26 +36,26 @@ def test_under_the_notebook_protocol_curves_use_the_sample_and_final_mse_the_who
     run's eval_mse carry) on all of them, as the model scores in a fresh evaluation."""
     (tmp_path / ".dvc").mkdir()
     raw = write_raw_dir(tmp_path / "data/raw", n_train=300, n_test=100)
-    data.preprocess(raw, tmp_path / "data/processed", "notebook")
+    prepare.preprocess(raw, tmp_path / "data/processed", "notebook")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(pipeline, "CURVE_IMAGES", 50)  # 400 images: every 8th, 50 of them
+    monkeypatch.setattr(training, "CURVE_IMAGES", 50)  # 400 images: every 8th, 50 of them
     seen = []
     real_fit = train.fit_many
     monkeypatch.setattr(train, "fit_many", lambda jobs, x, ex, **kw: seen.append(len(ex)) or real_fit(jobs, x, ex, **kw))
     params = validate({"n_seeds": 1, "train": {"epochs": 2}, "data": {"protocol": "notebook"}})
-    pipeline.run_train_ae(params, tmp_path / "data/processed", tmp_path / "models/ae", tmp_path / "reports/curves/ae")
+    train_ae_stage.run(params, tmp_path / "data/processed", tmp_path / "models/ae", tmp_path / "reports/curves/ae")
     assert seen == [50]
     record = json.loads((tmp_path / "models/ae/seed0.json").read_text())
     assert record["curve_eval_images"] == 50
     model, _ = load(tmp_path / "models/ae/seed0.pt")
     import torch
 
-    x, _ = data.load_split(tmp_path / "data/processed", "eval")
-    whole = train.reconstruction_mse(model, torch.from_numpy(x))
+    x, _ = splits.load_split(tmp_path / "data/processed", "eval")
+    whole = models.reconstruction_mse(model, torch.from_numpy(x))
     assert record["final_eval_loss"] == pytest.approx(whole, rel=1e-6)
-    sample = train.reconstruction_mse(model, torch.from_numpy(x[::8]))
+    sample = models.reconstruction_mse(model, torch.from_numpy(x[::8]))
     curve = (tmp_path / "reports/curves/ae/seed0.csv").read_text().splitlines()
     assert float(curve[-1].split(",")[2]) == pytest.approx(sample, rel=1e-5)
     assert sample != pytest.approx(whole, rel=1e-6)  # the two are different measurements

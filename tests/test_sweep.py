@@ -1,5 +1,5 @@
 """The rate–distortion report: PCA's exact curve, collecting the sweep's experiments from
-``dvc exp show --json``, the table's sentence, and the files it writes."""
+``dvc.api.exp_show``, the table's sentence, and the files it writes."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_codec import data, pca, sweep
+from mnist_codec.codecs import pca
+from mnist_codec.data import prepare
 from mnist_codec.errors import DataError
+from mnist_codec.experiments import sweep
 
 
 def test_pcas_curve_from_one_fit_is_each_sizes_own_fit(digits):
@@ -34,26 +36,28 @@ def _metrics(ae: float, deep: float, pca_mse: float) -> dict:
     return {"pca": m(pca_mse, 1), "ae": m(ae), "deep_relu": m(deep)}
 
 
+def _row(name: str | None, k: int, metrics: dict | None, typ: str = "branch_commit", state: str | None = "Success"):
+    """One row as ``dvc.api.exp_show`` gives it: flat params and metrics columns (lists left out)."""
+    row = {"Experiment": name, "rev": f"{abs(hash(name)) % 10**7:07d}", "typ": typ, "Created": "Nov 27, 2026",
+           "parent": "", "State": state, "Executor": "Dvc-task" if state else None, "latent_dim": float(k),
+           "seed": 42.0, "data.protocol": "holdout", "data/processed": "f51f2415b6d728a24bdccd8220c0abf4.dir"}
+    for codec, m in (metrics or {}).items():
+        row.update({f"{codec}.mse.{stat}": v for stat, v in m["mse"].items() if stat != "per_seed"})
+        row[f"{codec}.psnr.mean"] = 20.0
+    return row
+
+
 def _exp_show(rows: dict[str, tuple[int, dict | None]], running: tuple[str, ...] = (),
               older: dict[str, tuple[int, dict]] | None = None) -> list[dict]:
-    """The shape of `dvc exp show --json --all-commits`: experiments in groups, each with its
-    executor, under HEAD's commit (and ``older`` ones under an earlier commit)."""
-    groups = []
-    for name, (k, metrics) in rows.items():
-        d = {"params": {"params.yaml": {"data": {"latent_dim": k, "seed": 42}}}, "timestamp": "2026-11-27T12:00:00"}
-        if metrics is not None:
-            d["metrics"] = {"reports/metrics.json": {"data": metrics}}
-        state = "running" if name in running else "success"
-        groups.append({"revs": [{"rev": name, "name": name, "data": d}], "name": name,
-                       "executor": {"state": state, "name": "dvc-task"}})
-    groups[-1:] = [{**g, "executor": None} for g in groups[-1:]]  # pulled from a remote: no executor
-    old = [{"revs": [{"rev": n, "name": n, "data": {"params": {"params.yaml": {"data": {"latent_dim": k}}},
-                                                     "timestamp": "2026-11-20T09:00:00",
-                                                     "metrics": {"reports/metrics.json": {"data": m}}}}],
-            "name": n, "executor": None} for n, (k, m) in (older or {}).items()]
-    return [{"rev": "workspace", "name": None, "data": {}, "experiments": None},
-            {"rev": "abc123", "name": "main", "data": {}, "experiments": groups},
-            {"rev": "0ld0ld", "name": None, "data": {}, "experiments": old}]
+    """Rows of ``dvc.api.exp_show(num=-1)``: HEAD's baseline and its experiments newest first
+    (the last one pulled from a remote: no executor), then an earlier commit's."""
+    out = [_row(None, 32, _metrics(0.9, 0.9, 0.9), typ="baseline", state=None)]
+    for i, (name, (k, metrics)) in enumerate(rows.items()):
+        state = "Running" if name in running else ("Success" if i < len(rows) - 1 else None)
+        out.append(_row(name, k, metrics, state=state))
+    out.append(_row(None, 32, None, typ="baseline", state=None))
+    out += [_row(n, k, m) for n, (k, m) in (older or {}).items()]
+    return out
 
 
 def test_collect_takes_the_sweeps_experiments_with_results_only():
@@ -87,7 +91,7 @@ def test_the_sentence_says_where_autoencoders_stop_beating_pca():
 
 
 def test_the_report_writes_figure_table_and_csv_from_the_workspaces_splits(raw_dir, tmp_path):
-    data.preprocess(raw_dir, tmp_path / "processed", "holdout")
+    prepare.preprocess(raw_dir, tmp_path / "processed", "holdout")
     exp = _exp_show({"rd-2": (2, _metrics(0.05, 0.04, 0.055)), "rd-4": (4, _metrics(0.03, 0.02, 0.035))})
     out = tmp_path / "reports"
     points = sweep.report(exp, tmp_path / "processed", out / "rd.png", out / "rd.md", out / "rd.csv")
@@ -100,8 +104,8 @@ def test_the_report_writes_figure_table_and_csv_from_the_workspaces_splits(raw_d
         sweep.report(_exp_show({}), tmp_path / "processed", out / "a.png", out / "a.md", out / "a.csv")
 
 
-def test_the_command_reads_exp_show_json(raw_dir, tmp_path):
-    data.preprocess(raw_dir, tmp_path / "data" / "processed", "holdout")
+def test_the_command_reads_exp_show_rows(raw_dir, tmp_path):
+    prepare.preprocess(raw_dir, tmp_path / "data" / "processed", "holdout")
     (tmp_path / ".dvc").mkdir()
     exp_json = tmp_path / "exp.json"
     exp_json.write_text(json.dumps(_exp_show({"rd-2": (2, _metrics(0.05, 0.04, 0.055))})))

@@ -142,8 +142,8 @@ def test_the_pipeline_logs_runs_metrics_artifacts_and_models_through_the_server(
     champion = client.get_model_version_by_alias("mnist-codec", "champion")
     assert champion.tags["mnist_codec.fingerprint"]
     digit = published.parent / "digit.png"
-    run(published, sys.executable, "-c", "import sys; from mnist_codec.data import load_split; "
-        "from mnist_codec.serving import write_digit_png; "
+    run(published, sys.executable, "-c", "import sys; from mnist_codec.data.splits import load_split; "
+        "from mnist_codec.serving.digits import write_digit_png; "
         "write_digit_png(sys.argv[1], load_split('data/processed', 'eval')[0][0])", str(digit))
     enc = run(published, str(Path(sys.executable).parent / "mnist-codec"), "encode", str(digit),
               env={"MLFLOW_TRACKING_URI": server.url})
@@ -247,7 +247,7 @@ def test_two_queue_workers_against_one_server_lose_nothing(published, team, serv
         run(m, "dvc", "exp", "run", "--queue", "-S", f"seed={seed}", "-n", f"queued-{seed}", env=env)
     run(m, "dvc", "queue", "start", "-j", "2", env=env)
     status = drain_queue(m, env)
-    assert status.count("Success") == 2, status
+    assert list(status.values()).count("Success") == 2, status
     for seed in (11, 12):
         runs, client = server_runs(server.url, dvc_exp=f"queued-{seed}")
         by_stage = {}

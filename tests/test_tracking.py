@@ -2,37 +2,38 @@ import os
 
 import pytest
 
-from mnist_codec import tracking
+from mnist_codec.tracking import runs as truns
+from mnist_codec.tracking import store as tstore
 
 
 def test_root_comes_from_dvc_root_then_the_repo_above_cwd(tmp_path, monkeypatch):
     (tmp_path / ".dvc").mkdir()
     (tmp_path / "a" / "b").mkdir(parents=True)
     monkeypatch.delenv("DVC_ROOT", raising=False)
-    assert tracking.repo_root(tmp_path / "a" / "b") == tmp_path
+    assert tstore.repo_root(tmp_path / "a" / "b") == tmp_path
     monkeypatch.setenv("DVC_ROOT", str(tmp_path / "a"))
-    assert tracking.repo_root(tmp_path / "a" / "b") == tmp_path / "a"
+    assert tstore.repo_root(tmp_path / "a" / "b") == tmp_path / "a"
 
 
 def test_tracking_uri_default_and_override(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert tracking.tracking_uri(tmp_path) == f"sqlite:///{tmp_path}/mlflow.db"
+    assert tstore.tracking_uri(tmp_path) == f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert tracking.tracking_uri(tmp_path) == "http://127.0.0.1:5000"
+    assert tstore.tracking_uri(tmp_path) == "http://127.0.0.1:5000"
 
 
 def test_flatten_and_pipeline_id():
-    assert tracking.flatten({"train": {"lr": 0.001}, "activation": ["relu", "tanh"]}) == {
+    assert truns.flatten({"train": {"lr": 0.001}, "activation": ["relu", "tanh"]}) == {
         "train.lr": 0.001, "activation": "relu,tanh"}
-    a = tracking.pipeline_id("abc", "workspace", {"seed": 1})
-    assert a == tracking.pipeline_id("abc", "workspace", {"seed": 1}) != tracking.pipeline_id("abc", "exp-1", {"seed": 1})
+    a = truns.pipeline_id("abc", "workspace", {"seed": 1})
+    assert a == truns.pipeline_id("abc", "workspace", {"seed": 1}) != truns.pipeline_id("abc", "exp-1", {"seed": 1})
 
 
 def test_run_logs_params_history_and_tags(mlflow_store, monkeypatch):
     import mlflow
 
     monkeypatch.setenv("DVC_EXP_NAME", "exp-test")
-    with tracking.start_run("ae", "train_ae", {"seed": 3, "train": {"lr": 0.001}}, {"mnist_codec.codec": "ae"}) as run:
+    with truns.start_run("ae", "train_ae", {"seed": 3, "train": {"lr": 0.001}}, {"mnist_codec.codec": "ae"}) as run:
         for epoch in (1, 2, 3):
             run.log_epoch(epoch, 1.0 / epoch, 2.0 / epoch)
     client = mlflow.MlflowClient(mlflow_store)
@@ -45,7 +46,7 @@ def test_run_logs_params_history_and_tags(mlflow_store, monkeypatch):
     assert [(m.step, m.value) for m in history] == [(1, 2.0), (2, 1.0), (3, 2.0 / 3)]
     exp = client.get_experiment(got.info.experiment_id)
     assert exp.name == "mnist-codec"
-    assert exp.artifact_location == (tracking.repo_root() / "mlruns").as_uri()
+    assert exp.artifact_location == (tstore.repo_root() / "mlruns").as_uri()
 
 
 @pytest.mark.parametrize("exc, status", [(RuntimeError("boom"), "FAILED"), (KeyboardInterrupt(), "KILLED")])
@@ -53,7 +54,7 @@ def test_a_run_that_raises_ends_failed_or_killed(mlflow_store, exc, status):
     import mlflow
 
     with pytest.raises(type(exc)):
-        with tracking.start_run("x", "train_ae", {}) as run:
+        with truns.start_run("x", "train_ae", {}) as run:
             raise exc
     assert mlflow.MlflowClient(mlflow_store).get_run(run.run_id).info.status == status
     assert os.environ["MLFLOW_TRACKING_URI"] == mlflow_store
@@ -62,8 +63,8 @@ def test_a_run_that_raises_ends_failed_or_killed(mlflow_store, exc, status):
 def test_several_runs_open_at_once_each_get_their_own_metrics(mlflow_store):
     import mlflow
 
-    specs = [tracking.RunSpec(f"m{k}", {"k": k}, {"mnist_codec.codec": f"m{k}"}) for k in range(3)]
-    with tracking.start_runs(specs, "train_deep", {"seed": 1}) as runs:
+    specs = [truns.RunSpec(f"m{k}", {"k": k}, {"mnist_codec.codec": f"m{k}"}) for k in range(3)]
+    with truns.start_runs(specs, "train_deep", {"seed": 1}) as runs:
         for epoch in (1, 2):
             for k, run in enumerate(runs):  # interleaved, as when models train side by side
                 run.log_epoch(epoch, float(k), float(k) + epoch)

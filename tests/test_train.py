@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_codec import models, train
+from mnist_codec.codecs import models, schedules, train
+from mnist_codec.codecs.seeding import derive_seed, seed_everything
 from mnist_codec.errors import TrainingError
-from mnist_codec.seeding import derive_seed, seed_everything
 
 
 def _fit(x, name="m", epochs=2, seed=0, batch_size=32, lr=1e-3, spec=None):
@@ -23,7 +23,7 @@ def test_a_few_epochs_lower_the_loss(digits):
     assert [r.epoch for r in history] == [1, 2, 3, 4]
     assert history[-1].train_loss < history[0].train_loss
     assert history[-1].eval_loss < history[0].eval_loss
-    assert history[-1].eval_loss == pytest.approx(train.reconstruction_mse(model, torch.from_numpy(x[:100])))
+    assert history[-1].eval_loss == pytest.approx(models.reconstruction_mse(model, torch.from_numpy(x[:100])))
 
 
 def test_same_seed_same_numbers(digits):
@@ -52,7 +52,7 @@ def test_last_partial_batch_is_trained_on(digits):
     x, _ = digits
     generator = seed_everything(1)
     model = models.build({"kind": "ae", "latent_dim": 4})
-    before = train.reconstruction_mse(model, torch.from_numpy(x))
+    before = models.reconstruction_mse(model, torch.from_numpy(x))
     xt = torch.from_numpy(x)
     hist = train.fit(model, xt, xt, name="ae", epochs=1, batch_size=128, lr=1e-30, generator=generator)
     assert hist[0].train_loss == pytest.approx(before, rel=1e-5)
@@ -72,9 +72,9 @@ def test_reconstruction_mse_is_chunk_independent(digits):
     x, _ = digits
     model = models.build({"kind": "ae", "latent_dim": 4})
     xt = torch.from_numpy(x)
-    assert train.reconstruction_mse(model, xt, chunk=7) == pytest.approx(train.reconstruction_mse(model, xt), rel=1e-9)
+    assert models.reconstruction_mse(model, xt, chunk=7) == pytest.approx(models.reconstruction_mse(model, xt), rel=1e-9)
     ref = float(np.mean((model(xt).detach().numpy().astype(np.float64) - x) ** 2))
-    assert train.reconstruction_mse(model, xt) == pytest.approx(ref, rel=1e-6)
+    assert models.reconstruction_mse(model, xt) == pytest.approx(ref, rel=1e-6)
 
 
 def _plain_notebook_loop(model, x, epochs, batch_size, lr, generator, schedule="constant", weight_decay=0.0):
@@ -85,7 +85,7 @@ def _plain_notebook_loop(model, x, epochs, batch_size, lr, generator, schedule="
     losses = []
     for epoch in range(epochs):
         for group in optimizer.param_groups:
-            group["lr"] = train.learning_rate(schedule, lr, epoch, epochs)
+            group["lr"] = schedules.learning_rate(schedule, lr, epoch, epochs)
         perm = torch.randperm(len(x), generator=generator)
         running = 0.0
         for i in range(0, len(x), batch_size):
@@ -159,7 +159,7 @@ def _conv_job(name, seed):
 def test_conv_models_in_one_vmapped_stack_match_each_trained_alone(digits):
     # three seeds of a conv AE in one stack (parameters (3, ...), the module under vmap) and
     # each in a stack of one (the module itself): the same losses and weights
-    from mnist_codec.stacking import FunctionalStack
+    from mnist_codec.codecs.stacking import FunctionalStack
 
     xt = torch.from_numpy(digits[0])
 
@@ -167,7 +167,7 @@ def test_conv_models_in_one_vmapped_stack_match_each_trained_alone(digits):
         return [_conv_job(f"conv/seed{r}", derive_seed(3, f"c{r}")) for r in range(3)]
 
     together = jobs()
-    trainer = train._StackTrainer(together, [[], [], []], [None] * 3, xt, 64, 1e-3)
+    trainer = train.StackTrainer(together, [[], [], []], [None] * 3, xt, 64, 1e-3)
     assert isinstance(trainer.stack, FunctionalStack) and trainer.stack.size == 3
     histories = train.fit_many(together, xt, xt[:50], epochs=2, batch_size=64, lr=1e-3, stacks_per_group=1)
     for job, history in zip(jobs(), histories):
@@ -179,7 +179,7 @@ def test_conv_models_in_one_vmapped_stack_match_each_trained_alone(digits):
 
 
 def test_a_stack_refuses_mixed_structures_and_buffers():
-    from mnist_codec.stacking import FunctionalStack, make_stack
+    from mnist_codec.codecs.stacking import FunctionalStack, make_stack
 
     with pytest.raises(ValueError, match="one structure"):
         make_stack([models.build(SPECS["conv"]), models.build({**SPECS["conv"], "channels": [4, 4]})])
@@ -198,7 +198,7 @@ def test_a_diverging_model_stops_its_side_by_side_training(digits):
 
 
 def test_cpu_plan_gives_each_model_a_core():
-    from mnist_codec.device import cpu_plan
+    from mnist_codec.codecs.device import cpu_plan
 
     assert cpu_plan(1, cores=2) == (1, 2)
     assert cpu_plan(3, cores=2) == (2, 1)
@@ -208,7 +208,7 @@ def test_cpu_plan_gives_each_model_a_core():
 
 def test_schedules_start_end_and_peak_where_documented():
     lr, epochs = 1e-3, 10
-    rates = {s: [train.learning_rate(s, lr, e, epochs) for e in range(epochs)] for s in train.SCHEDULES}
+    rates = {s: [schedules.learning_rate(s, lr, e, epochs) for e in range(epochs)] for s in schedules.SCHEDULES}
     assert rates["constant"] == [lr] * epochs
     cos = rates["cosine"]
     assert cos[0] == lr and all(a > b > 0 for a, b in zip(cos, cos[1:]))
@@ -217,9 +217,9 @@ def test_schedules_start_end_and_peak_where_documented():
     assert one[0] == pytest.approx(lr / 25 + (lr - lr / 25) / 3) and one[2] == pytest.approx(lr) == max(one)
     assert one[:3] == sorted(one[:3]) and one[2:] == sorted(one[2:], reverse=True)
     assert one[-1] == pytest.approx(lr / 1e4)
-    assert [train.learning_rate("onecycle", lr, e, 1) for e in range(1)] == [lr]  # one epoch: the peak
+    assert [schedules.learning_rate("onecycle", lr, e, 1) for e in range(1)] == [lr]  # one epoch: the peak
     with pytest.raises(ValueError, match="unknown learning-rate schedule 'step'"):
-        train.learning_rate("step", lr, 0, epochs)
+        schedules.learning_rate("step", lr, 0, epochs)
 
 
 def test_a_schedule_changes_training_and_the_default_is_the_notebooks_adam(digits):
@@ -236,7 +236,7 @@ def test_a_schedule_changes_training_and_the_default_is_the_notebooks_adam(digit
     default = run()
     assert run(schedule="constant", weight_decay=0.0) == default
     assert run(schedule="cosine") != default and run(weight_decay=1e-2) != default
-    trainer = train._StackTrainer([train.Job("m", models.build(spec), torch.Generator())], [[]], [None], xt, 64, 1e-3)
+    trainer = train.StackTrainer([train.Job("m", models.build(spec), torch.Generator())], [[]], [None], xt, 64, 1e-3)
     assert type(trainer.optimizer) is torch.optim.Adam and trainer.optimizer.defaults["fused"]
 
 
@@ -245,20 +245,20 @@ def test_the_graphed_path_replayed_eagerly_equals_eager_steps(digits, optim):
     # What CUDA captures (static order buffers, a position counter advanced inside the step,
     # warm-up then restore, the partial batch stepped outside), replayed eagerly on the CPU:
     # it must train exactly as plain eager steps do.
-    from mnist_codec.device import configure_cpu
+    from mnist_codec.codecs.device import configure_cpu
 
     x = torch.from_numpy(digits[0])  # 400 images at batch 96: four full batches and one of 16
     names = ["deep_relu", "deep_tanh", "deep_leaky_relu"]
 
-    rates = None if "schedule" not in optim else (lambda e: train.learning_rate(optim["schedule"], 1e-3, e, 3))
+    schedule = optim.get("schedule", "constant")
     wd = optim.get("weight_decay", 0.0)
 
     def run(capture):
         jobs = _jobs(names)
         if optim.get("conv"):  # vmapped stacks: two seeds of a conv AE, and one alone
             jobs = [_conv_job(f"conv{r}", r) for r in range(3)]
-        stacks = [train._StackTrainer(jobs[:2], [[], []], [None, None], x, 96, 1e-3, rates, wd),
-                  train._StackTrainer(jobs[2:], [[]], [None], x, 96, 1e-3, rates, wd)]  # two stacks, as CUDA may hold
+        stacks = [train.StackTrainer(jobs[:2], [[], []], [None, None], x, 96, 1e-3, schedule, 3, wd),
+                  train.StackTrainer(jobs[2:], [[]], [None], x, 96, 1e-3, schedule, 3, wd)]  # two stacks, as CUDA may hold
         histories = [[], [], []]
 
         def emit(t, results):

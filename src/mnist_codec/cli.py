@@ -1,80 +1,17 @@
-"""Command line: the ``mnist-codec`` tool and the common entry of the stage scripts."""
+"""The ``mnist-codec`` command: the gate, params checks, encode/decode, the tracking server,
+the sweep's report and the frontier. No stage imports it (stages go through :mod:`mnist_codec.runner`)."""
 
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 from pathlib import Path
-from typing import Callable, Iterable
 
-from .errors import MnistCodecError, ParamsError
-from .params import Params, load
-
-# The only folders of the repository a stage writes to (MLflow adds mlruns/ and mlflow.db).
-WRITABLE = ("data", "models", "reports")
-
-
-def check_outputs(paths: Iterable[str | Path], root: Path) -> None:
-    """Refuse any output path that resolves (``..`` and symlinks followed) outside
-    ``root``/data, ``root``/models or ``root``/reports."""
-    root = root.resolve()
-    for path in paths:
-        resolved = (Path.cwd() / path).resolve()
-        try:
-            parts = resolved.relative_to(root).parts
-        except ValueError:
-            parts = ()
-        if not parts or parts[0] not in WRITABLE or len(parts) < 2:
-            raise ParamsError(f"output path {str(path)!r} resolves to {resolved}, outside "
-                              f"{', '.join(f'{root / w}/' for w in WRITABLE)}; refusing to write there")
-
-
-def run_stage(name: str, params_path: str | Path, body: Callable[[Params], None],
-              outputs: Iterable[str | Path] = ()) -> None:
-    """Validate all params and output paths, then run ``body``.
-
-    Expected errors become one line and exit 2; Ctrl-C and SIGTERM exit 130. A stage that
-    succeeds appends its timing to the file ``MNIST_CODEC_TIMINGS`` names, if set
-    (see :mod:`mnist_codec.timing`).
-    """
-    from . import interrupts, timing
-    from .fileio import workspace_root
-
-    interrupts.install()  # SIGTERM unwinds like Ctrl-C, never in the middle of an MLflow write
-    try:
-        params = load(params_path)
-        check_outputs(outputs, workspace_root())
-        body(params)
-        timing.write_record(name)
-        # The process ends next. Python's teardown runs garbage collections over every object
-        # still alive, over a second with torch and MLflow loaded; frozen objects are skipped
-        # (exit handlers still run, files still close) and the OS frees the memory at once.
-        gc.freeze()
-    except MnistCodecError as exc:
-        print(f"{name}: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print(f"{name}: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as exc:
-        from .tracking import failure_message
-
-        message = failure_message(exc)  # a tracking server gone or refusing: one line, not a traceback
-        if message is None:
-            raise
-        print(f"{name}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
-def stage_parser(description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    return parser
-
+from .errors import MnistCodecError
+from .params import load
 
 def _gate(args: argparse.Namespace) -> int:
-    from . import gate
+    from .evaluation import gate
 
     checks = gate.run(args.baseline, args.current, args.rules)
     print(gate.format_checks(checks))
@@ -90,14 +27,14 @@ def _check_params(args: argparse.Namespace) -> int:
 
 def _load_codec(ref: str):
     """(pyfunc model, latent_dim, URI) of a registered codec."""
-    from .tracking import load_served
+    from .tracking.registry import load_served
 
     model, uri = load_served(ref)
     return model, int(model.unwrap_python_model().latent_dim), uri
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from .serving import format_code, read_digit_png
+    from .serving.digits import format_code, read_digit_png
 
     image = read_digit_png(args.image)  # before loading the model: a bad file fails at once
     model, _, uri = _load_codec(args.model)
@@ -108,7 +45,7 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from .serving import parse_code, write_digit_png
+    from .serving.digits import parse_code, write_digit_png
 
     words = args.code or sys.stdin.read().split()
     model, latent_dim, uri = _load_codec(args.model)
@@ -119,7 +56,7 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _server(args: argparse.Namespace) -> int:
-    from . import server
+    from .tracking import server
 
     server.run(server.ServerConfig(folder=Path(args.dir), port=args.port, backend_store_uri=args.backend_store_uri,
                                    artifacts_destination=args.artifacts_destination, auth=args.auth,
@@ -131,14 +68,16 @@ def _server(args: argparse.Namespace) -> int:
 def _sweep_report(args: argparse.Namespace) -> int:
     import json
 
-    from . import sweep
-    from .fileio import workspace_root
+    from .experiments import sweep
+    from .workspace import workspace_root
+
+    from .experiments import exps
 
     root = workspace_root()
     if args.wait:
         sweep.wait_for_queue(root)
-    exp = json.loads(Path(args.exp_json).read_text()) if args.exp_json else sweep.exp_show(root)
-    points = sweep.report(exp, Path(args.data), Path(args.figure), Path(args.table), Path(args.csv))
+    rows = json.loads(Path(args.exp_json).read_text()) if args.exp_json else exps.show(root)
+    points = sweep.report(rows, Path(args.data), Path(args.figure), Path(args.table), Path(args.csv))
     print(f"sweep-report: {len({p.experiment for p in points})} experiments, code sizes "
           f"{sorted({p.size for p in points})}: {args.figure}, {args.table}, {args.csv}")
     return 0
@@ -147,8 +86,8 @@ def _sweep_report(args: argparse.Namespace) -> int:
 def _frontier(args: argparse.Namespace) -> int:
     import shlex
 
-    from . import frontier
-    from .fileio import workspace_root
+    from .experiments import frontier
+    from .workspace import workspace_root
 
     frontier.run(workspace_root(), Path(args.out), extra=tuple(shlex.split(args.extra)))
     return 0
@@ -189,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     s.set_defaults(func=_server)
     r = sub.add_parser("sweep-report", help="the rate-distortion figure and table from the rd-<k> experiments")
     r.add_argument("--wait", action="store_true", help="first wait until DVC's queue is empty")
-    r.add_argument("--exp-json", default=None, help="`dvc exp show --json` output (default: run it)")
+    r.add_argument("--exp-json", default=None, help="a JSON file of dvc.api.exp_show rows (default: read them)")
     r.add_argument("--data", default="data/processed", help="the splits PCA's exact curve is computed on")
     r.add_argument("--figure", default="reports/rate_distortion.png")
     r.add_argument("--table", default="reports/rate_distortion.md")
@@ -201,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--extra", default="", help="more `KEY=VALUE` overrides for every run, e.g. 'train.epochs=2'")
     f.set_defaults(func=_frontier)
     args = parser.parse_args(argv)
+    from .runner import setup_logging
+
+    setup_logging()
     try:
         return args.func(args)
     except MnistCodecError as exc:

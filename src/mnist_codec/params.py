@@ -4,6 +4,11 @@ The schema is a set of pydantic models: types, bounds and choices are declared o
 fields, unknown keys are forbidden. Every key is checked before any work starts; a bad
 file raises :class:`ParamsError` naming the key, the value found and what is allowed,
 the last worded from the field's own declaration.
+
+A stage reads every value from params.yaml, where DVC tracks it key by key: a key missing
+there is refused (``load(..., complete=True)``) rather than filled from a default here, so
+no value a stage uses lives in this module, and editing it (a message, a bound) re-runs no
+stage. The defaults serve library callers and tests.
 """
 
 from __future__ import annotations
@@ -186,8 +191,23 @@ def validate(raw: Any) -> Params:
         raise _message(exc.errors()[0], raw) from None
 
 
-def load(path: str | Path = "params.yaml") -> Params:
-    """Read and validate a params file."""
+def missing_keys(raw: dict) -> list[str]:
+    """The schema's keys (``section.key`` for sections) that ``raw`` does not set."""
+    missing = []
+    for key in SCHEMA:
+        section, _, sub = key.partition(".")
+        if sub:
+            present = isinstance(raw.get(section), dict) and sub in raw[section]
+        else:
+            present = key in raw
+        if not present:
+            missing.append(key)
+    return missing
+
+
+def load(path: str | Path = "params.yaml", complete: bool = False) -> Params:
+    """Read and validate a params file; with ``complete`` (every stage), each key of the
+    schema must be set in it."""
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as fh:
@@ -196,5 +216,18 @@ def load(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"params: file not found: {path}") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"params: {path} is not valid YAML: {exc}") from None
-    return validate(raw)
+    params = validate(raw)
+    missing = missing_keys(raw or {}) if complete else []
+    if missing:
+        defaults = params.to_dict()
+        shown = ", ".join(f"'{k}' (default {_value(defaults, k)!r})" for k in missing)
+        raise ParamsError(f"params: {path} does not set {shown}; every key a stage reads is written there, "
+                          "where DVC tracks it, not taken from a default")
+    return params
+
+
+def _value(d: dict, key: str) -> Any:
+    for part in key.split("."):
+        d = d[part]
+    return d
 

@@ -15,10 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mnist_codec import data
-from mnist_codec.errors import DataError
-
 from conftest import MirrorServer, idx_bytes, synthetic_digits, write_raw_dir
+from mnist_codec.data import idx, mnist, prepare
+from mnist_codec.errors import DataError
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -64,7 +63,7 @@ MIRROR_FAULTS = [
 def previous_raw(tmp_path) -> Path:
     """data/raw holding a previous verified fetch."""
     raw = tmp_path / "data" / "raw"
-    data.fetch("bundled", raw)
+    mnist.fetch("bundled", raw)
     return raw
 
 
@@ -80,9 +79,9 @@ def test_a_damaged_mirror_file_is_refused_and_raw_data_is_kept(good_mirror, prev
     source = server.url if server else bad.as_uri()
     try:
         with pytest.raises(DataError, match=message) as err:
-            data.fetch(source, previous_raw)
+            mnist.fetch(source, previous_raw)
         with pytest.raises(DataError):  # and into an empty folder: nothing appears
-            data.fetch(source, tmp_path / "fresh" / "raw")
+            mnist.fetch(source, tmp_path / "fresh" / "raw")
     finally:
         if server:
             server.stop()
@@ -99,7 +98,7 @@ def test_a_mirror_that_does_not_answer(previous_raw, tmp_path):
     before = snapshot(previous_raw)
     for source in (f"http://127.0.0.1:{port}/mnist", (tmp_path / "no-such-mirror").as_uri()):
         with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: cannot download"):
-            data.fetch(source, previous_raw)
+            mnist.fetch(source, previous_raw)
     assert snapshot(previous_raw) == before
 
 
@@ -107,7 +106,7 @@ def test_a_mirror_missing_a_file_names_it(good_mirror, tmp_path):
     server = MirrorServer(good_mirror)
     try:
         with pytest.raises(DataError, match=r"/nowhere/train-images-idx3-ubyte.gz: server answered HTTP 404"):
-            data.fetch(server.url + "nowhere", tmp_path / "raw")
+            mnist.fetch(server.url + "nowhere", tmp_path / "raw")
     finally:
         server.stop()
     assert not (tmp_path / "raw").exists()
@@ -138,17 +137,17 @@ IDX_FAULTS = [
 def test_a_bad_idx_file_fails_preprocess_and_keeps_processed_data(tmp_path, fault_id, stem, raw, message):
     raw_dir = write_raw_dir(tmp_path / "data" / "raw")
     processed = tmp_path / "data" / "processed"
-    data.preprocess(raw_dir, processed, "holdout")
+    prepare.preprocess(raw_dir, processed, "holdout")
     before = snapshot(processed)
     blob = b"<html>not found</html>" if raw is None else gzip.compress(raw)
     (raw_dir / f"{stem}.gz").write_bytes(blob)
     with pytest.raises(DataError, match=message) as err:
-        data.preprocess(raw_dir, processed, "holdout")
+        prepare.preprocess(raw_dir, processed, "holdout")
     assert stem in str(err.value)
     assert snapshot(processed) == before
     assert no_leftovers(processed.parent)
     with pytest.raises(DataError, match=message):  # nothing appears where there was nothing
-        data.preprocess(raw_dir, tmp_path / "fresh", "holdout")
+        prepare.preprocess(raw_dir, tmp_path / "fresh", "holdout")
     assert not (tmp_path / "fresh").exists()
 
 
@@ -159,7 +158,7 @@ def test_random_headers_and_lengths_raise_only_the_projects_error(magic, dims, t
     blob = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims) + tail
     for ndim, magic_expected in ((3, 2051), (1, 2049)):
         try:
-            arr = data.parse_idx(blob, magic_expected, ndim, "f")
+            arr = idx.parse_idx(blob, magic_expected, ndim, "f")
         except DataError:
             continue
         # Accepted only when header and length agree exactly: nothing read out of bounds.
@@ -169,7 +168,7 @@ def test_random_headers_and_lengths_raise_only_the_projects_error(magic, dims, t
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=200))
 def test_random_bytes_raise_only_the_projects_error(blob):
-    for parse in (data.parse_images, data.parse_labels):
+    for parse in (idx.parse_images, idx.parse_labels):
         try:
             parse(blob, "f")
         except DataError:

@@ -52,7 +52,7 @@ def test_a_queued_sweep_with_two_workers_loses_no_run_and_no_metric_point(repo):
     sh(repo, "dvc", "exp", "run", "--queue", "-S", "seed=101,202")
     sh(repo, "dvc", "queue", "start", "-j", "2")
     status = drain_queue(repo)
-    assert status.count("Success") == 2, status
+    assert list(status.values()).count("Success") == 2, status
     runs, client = store_runs(repo)
     new = [r for r in runs if r.info.run_id not in {b.info.run_id for b in runs_before}]
     # a seed re-trains the AE and the three deep AEs, each a parent run with a child per seed

@@ -4,7 +4,7 @@ stops on them before writing anything is tests/test_stage_errors.py."""
 
 import pytest
 
-from mnist_codec import params as P
+from mnist_codec import params
 from mnist_codec.errors import ParamsError
 
 BAD_VALUES = [
@@ -50,7 +50,7 @@ BAD_VALUES = [
 @pytest.mark.parametrize("raw, key, allowed", BAD_VALUES)
 def test_each_bad_value_names_key_value_and_allowed(raw, key, allowed):
     with pytest.raises(ParamsError) as err:
-        P.validate(raw)
+        params.validate(raw)
     msg = str(err.value)
     assert f"'{key}'" in msg
     assert allowed in msg
@@ -58,4 +58,4 @@ def test_each_bad_value_names_key_value_and_allowed(raw, key, allowed):
 
 def test_the_table_covers_every_key_of_the_schema():
     keys = {key for _, key, _ in BAD_VALUES}
-    assert set(P.SCHEMA) <= keys
+    assert set(params.SCHEMA) <= keys

@@ -13,11 +13,10 @@ import pytest
 import yaml
 from packaging.version import Version
 
-from mnist_codec import models
-from mnist_codec.cli import check_outputs
+from conftest import REPO, params_text, write_raw_dir
+from mnist_codec.codecs import models
 from mnist_codec.errors import DataError, ParamsError
-
-from conftest import REPO, write_raw_dir
+from mnist_codec.runner import check_outputs
 
 
 class Payload:
@@ -44,12 +43,13 @@ def test_a_pickle_payload_in_place_of_a_model_is_refused_not_run(tmp_path):
 
 
 def test_the_evaluate_stage_refuses_a_planted_model_file(tmp_path):
-    from mnist_codec import data
+    from mnist_codec.codecs import models
+    from mnist_codec.data import prepare
 
     root = tmp_path / "p"
     (root / ".dvc").mkdir(parents=True)
-    data.preprocess(write_raw_dir(root / "data" / "raw"), root / "data" / "processed", "holdout")
-    (root / "params.yaml").write_text("latent_dim: 4\n")
+    prepare.preprocess(write_raw_dir(root / "data" / "raw"), root / "data" / "processed", "holdout")
+    (root / "params.yaml").write_text(params_text({"latent_dim": 4}))
     plant(root / "models" / "pca.npz", root / "executed-pca")  # .npz is read with allow_pickle=False
     plant(root / "models" / "ae" / "seed0.pt", root / "executed-ae")
     proc = subprocess.run(
@@ -117,7 +117,7 @@ def test_a_symlink_out_of_the_repo_is_refused(tmp_path, monkeypatch):
 def test_a_stage_asked_to_write_outside_refuses_and_writes_nothing(tmp_path):
     root = tmp_path / "repo"
     (root / ".dvc").mkdir(parents=True)
-    (root / "params.yaml").write_text("seed: 1\n")
+    (root / "params.yaml").write_text(params_text({"seed": 1}))
     proc = subprocess.run([sys.executable, str(REPO / "stages" / "fetch.py"), "--out", "../stolen"],
                           cwd=root, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

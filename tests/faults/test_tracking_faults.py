@@ -12,13 +12,13 @@ WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     import mlflow  # imported before the start signal, so the writers really overlap
-    from mnist_codec import tracking
+    from mnist_codec.tracking import runs as truns
 
     go, k, epochs = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-    specs = [tracking.RunSpec(f"writer{k}-model{j}", {"writer": k, "model": j}) for j in range(3)]
+    specs = [truns.RunSpec(f"writer{k}-model{j}", {"writer": k, "model": j}) for j in range(3)]
     while not go.exists():
         time.sleep(0.005)
-    with tracking.start_runs(specs, "train_deep", {"seed": k}) as runs:
+    with truns.start_runs(specs, "train_deep", {"seed": k}) as runs:
         for epoch in range(1, epochs + 1):
             for j, run in enumerate(runs):
                 run.log_epoch(epoch, k + j / 10 + 1 / epoch, k + j / 10 + 2 / epoch)

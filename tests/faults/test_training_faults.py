@@ -18,11 +18,17 @@ import pytest
 import torch
 import yaml
 
-from mnist_codec import data, models, pipeline, train
+from conftest import REPO, clean_env, params_text, store_runs, write_raw_dir
+from mnist_codec.codecs import models, train
+from mnist_codec.codecs.seeding import derive_seed, seed_everything
+from mnist_codec.data import prepare
 from mnist_codec.params import validate
-from mnist_codec.seeding import derive_seed, seed_everything
-
-from conftest import REPO, clean_env, store_runs, write_raw_dir
+from mnist_codec.pipeline import evaluate as evaluate_stage
+from mnist_codec.pipeline import pca as pca_stage
+from mnist_codec.pipeline import preprocess as preprocess_stage
+from mnist_codec.pipeline import report as report_stage
+from mnist_codec.pipeline import train_ae as train_ae_stage
+from mnist_codec.pipeline import train_deep as train_deep_stage
 
 DEEP_ARGS = ["--data", "data/processed", "--out", "models/deep", "--curves", "reports/curves/deep"]
 
@@ -31,8 +37,8 @@ def mini_project(root: Path, n_train: int = 3000, **params) -> Path:
     """A project folder (found as the repo by its .dvc) with synthetic processed data."""
     (root / ".dvc").mkdir(parents=True)
     raw = write_raw_dir(root / "data" / "raw", n_train=n_train, n_test=200)
-    data.preprocess(raw, root / "data" / "processed", "holdout")
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    prepare.preprocess(raw, root / "data" / "processed", "holdout")
+    (root / "params.yaml").write_text(params_text(params))
     return root
 
 
@@ -177,15 +183,15 @@ def _outputs(root: Path) -> dict[str, bytes]:
 
 def _run_stages(root: Path, params) -> None:
     """Every stage after fetch, as the pipeline runs them, on the mini project."""
-    pipeline.run_preprocess(params, root / "data/raw", root / "data/processed")
-    pipeline.run_pca(params, root / "data/processed", root / "models/pca.npz", root / "models/pca.json")
-    pipeline.run_train_ae(params, root / "data/processed", root / "models/ae", root / "reports/curves/ae")
-    pipeline.run_evaluate(params, root / "data/processed", root / "models/pca.npz", root / "models/ae",
+    preprocess_stage.run(params, root / "data/raw", root / "data/processed")
+    pca_stage.run(params, root / "data/processed", root / "models/pca.npz", root / "models/pca.json")
+    train_ae_stage.run(params, root / "data/processed", root / "models/ae", root / "reports/curves/ae")
+    evaluate_stage.run(params, root / "data/processed", root / "models/pca.npz", root / "models/ae",
                           root / "models/deep", root / "reports/metrics.json", root / "reports/comparison.md",
                           root / "reports/comparison.csv", root / "reports/timings.json",
                           root / "data/evaluation/samples.npz")
-    pipeline.run_train_deep(params, root / "data/processed", root / "models/deep", root / "reports/curves/deep")
-    pipeline.run_report(root / "reports/metrics.json", root / "reports/comparison.csv", root / "reports/curves",
+    train_deep_stage.run(params, root / "data/processed", root / "models/deep", root / "reports/curves/deep")
+    report_stage.run(root / "reports/metrics.json", root / "reports/comparison.csv", root / "reports/curves",
                         root / "data/evaluation/samples.npz", root / "reports/figures", root / "reports/report.html")
 
 
@@ -193,8 +199,8 @@ def test_a_stage_killed_at_any_rename_leaves_each_output_old_or_complete(tmp_pat
     root = mini_project(tmp_path / "p", n_train=300, latent_dim=4, activation=["tanh"], deep={"hidden": [16, 8]},
                         n_seeds=2, train={"epochs": 1}, evaluate={"n_projection": 50})
     params = validate(yaml.safe_load((root / "params.yaml").read_text()))
-    pipeline.run_pca(params, root / "data/processed", root / "models/pca.npz", root / "models/pca.json")
-    pipeline.run_train_deep(params, root / "data/processed", root / "models/deep", root / "reports/curves/deep")
+    pca_stage.run(params, root / "data/processed", root / "models/pca.npz", root / "models/pca.json")
+    train_deep_stage.run(params, root / "data/processed", root / "models/deep", root / "reports/curves/deep")
     _run_stages(root, params)
     old = _outputs(root)
 

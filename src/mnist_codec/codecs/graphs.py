@@ -1,0 +1,93 @@
+"""CUDA graphs: the full-batch steps of every stack captured once and replayed, so the GPU does
+not wait on Python between tiny kernels."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import torch
+
+if TYPE_CHECKING:
+    from .train import StackTrainer
+
+
+def cuda_capture(steps: Callable[[], None]) -> Callable[[], None]:
+    """Capture ``steps`` in a CUDA graph (nothing runs now); return what replays it."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        steps()
+    return graph.replay
+
+
+class GraphedSteps:
+    """The full-batch steps of several stacks, captured together as one replayable step.
+
+    Each stack keeps its members' permutations in a static (S, n) buffer; a position counter
+    on the device advances inside the step, so one replay is one step of every member of
+    every stack, with no host work between steps. ``capture`` turns the step function into
+    its replay: on CUDA, :func:`cuda_capture`; the identity replays it eagerly (how the
+    tests check this logic on a CPU).
+    """
+
+    def __init__(self, trainers: Sequence[StackTrainer], batch_size: int,
+                 capture: Callable[[Callable[[], None]], Callable[[], None]]):
+        self.trainers, self.batch_size = trainers, batch_size
+        device = trainers[0].device
+        self.n_full = len(trainers[0].x) // batch_size
+        self.orders = [torch.zeros(len(t.jobs), self.n_full * batch_size, dtype=torch.long, device=device)
+                       for t in trainers]
+        self.pos = torch.zeros(1, dtype=torch.long, device=device)
+        self.arange = torch.arange(batch_size, device=device)
+        saved = [({k: v.clone() for k, v in t.stack.state_dict().items()},
+                  {p: {k: v.clone() for k, v in st.items() if torch.is_tensor(v)}
+                   for p, st in t.optimizer.state.items()})  # non-empty when resumed
+                 for t in trainers]
+        try:
+            self._warm_up(device)
+            for t in trainers:
+                t.optimizer.zero_grad(set_to_none=True)
+            self.replay = capture(self._steps)
+        finally:
+            self._restore(saved)  # warm-up and capture leave no trace
+
+    def _steps(self) -> None:
+        at = self.pos * self.batch_size + self.arange  # (B,) positions in this epoch's orders
+        for t, order in zip(self.trainers, self.orders):
+            t.step(torch.index_select(order, 1, at))  # (S, B)
+        self.pos.add_(1)
+
+    def _warm_up(self, device: torch.device) -> None:
+        """Run the steps (on a side stream on CUDA), so lazy state (Adam moments, cuBLAS)
+        exists before capture."""
+        if device.type != "cuda":
+            for _ in range(3):
+                self._steps()
+            return
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self._steps()
+        torch.cuda.current_stream().wait_stream(side)
+
+    @torch.no_grad()
+    def _restore(self, saved: list[tuple[dict, dict]]) -> None:
+        for t, (weights, adam) in zip(self.trainers, saved):
+            t.stack.load_state_dict(weights)  # copies into the same tensors the graph uses
+            for p, st in t.optimizer.state.items():
+                for k, v in st.items():
+                    if torch.is_tensor(v):  # back to the resumed moments, or to zero moments and step 0
+                        v.copy_(adam[p][k]) if p in adam else v.zero_()
+            t.total.zero_()
+        self.pos.zero_()
+
+    def epoch(self) -> None:
+        b = self.batch_size
+        for t, order in zip(self.trainers, self.orders):
+            order.copy_(t.perm[:, : self.n_full * b])
+        self.pos.zero_()
+        for _ in range(self.n_full):
+            self.replay()
+        for t in self.trainers:  # the last partial batch, eagerly, on the same weights and state
+            if self.n_full * b < len(t.x):
+                t.step(t.perm[:, self.n_full * b:])

@@ -1,0 +1,341 @@
+"""Training loop for the autoencoders: the notebook's maths without its overhead.
+
+What each model computes is the notebook's: Adam, per-pixel MSE, batches of ``batch_size``
+drawn from a fresh permutation every epoch, the last partial batch included. Beyond the
+notebook, params may set a learning-rate schedule (torch's ``LambdaLR``, stepped once an
+epoch, see :mod:`mnist_codec.codecs.schedules`) and decoupled weight decay (AdamW); with the defaults (constant rate,
+no decay) the optimizer is the notebook's Adam, number for number. The speed comes from how
+it is run:
+
+* models of one layout (every seed of every activation) train in stacks: one batched
+  matrix product per layer for all members of a stack, or, for the convolutional AE, the
+  module mapped over stacked parameters with ``torch.func.vmap`` (:mod:`mnist_codec.codecs.stacking`);
+* the split lives as one tensor on the device and batches are gathered by index from it,
+  with no DataLoader collating single images;
+* losses are summed on the device and read back once per epoch, not once per step;
+* Adam is the fused kernel (one call per step for all parameters);
+* on CUDA the whole full-batch step of every stack is captured once in a CUDA graph and
+  replayed (:mod:`mnist_codec.codecs.graphs`); the last partial batch runs eagerly on the
+  same weights and optimizer state;
+* on a CPU the models are cut into about one stack per core, each stack-epoch a task of a
+  ``concurrent.futures`` thread pool of one worker per core (a lone stack gets every
+  core); on CUDA they are one stack.
+
+Each model draws its data order from its own generator and is stepped on its own batch, so
+its result does not depend on which models share its stack, or on the schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import warnings
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..atomic import atomic_path
+from ..errors import TrainingError
+from .checkpoints import CHECKPOINT_FORMAT, Checkpoint, read_checkpoint
+from .graphs import GraphedSteps, cuda_capture
+from .schedules import make_optimizer, make_scheduler
+from .stacking import layout, make_stack
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    epoch: int
+    train_loss: float  # mean per-pixel MSE over the epoch's batches, weighted by batch size
+    eval_loss: float  # per-pixel MSE of the model after the epoch, on the evaluation split
+    seconds: float
+
+
+@dataclass
+class Job:
+    """One model to train: its name (for errors and logs), module and data-order generator."""
+
+    name: str
+    model: nn.Module
+    generator: torch.Generator
+    on_epoch: Callable[[EpochResult], None] | None = None
+    checkpoint: Checkpoint | None = None
+
+
+class StackTrainer:
+    """Models of one layout trained as one stack: one optimizer, data orders (S, N), loss sums (S,).
+
+    Every member draws its data order from its own generator and is stepped on its own
+    batch, so its numbers do not depend on the other members.
+    """
+
+    def __init__(self, jobs: Sequence[Job], histories: Sequence[list[EpochResult]],
+                 adam: Sequence[dict | None], x: torch.Tensor, batch_size: int, lr: float,
+                 schedule: str = "constant", epochs: int = 1, weight_decay: float = 0.0):
+        self.jobs, self.x, self.batch_size = list(jobs), x, batch_size
+        self.device = x.device
+        self.stack = make_stack([j.model for j in jobs]).to(self.device)
+        scheduled = schedule != "constant"  # the notebook's constant rate stays a plain float
+        self.optimizer = make_optimizer(self.stack.parameters(), lr, self.device, weight_decay, scheduled=scheduled)
+        self.scheduler = make_scheduler(self.optimizer, schedule, lr, epochs) if scheduled else None
+        self.total = torch.zeros(len(jobs), dtype=torch.float64, device=self.device)
+        self.perm = torch.empty(len(jobs), 0, dtype=torch.long, device=self.device)
+        self.histories = [list(h) for h in histories]
+        if any(a is not None for a in adam):  # resumed: every member at the same epoch, so one step count
+            self._load_adam(adam)
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.histories[0])
+
+    def _load_adam(self, adam: Sequence[dict]) -> None:
+        state = {i: {"step": torch.tensor(float(adam[0]["step"])),
+                     "exp_avg": torch.stack([a["exp_avg"][i] for a in adam]),
+                     "exp_avg_sq": torch.stack([a["exp_avg_sq"][i] for a in adam])}
+                 for i in range(len(list(self.stack.parameters())))}
+        self.optimizer.load_state_dict({"state": state, "param_groups": self.optimizer.state_dict()["param_groups"]})
+
+    def _member_adam(self, k: int) -> dict:
+        states = [self.optimizer.state[p] for p in self.stack.parameters()]
+        return {"step": float(states[0]["step"]), "exp_avg": [s["exp_avg"][k].cpu() for s in states],
+                "exp_avg_sq": [s["exp_avg_sq"][k].cpu() for s in states]}
+
+    def save_checkpoints(self) -> None:
+        for k, job in enumerate(self.jobs):
+            ck = job.checkpoint
+            if ck is None:
+                continue
+            self.stack.unstack_into(k, job.model)
+            blob = {"format": CHECKPOINT_FORMAT, "fingerprint": ck.fingerprint,
+                    "model": {n: t.cpu() for n, t in job.model.state_dict().items()},
+                    "adam": self._member_adam(k), "generator": job.generator.get_state(),
+                    "history": [asdict(r) for r in self.histories[k]]}
+            with atomic_path(ck.path) as tmp:
+                torch.save(blob, tmp)
+
+    def new_epoch(self) -> None:
+        # drawn on the CPU from each member's generator: the same order on every device
+        self.perm = torch.stack([torch.randperm(len(self.x), generator=j.generator) for j in self.jobs]).to(self.device)
+        self.total.zero_()
+        self.stack.train()
+        if self.scheduler is not None:  # to this epoch's rate (a resumed stack starts ahead)
+            with warnings.catch_warnings():  # stepped before any optimizer step when resumed: intended
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                while self.scheduler.last_epoch < self.epochs_done:
+                    self.scheduler.step()
+
+    def step(self, idx: torch.Tensor) -> None:
+        """One Adam step of every member, member k on the images ``x[idx[k]]``; idx is (S, b)."""
+        s, b = idx.shape
+        xb = torch.index_select(self.x, 0, idx.reshape(-1)).view(s, b, -1)  # (S, b, 784)
+        diff = self.stack(xb) - xb
+        per_member = torch.mean(diff * diff, dim=(1, 2))  # (S,): each member's batch MSE
+        self.optimizer.zero_grad(set_to_none=True)
+        per_member.sum().backward()  # the sum's gradient for a member is its own loss's gradient
+        self.optimizer.step()
+        self.total.add_(per_member.detach(), alpha=b)
+
+    def eager_epoch(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        b = self.batch_size
+        for i in range(0, len(self.x), b):
+            if should_stop():
+                return
+            self.step(self.perm[:, i: i + b])
+
+    def finish_epoch(self, epoch: int, eval_x: torch.Tensor, start: float) -> list[EpochResult]:
+        train_losses = (self.total / len(self.x)).tolist()  # the epoch's one host sync
+        for job, loss in zip(self.jobs, train_losses):
+            if not math.isfinite(loss):
+                raise TrainingError(f"{job.name}: training loss became {loss} in epoch {epoch}; lower train.lr")
+        eval_losses = self.stack.reconstruction_mse(eval_x).tolist()
+        seconds = time.perf_counter() - start
+        results = [EpochResult(epoch, t, e, seconds) for t, e in zip(train_losses, eval_losses)]
+        for history, result in zip(self.histories, results):
+            history.append(result)
+        self.save_checkpoints()
+        return results
+
+    def unstack(self) -> None:
+        """Copy the trained weights back into the jobs' own modules."""
+        for k, job in enumerate(self.jobs):
+            self.stack.unstack_into(k, job.model)
+            job.model.eval()
+
+
+def _stacks(jobs: Sequence[Job], histories: Sequence[list], parts: int) -> list[list[int]]:
+    """Job indices per stack: one layout and one number of epochs done (resumed jobs may be
+    ahead) per stack, in job order. A group of n such jobs is cut into stacks of
+    ``max(1, n // parts)``, so ``parts`` workers share them evenly epoch by epoch (9 models
+    on 2 cores: stacks of 4, 4 and 1; 3 models: three stacks of one)."""
+    groups: dict[tuple, list[int]] = {}
+    for k, job in enumerate(jobs):
+        groups.setdefault((layout(job.model), len(histories[k])), []).append(k)
+    from .device import stack_sizes
+
+    stacks = []
+    for members in groups.values():
+        start = 0
+        for size in stack_sizes(len(members), parts):
+            stacks.append(members[start: start + size])
+            start += size
+    return stacks
+
+
+def fit_many(
+    jobs: Sequence[Job],
+    train_x: torch.Tensor,
+    eval_x: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    schedule: str = "constant",
+    weight_decay: float = 0.0,
+    cuda_graphs: bool | None = None,
+    cores: int | None = None,
+    stacks_per_group: int | None = None,
+) -> list[list[EpochResult]]:
+    """Train every job's model to reconstruct ``train_x`` (N, 784); return each one's history.
+
+    ``schedule`` names the learning-rate schedule over ``epochs`` (:func:`~mnist_codec.codecs.schedules.learning_rate`);
+    ``weight_decay`` > 0 makes the optimizer AdamW.
+
+    Models of one layout train in stacks (see :mod:`mnist_codec.stacking`): on CUDA one
+    stack, all in one graph; on a CPU about one stack per core (``stacks_per_group``
+    overrides), since on the CPUs measured a batched product on one core does as much per
+    second as on two. Where a model trains does not change its losses (to 1e-6).
+    ``on_epoch`` callbacks run in the calling thread, in the order epochs finish.
+    ``cuda_graphs`` (default: on when the data is on CUDA) captures the steps in a graph;
+    ``cores`` (default: what the process may use) sets the CPU plan.
+    Raises TrainingError naming the model and epoch if a loss stops being finite.
+    """
+    if len(train_x) == 0:
+        raise TrainingError(f"{jobs[0].name if jobs else 'training'}: no training images")
+    histories: list[list[EpochResult]] = []
+    adam: list[dict | None] = []
+    for job in jobs:
+        blob = read_checkpoint(job.name, job.checkpoint)
+        if blob is None:
+            histories.append([])
+            adam.append(None)
+            continue
+        job.model.load_state_dict(blob["model"])
+        job.generator.set_state(blob["generator"])
+        histories.append([EpochResult(**r) for r in blob["history"]])
+        adam.append(blob["adam"])
+        log.warning("%s: resuming after epoch %d from %s", job.name, len(histories[-1]), job.checkpoint.path)
+
+    def emit(k: int, result: EpochResult) -> None:
+        if jobs[k].on_epoch is not None:
+            jobs[k].on_epoch(result)
+
+    for k, history in enumerate(histories):
+        for result in history:  # epochs done before an interruption are reported again
+            emit(k, result)
+    on_cuda = train_x.device.type == "cuda"
+    if stacks_per_group is None:
+        from .device import usable_cores
+
+        stacks_per_group = 1 if on_cuda else (cores or usable_cores())
+    stacks = _stacks(jobs, histories, stacks_per_group)
+    trainers = [StackTrainer([jobs[k] for k in ks], [histories[k] for k in ks], [adam[k] for k in ks],
+                             train_x, batch_size, lr, schedule, epochs, weight_decay) for ks in stacks]
+
+    def emit_stack(t: int, results: list[EpochResult]) -> None:
+        for k, result in zip(stacks[t], results):
+            emit(k, result)
+
+    if on_cuda:
+        use_graphs = cuda_graphs if cuda_graphs is not None else True
+        _fit_together(trainers, eval_x, epochs, batch_size, cuda_capture if use_graphs else None, emit_stack)
+    else:
+        from .device import configure_cpu, cpu_plan
+
+        workers, threads = cpu_plan(len(trainers), cores)
+        before = torch.get_num_threads()
+        configure_cpu(threads)
+        try:
+            if workers == 1:
+                _fit_together(trainers, eval_x, epochs, batch_size, None, emit_stack)
+            else:
+                _fit_threaded(trainers, eval_x, epochs, workers, threads, emit_stack)
+        finally:
+            configure_cpu(before)  # what comes next (scoring, say) gets the cores it had again
+    out: list[list[EpochResult]] = [[] for _ in jobs]
+    for t, ks in zip(trainers, stacks):
+        t.unstack()
+        for k, history in zip(ks, t.histories):
+            out[k] = history[:epochs]
+    return out
+
+
+def fit(model: nn.Module, train_x: torch.Tensor, eval_x: torch.Tensor, *, name: str, epochs: int,
+        batch_size: int, lr: float, generator: torch.Generator,
+        on_epoch: Callable[[EpochResult], None] | None = None, **kwargs) -> list[EpochResult]:
+    """Train one model; see fit_many."""
+    return fit_many([Job(name, model, generator, on_epoch)], train_x, eval_x, epochs=epochs,
+                    batch_size=batch_size, lr=lr, **kwargs)[0]
+
+
+def _fit_together(trainers, eval_x, epochs, batch_size, capture, emit) -> None:
+    """All stacks step by step in this thread; with ``capture``, one replay steps them all."""
+    graphed = None
+    if capture is not None and len(trainers[0].x) >= batch_size:
+        try:
+            graphed = GraphedSteps(trainers, batch_size, capture)
+        except RuntimeError as exc:  # e.g. an op this torch build cannot capture: same maths, eagerly
+            log.warning("training: CUDA graph capture failed (%s); stepping eagerly", exc)
+            for t in trainers:
+                t.optimizer.zero_grad(set_to_none=True)
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        due = [k for k, t in enumerate(trainers) if t.epochs_done < epoch]  # resumed ones may be ahead
+        for k in due:
+            trainers[k].new_epoch()
+        if graphed is not None and len(due) == len(trainers):
+            graphed.epoch()
+        else:
+            for k in due:
+                trainers[k].eager_epoch()
+        for k in due:
+            emit(k, trainers[k].finish_epoch(epoch, eval_x, start))
+
+
+def _fit_threaded(trainers, eval_x, epochs, workers, threads, emit) -> None:
+    """Stack-epochs as tasks of a thread pool of ``workers``; results come back here in
+    finishing order. A stack's next epoch is submitted when its last one is done, the
+    stacks furthest behind first (resumed stacks may be ahead)."""
+    from .device import configure_cpu
+
+    stop = threading.Event()
+
+    def epoch(k: int) -> tuple[int, list[EpochResult]]:
+        t, start = trainers[k], time.perf_counter()
+        t.new_epoch()
+        t.eager_epoch(stop.is_set)
+        if stop.is_set():
+            return k, []
+        return k, t.finish_epoch(t.epochs_done + 1, eval_x, start)
+
+    # configure_cpu in each worker: flush-to-zero is a per-thread FPU setting
+    with ThreadPoolExecutor(workers, thread_name_prefix="stack", initializer=configure_cpu,
+                            initargs=(threads,)) as pool:
+        order = sorted((k for k, t in enumerate(trainers) if t.epochs_done < epochs),
+                       key=lambda k: (trainers[k].epochs_done, k))
+        running: set[Future] = {pool.submit(epoch, k) for k in order}
+        try:
+            while running:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    k, results = future.result()  # a worker's exception is raised here
+                    emit(k, results)
+                    if trainers[k].epochs_done < epochs:
+                        running.add(pool.submit(epoch, k))
+        finally:
+            stop.set()  # on an error (or Ctrl-C) the other workers stop at their next step

@@ -1,0 +1,1 @@
+"""How codecs are judged: metrics, statistics over seeds, the comparison table, promotion, the gate."""

@@ -1,0 +1,1 @@
+"""Commands that run DVC experiments of the pipeline: the rate-distortion sweep and the frontier."""

@@ -1,0 +1,88 @@
+"""The pipeline's DVC experiments, read with ``dvc.api.exp_show``.
+
+Rows come in DVC's order: the commits from HEAD back (every first-parent commit), under each
+its experiments newest first, so the first row of a name is its latest run. A row's metrics
+are flat columns (``ae.mse.mean``); lists such as the per-seed MSE are left out (read the
+experiment's commit for them).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+
+METRICS = "reports/metrics.json"
+PARAMS = "params.yaml"
+PENDING = ("Queued", "Running")  # DVC's executor states of an experiment not finished yet
+_SUMMARY = re.compile(r"^(\w+)\.mse\.(mean|std|n|ci95_low|ci95_high)$")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    rev: str  # the experiment's commit (short)
+    state: str | None  # DVC's executor state; None for an experiment pulled from a remote (finished)
+    params: dict[str, Any]  # params.yaml as flat columns: 'latent_dim', 'data.protocol', ...
+    mse: dict[str, dict]  # codec -> its MSE summary over seeds: mean, std, n, ci95_low, ci95_high
+
+    @property
+    def finished(self) -> bool:
+        """Ran to the end, with metrics. While one runs DVC shows its temporary workspace,
+        which holds the baseline's metrics: it is not finished."""
+        return self.state in (None, "Success") and bool(self.mse)
+
+
+def show(repo: Path) -> list[dict]:
+    """``dvc.api.exp_show`` over every first-parent commit (a sweep's baseline is the commit it
+    was queued from, which need not be HEAD any more)."""
+    import dvc.api
+    from dvc.exceptions import DvcException
+
+    try:
+        return dvc.api.exp_show(str(repo), num=-1, force=True)
+    except DvcException as exc:
+        raise DataError(f"dvc exp show failed in {repo}: {exc}") from None
+
+
+def _column(key: str, file: str) -> str:
+    """A column's name without the file prefix DVC adds when two files share a name."""
+    return key[len(file) + 1:] if key.startswith(file + ":") else key
+
+
+def experiments(rows: list[dict]) -> list[Experiment]:
+    """Every experiment row (baselines left out), in DVC's order."""
+    from ..params import SCHEMA
+
+    out = []
+    for row in rows:
+        if row.get("typ") not in ("branch_commit", "branch_base") or not row.get("Experiment"):
+            continue
+        mse: dict[str, dict] = {}
+        params: dict[str, Any] = {}
+        for key, value in row.items():
+            match = _SUMMARY.match(_column(key, METRICS))
+            if match and value is not None:
+                mse.setdefault(match.group(1), {})[match.group(2)] = int(value) if match.group(2) == "n" else value
+            elif _column(key, PARAMS) in SCHEMA:
+                params[_column(key, PARAMS)] = value
+        complete = {c: s for c, s in mse.items() if {"mean", "ci95_low", "ci95_high", "n"} <= set(s)}
+        out.append(Experiment(row["Experiment"], str(row.get("rev") or ""), row.get("State"), params, complete))
+    return out
+
+
+def latest_finished(rows: list[dict]) -> dict[str, Experiment]:
+    """name -> the latest finished experiment of that name."""
+    latest: dict[str, Experiment] = {}
+    for exp in experiments(rows):
+        if exp.finished:
+            latest.setdefault(exp.name, exp)
+    return latest
+
+
+def pending(rows: list[dict]) -> list[str]:
+    """The names of experiments queued or running."""
+    return [e.name for e in experiments(rows) if e.state in PENDING]

@@ -1,0 +1,293 @@
+"""MLflow runs: several open at once (one per model), their tags, params and inputs.
+
+Every run carries MLflow's source tags, the host, the commit, the DVC experiment, the stage and
+the pipeline execution's id. A side channel of the stages: what is logged changes no DVC output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from ..interrupts import deferred
+from .store import _experiment_id, _store_lock, is_server, remember_unterminated, repo_root, settle_unterminated, \
+    show_retries, tracking_uri
+
+if TYPE_CHECKING:
+    from .registry import Registration
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A data split as MLflow's Dataset column shows it."""
+
+    name: str  # e.g. mnist-holdout-train
+    digest: str  # MLflow keeps at most 36 characters: the first 32 of the SHA-256
+    source: str  # where the split lives (a path or URL)
+    context: str  # training | evaluation
+
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'lr': 1e-3}} -> {'train.lr': 1e-3}; lists become comma-joined text."""
+    flat: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = ",".join(str(v) for v in value)
+        else:
+            flat[name] = value
+    return flat
+
+
+def pipeline_id(commit: str, exp_name: str, params: dict[str, Any]) -> str:
+    """Shared tag of all runs of one pipeline configuration (commit, experiment, params)."""
+    text = repr((commit, exp_name, sorted(flatten(params).items())))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def entry_point(argv0: str) -> str:
+    """The script a run came from, relative to the repository (stages/pca.py), else as given."""
+    from ..workspace import workspace_root
+
+    path = Path(argv0).resolve()
+    try:
+        return path.relative_to(workspace_root()).as_posix()
+    except ValueError:
+        return path.name or argv0
+
+
+def base_tags(stage: str, all_params: dict[str, Any]) -> dict[str, str]:
+    """Tags every run carries: MLflow's source tags, host, commit, DVC experiment, stage,
+    pipeline id, protocol.
+
+    ``all_params`` is the whole params file, so every stage of one execution shares the id.
+    """
+    import socket
+    import sys
+
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE
+
+    commit = git_commit()
+    exp_name = os.environ.get("DVC_EXP_NAME") or "workspace"
+    return {
+        # MLflow's own source tags fill the UI's Source column: the stage script and commit
+        MLFLOW_SOURCE_NAME: entry_point(sys.argv[0]),
+        MLFLOW_SOURCE_TYPE: "LOCAL",
+        MLFLOW_GIT_COMMIT: commit,
+        "mnist_codec.host": socket.gethostname(),
+        "mnist_codec.stage": stage,
+        "mnist_codec.git_commit": commit,
+        "mnist_codec.dvc_exp": exp_name,
+        "mnist_codec.pipeline": pipeline_id(commit, exp_name, all_params),
+        "mnist_codec.protocol": str(all_params.get("data", {}).get("protocol", "")),
+    }
+
+
+
+EXAMPLE_ROWS = 5  # rows in a logged model's input example
+
+
+def split_datasets(data_dir: Path, meta: dict) -> list[DatasetRef]:
+    """The training and evaluation splits (``meta``: their meta.json) as MLflow datasets:
+    name, SHA-256 digest, source."""
+    refs = []
+    for split, context in (("train", "training"), ("eval", "evaluation")):
+        sha = meta["splits"][split]["sha256"]
+        source = (Path(data_dir) / f"{split}_x.npy").resolve().as_uri()
+        refs.append(DatasetRef(f"mnist-{meta['protocol']}-{split}", sha[:32], source, context))
+    return refs
+
+
+def params_subset(params: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """The params a stage uses, as a nested dict (what its MLflow runs record); ``params`` is
+    the whole file as a dict, ``keys`` top-level keys or ``section.key``."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        section, _, sub = key.partition(".")
+        if sub:
+            out.setdefault(section, {})[sub] = params[section][sub]
+        else:
+            out[section] = params[section]
+    return out
+
+
+class Run:
+    """One MLflow run, addressed by id, so several can be open at once (one per model).
+
+    Metrics, figures and texts go through an ``MlflowClient``; nothing relies on the fluent
+    API's per-thread "active run".
+    """
+
+    def __init__(self, client, run_id: str, tags: dict[str, str] | None = None):
+        self._client = client
+        self.run_id = run_id
+        self.tags = dict(tags or {})  # the tags it was created with
+
+    def log_epoch(self, epoch: int, train_loss: float, eval_loss: float) -> None:
+        self.log_metrics({"train_loss": train_loss, "eval_loss": eval_loss}, step=epoch)
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        with deferred():
+            self._client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        with deferred():
+            self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_figure(self, figure, filename: str) -> None:
+        with deferred():
+            self._client.log_figure(self.run_id, figure, filename)
+
+    def log_text(self, text: str, filename: str) -> None:
+        with deferred():
+            self._client.log_text(self.run_id, text, filename)
+
+    def log_inputs(self, datasets: list["DatasetRef"]) -> None:
+        """Record the data splits the run used (MLflow's Dataset column): name, digest, source."""
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        inputs = []
+        for d in datasets:
+            with warnings.catch_warnings():  # a file URI matches MLflow's local source twice; either is right
+                warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+                source = resolve_dataset_source(d.source)
+            ds = MetaDataset(source, name=d.name, digest=d.digest)
+            inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, d.context)]))
+        with deferred():
+            self._client.log_inputs(self.run_id, datasets=inputs)
+
+    def log_model(self, model, spec: dict, example, version_tags: dict[str, str]) -> "Registration":
+        """Log a codec as an MLflow pyfunc model and register it in the Model Registry.
+
+        The model is logged *as code* (``served_model.py``) with its spec and weights as
+        non-pickle artifacts (see :mod:`mnist_codec.serving`), with signature and input
+        example; requirements are given, not inferred. A version whose
+        ``mnist_codec.fingerprint`` tag equals this one's (same codec, params, seed, data
+        and code) is reused instead of registering a duplicate.
+        """
+        import tempfile
+
+        import mlflow
+        import numpy as np
+        import torch
+
+        from ..serving import model as serving
+        from .registry import quiet_mlflow, register
+
+        torch_version = torch.__version__.split("+")[0]
+        mlflow.set_tracking_uri(self._client.tracking_uri)  # the fluent API below must use this run's store
+        with tempfile.TemporaryDirectory() as tmp, deferred(), quiet_mlflow(), \
+                mlflow.start_run(run_id=self.run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(serving.CODE_FILE),
+                artifacts=serving.write_artifacts(model, spec, Path(tmp)),
+                signature=serving.signature(),
+                input_example=(example, {"mode": serving.DEFAULT_MODE}),
+                pip_requirements=[f"torch=={torch_version}", f"numpy=={np.__version__}",
+                                  f"mlflow=={mlflow.__version__}", "mnist-codec"],
+            )
+        return register(self._client, info.model_uri, self.run_id, version_tags)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What one run records at its start: its name, the params it used, and its own tags.
+
+    ``parent`` is the index, in the same list of specs, of the run this one is nested under
+    (MLflow's UI folds children under their parent): a codec's run holds one child per seed.
+    """
+
+    name: str
+    params: dict[str, Any]
+    tags: dict[str, str] = field(default_factory=dict)
+    parent: int | None = None
+
+
+@contextmanager
+def start_runs(specs: list[RunSpec], stage: str, all_params: dict[str, Any]) -> Iterator[list[Run]]:
+    """Open one MLflow run per spec; end them FINISHED, or KILLED (Ctrl-C, SIGTERM) or FAILED.
+
+    ``all_params`` is the whole params file: it identifies the pipeline execution in the
+    shared ``mnist_codec.pipeline`` tag.
+    """
+    import mlflow
+    from mlflow.entities import Param
+
+    root = repo_root()
+    uri = tracking_uri(root)
+    if is_server(uri):
+        show_retries()
+    with _store_lock(uri, root), deferred():  # a new store is created and migrated here: one process at a time
+        client = mlflow.MlflowClient(uri)
+        experiment_id = _experiment_id(client, root)
+        settle_unterminated(client, root)
+    runs: list[Run] = []
+    status = "FINISHED"
+    try:
+        common = base_tags(stage, all_params)  # one git call and one pipeline id for all the runs
+        for spec in specs:
+            tags = {**common, **spec.tags}
+            if spec.parent is not None:
+                tags["mlflow.parentRunId"] = runs[spec.parent].run_id
+            with deferred():
+                run = client.create_run(experiment_id, run_name=spec.name, tags=tags)
+                runs.append(Run(client, run.info.run_id, tags))
+                client.log_batch(run.info.run_id,
+                                 params=[Param(k, str(v)) for k, v in flatten(spec.params).items()])
+        yield runs
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        ended = 0
+        try:
+            with deferred():
+                for run in runs:
+                    client.set_terminated(run.run_id, status)
+                    ended += 1
+        except Exception:
+            # The store is gone (a server past its retries): leave a note so that the next
+            # stage reaching it ends these runs, FAILED; then report the first error.
+            remember_unterminated(root, uri, [r.run_id for r in runs[ended:]], status)
+            if status == "FINISHED":
+                raise
+
+
+@contextmanager
+def start_run(run_name: str, stage: str, params: dict[str, Any], tags: dict[str, str] | None = None,
+              all_params: dict[str, Any] | None = None) -> Iterator[Run]:
+    """One run; see start_runs. ``all_params`` defaults to ``params``."""
+    with start_runs([RunSpec(run_name, params, tags or {})], stage, all_params or params) as runs:
+        yield runs[0]
+
+
