@@ -99,6 +99,10 @@ def test_the_report_writes_figure_table_and_csv_from_the_workspaces_splits(raw_d
     assert (out / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = (out / "rd.csv").read_text().splitlines()
     assert rows[0].startswith("codec,code_size,mse_mean") and any(r.startswith("pca_exact,128,") for r in rows)
+    import pandas as pd
+
+    table = pd.read_csv(out / "rd.csv")  # every number a number (PCA's rows once read 'np.float64(...)')
+    assert all(table[c].dtype == float for c in ("mse_mean", "mse_ci95_low", "mse_ci95_high"))
     assert "| 4 |" in (out / "rd.md").read_text()
     with pytest.raises(DataError, match="no sweep results: no experiment named rd-<code size>"):
         sweep.report(_exp_show({}), tmp_path / "processed", out / "a.png", out / "a.md", out / "a.csv")

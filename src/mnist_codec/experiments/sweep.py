@@ -14,10 +14,14 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SIZES = (2, 4, 8, 16, 32, 64, 128)
 PREFIX = "rd-"  # the sweep's experiments are named rd-<code size>
@@ -96,19 +100,25 @@ def crossover(points: list[Point], pca: np.ndarray, names: dict[str, str]) -> st
     return head + " Each beats PCA (by its mean): " + "; ".join(each) + "."
 
 
+def frame(points: list[Point]) -> "pd.DataFrame":
+    """The points as a table: one row per (codec, code size), the columns of :class:`Point`."""
+    import dataclasses
+
+    import pandas as pd
+
+    return pd.DataFrame([dataclasses.asdict(p) for p in points], columns=[f.name for f in dataclasses.fields(Point)])
+
+
 def table(points: list[Point], pca: np.ndarray, names: dict[str, str]) -> str:
     """Markdown: a row per code size, a column per codec (mean ± half the 95% interval)."""
-    codecs = [c for c in names if c != "pca" and any(p.codec == c for p in points)]
-    sizes = sorted({p.size for p in points})
-    head = "| code size | PCA (exact) | " + " | ".join(names[c] for c in codecs) + " |"
-    rows = [head, "|" + "---:|" * (len(codecs) + 2)]
-    for k in sizes:
-        cells = []
-        for c in codecs:
-            found = [p for p in points if p.codec == c and p.size == k]
-            cells.append(f"{found[0].mean:.6f} ± {(found[0].high - found[0].low) / 2:.6f}" if found else "")
-        rows.append(f"| {k} | {pca[k - 1]:.6f} | " + " | ".join(cells) + " |")
-    n = max((p.n for p in points if p.codec != "pca"), default=0)
+    df = frame(points)
+    codecs = [c for c in names if c != "pca" and c in set(df["codec"])]
+    cells = (df.assign(cell=[f"{m:.6f} ± {(h - lo) / 2:.6f}" for m, lo, h in zip(df["mean"], df["low"], df["high"])])
+             .pivot(index="size", columns="codec", values="cell").reindex(columns=codecs).fillna(""))
+    rows = ["| code size | PCA (exact) | " + " | ".join(names[c] for c in codecs) + " |",
+            "|" + "---:|" * (len(codecs) + 2)]
+    rows += [f"| {k} | {pca[k - 1]:.6f} | " + " | ".join(cells.loc[k]) + " |" for k in cells.index]
+    n = int(df.loc[df["codec"] != "pca", "n"].max()) if (df["codec"] != "pca").any() else 0
     return ("\n".join(rows) + f"\n\nEvaluation MSE per pixel, mean ± half the 95% interval over {n} seeds. "
             + crossover(points, pca, names) + "\n")
 
@@ -194,8 +204,11 @@ def write(points: list[Point], pca: np.ndarray, names: dict[str, str], figure_pa
     with atomic_path(figure_path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     fileio.write_text(table_path, table(points, pca, names))
-    lines = ["codec,code_size,mse_mean,mse_ci95_low,mse_ci95_high,n_seeds,experiment"]
-    lines += [f"{p.codec},{p.size},{p.mean!r},{p.low!r},{p.high!r},{p.n},{p.experiment}" for p in points]
-    lines += [f"pca_exact,{k},{v!r},{v!r},{v!r},1," for k, v in enumerate(pca, start=1)
-              if k in {p.size for p in points} or math.log2(k).is_integer()]
-    fileio.write_text(csv_path, "\n".join(lines) + "\n")
+    import pandas as pd
+
+    sizes = {p.size for p in points}
+    exact = [{"codec": "pca_exact", "size": k, "mean": v, "low": v, "high": v, "n": 1, "experiment": ""}
+             for k, v in enumerate(pca.tolist(), start=1) if k in sizes or math.log2(k).is_integer()]
+    csv = pd.concat([frame(points), pd.DataFrame(exact)], ignore_index=True).rename(columns={
+        "size": "code_size", "mean": "mse_mean", "low": "mse_ci95_low", "high": "mse_ci95_high", "n": "n_seeds"})
+    fileio.write_text(csv_path, csv.to_csv(index=False, lineterminator="\n"))
