@@ -4,7 +4,7 @@ Two benchmarks, each in temporary copies of this working tree, each alternating 
 that a busy machine slows both sides alike:
 
 * ``notebook``: the reference notebook as one script (A) against ``dvc repro --force`` (B)
-  under the notebook's protocol (``splits.protocol=notebook``: all 70,000 images, 10 epochs)
+  under the notebook's protocol (``data.protocol=notebook``: all 70,000 images, 10 epochs)
   with one seed, as the notebook trains each model once; after a first ``dvc repro`` as
   from a fresh clone (no DVC cache, no MLflow store yet). With ``--before REF`` the same
   pipeline at the commit REF runs too (A B B' A B B' ...), and the default run (holdout
@@ -405,7 +405,7 @@ def notebook_markdown(result: dict) -> str:
         runs = (f"the notebook (A), `dvc repro --force` at `{result['before_ref']}` (before) and in this tree "
                 f"(after, B) alternating A before B, A before B")
     lines = section_head("The notebook and the pipeline", result) + [
-        f"- **Protocol:** all 70,000 images, 10 epochs, batch 128, Adam 1e-3 (`splits.protocol=notebook`), one seed "
+        f"- **Protocol:** all 70,000 images, 10 epochs, batch 128, Adam 1e-3 (`data.protocol=notebook`), one seed "
         f"as the notebook. {len(a)} rounds: {runs}.",
         "- **Pipeline devices:** " + "; ".join(f"{k}: {v}" for k, v in b[-1]["train_device"].items()),
         "",
