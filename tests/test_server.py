@@ -110,9 +110,9 @@ def test_an_experiment_with_a_local_artifact_folder_is_refused_on_a_server(tmp_p
     exp = SimpleNamespace(experiment_id="1", artifact_location="file:///home/ann/project/mlruns")
     client = SimpleNamespace(tracking_uri="http://127.0.0.1:5000", get_experiment_by_name=lambda name: exp)
     with pytest.raises(DataError, match="a folder of one machine"):
-        tstore._experiment_id(client, tmp_path)
+        tstore.experiment_id(client, tmp_path)
     client.tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    assert tstore._experiment_id(client, tmp_path) == "1"
+    assert tstore.experiment_id(client, tmp_path) == "1"
 
 
 def test_runs_left_open_are_ended_failed_by_the_next_stage_on_that_store(mlflow_store, tmp_path):

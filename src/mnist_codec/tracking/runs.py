@@ -16,8 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ..interrupts import deferred
-from .store import _experiment_id, _store_lock, is_server, remember_unterminated, repo_root, settle_unterminated, \
-    show_retries, tracking_uri
+from .store import (
+    experiment_id,
+    is_server,
+    remember_unterminated,
+    repo_root,
+    settle_unterminated,
+    show_retries,
+    store_lock,
+    tracking_uri,
+)
 
 if TYPE_CHECKING:
     from .registry import Registration
@@ -81,7 +89,11 @@ def base_tags(stage: str, all_params: dict[str, Any]) -> dict[str, str]:
     import socket
     import sys
 
-    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE
+    from mlflow.utils.mlflow_tags import (
+        MLFLOW_GIT_COMMIT,
+        MLFLOW_SOURCE_NAME,
+        MLFLOW_SOURCE_TYPE,
+    )
 
     commit = git_commit()
     exp_name = os.environ.get("DVC_EXP_NAME") or "workspace"
@@ -244,9 +256,9 @@ def start_runs(specs: list[RunSpec], stage: str, all_params: dict[str, Any]) -> 
     uri = tracking_uri(root)
     if is_server(uri):
         show_retries()
-    with _store_lock(uri, root), deferred():  # a new store is created and migrated here: one process at a time
+    with store_lock(uri, root), deferred():  # a new store is created and migrated here: one process at a time
         client = mlflow.MlflowClient(uri)
-        experiment_id = _experiment_id(client, root)
+        exp_id = experiment_id(client, root)
         settle_unterminated(client, root)
     runs: list[Run] = []
     status = "FINISHED"
@@ -257,7 +269,7 @@ def start_runs(specs: list[RunSpec], stage: str, all_params: dict[str, Any]) -> 
             if spec.parent is not None:
                 tags["mlflow.parentRunId"] = runs[spec.parent].run_id
             with deferred():
-                run = client.create_run(experiment_id, run_name=spec.name, tags=tags)
+                run = client.create_run(exp_id, run_name=spec.name, tags=tags)
                 runs.append(Run(client, run.info.run_id, tags))
                 client.log_batch(run.info.run_id,
                                  params=[Param(k, str(v)) for k, v in flatten(spec.params).items()])

@@ -100,7 +100,7 @@ def failure_message(exc: BaseException) -> str | None:
     return None
 
 
-def _experiment_id(client, root: Path) -> str:
+def experiment_id(client, root: Path) -> str:
     """The experiment's id, created if needed: artifacts in ``root``/mlruns for a local store,
     where the server says (its artifact proxy) for a tracking server."""
     from ..errors import DataError
@@ -125,7 +125,7 @@ def _experiment_id(client, root: Path) -> str:
 
 
 @contextmanager
-def _store_lock(uri: str, root: Path) -> Iterator[None]:
+def store_lock(uri: str, root: Path) -> Iterator[None]:
     """Exclusive lock while a local sqlite store is opened: processes starting together (a
     queued sweep with ``-j 2``) would otherwise race to create its tables."""
     if not uri.startswith("sqlite:"):
