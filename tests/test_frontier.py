@@ -35,6 +35,8 @@ def _exp_show(runs: dict[str, tuple[str, dict]], older: dict[str, tuple[str, dic
 
     out = [{"Experiment": None, "rev": "main", "typ": "baseline"}]
     out += [row(n, p, m) for n, (p, m) in runs.items()]
+    columns = {k for r in out for k in r}
+    out = [{**dict.fromkeys(columns, "None"), **r} for r in out]  # every row has every column; missing: 'None'
     out += [{"Experiment": None, "rev": "0ld0ld0", "typ": "baseline"}]
     out += [{**row(n, p, m), "rev": "old-sha"} for n, (p, m) in (older or {}).items()]
     return out

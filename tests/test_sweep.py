@@ -57,7 +57,8 @@ def _exp_show(rows: dict[str, tuple[int, dict | None]], running: tuple[str, ...]
         out.append(_row(name, k, metrics, state=state))
     out.append(_row(None, 32, None, typ="baseline", state=None))
     out += [_row(n, k, m) for n, (k, m) in (older or {}).items()]
-    return out
+    columns = {k for r in out for k in r}
+    return [{**dict.fromkeys(columns, "None"), **r} for r in out]  # every row has every column; missing: 'None'
 
 
 def test_collect_takes_the_sweeps_experiments_with_results_only():

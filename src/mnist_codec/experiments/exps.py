@@ -48,6 +48,12 @@ def show(repo: Path) -> list[dict]:
         raise DataError(f"dvc exp show failed in {repo}: {exc}") from None
 
 
+def _cell(value: Any) -> Any:
+    """A cell's value; None where the experiment has none (the API gives such cells as None or
+    as the text 'None', since every row has every experiment's columns)."""
+    return None if value is None or value in ("None", "", "-") else value
+
+
 def _column(key: str, file: str) -> str:
     """A column's name without the file prefix DVC adds when two files share a name."""
     return key[len(file) + 1:] if key.startswith(file + ":") else key
@@ -64,13 +70,14 @@ def experiments(rows: list[dict]) -> list[Experiment]:
         mse: dict[str, dict] = {}
         params: dict[str, Any] = {}
         for key, value in row.items():
+            value = _cell(value)
             match = _SUMMARY.match(_column(key, METRICS))
-            if match and value is not None:
+            if match and isinstance(value, (int, float)) and not isinstance(value, bool):
                 mse.setdefault(match.group(1), {})[match.group(2)] = int(value) if match.group(2) == "n" else value
             elif _column(key, PARAMS) in SCHEMA:
                 params[_column(key, PARAMS)] = value
         complete = {c: s for c, s in mse.items() if {"mean", "ci95_low", "ci95_high", "n"} <= set(s)}
-        out.append(Experiment(row["Experiment"], str(row.get("rev") or ""), row.get("State"), params, complete))
+        out.append(Experiment(row["Experiment"], str(row.get("rev") or ""), _cell(row.get("State")), params, complete))
     return out
 
 
