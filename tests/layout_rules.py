@@ -72,7 +72,7 @@ _groups: list[tuple[set[str], set[str]]] = [
     # side channels and commands: no stage
     ({m for m, (_, _) in SIDE_CHANNELS.items() if not m.startswith((P + "evaluation/", P + "reporting/"))}
      | {P + "cli.py", P + "evaluation/gate.py", P + "tracking/server.py", P + "serving/served_model.py",
-        P + "serving/digits.py", P + "experiments/__init__.py", P + "experiments/sweep.py",
+        P + "serving/digits.py", P + "experiments/__init__.py", P + "experiments/exps.py", P + "experiments/sweep.py",
         P + "experiments/frontier.py", "benchmarks/bench_pipeline.py"}, set()),
 ]
 STATUS: dict[str, set[str]] = {m: stages for group, stages in _groups for m in group}
