@@ -32,7 +32,7 @@ from torch import nn
 def linear_layers(model: nn.Module) -> list[tuple[nn.Linear, nn.Module]]:
     """[(Linear, the activation module that follows it), ...] in forward order.
 
-    Accepts the codecs of :mod:`mnist_codec.models` (an encoder and a decoder of
+    Accepts the codecs of :mod:`mnist_codec.codecs.models` (an encoder and a decoder of
     alternating Linear and activation modules). Anything else is refused.
     """
     mods = [m for m in model.modules() if not list(m.children())]  # leaves, in forward order

@@ -206,7 +206,7 @@ def fit_many(
     ``schedule`` names the learning-rate schedule over ``epochs`` (:func:`~mnist_codec.codecs.schedules.learning_rate`);
     ``weight_decay`` > 0 makes the optimizer AdamW.
 
-    Models of one layout train in stacks (see :mod:`mnist_codec.stacking`): on CUDA one
+    Models of one layout train in stacks (see :mod:`mnist_codec.codecs.stacking`): on CUDA one
     stack, all in one graph; on a CPU about one stack per core (``stacks_per_group``
     overrides), since on the CPUs measured a batched product on one core does as much per
     second as on two. Where a model trains does not change its losses (to 1e-6).

@@ -198,7 +198,7 @@ class Run:
         """Log a codec as an MLflow pyfunc model and register it in the Model Registry.
 
         The model is logged *as code* (``served_model.py``) with its spec and weights as
-        non-pickle artifacts (see :mod:`mnist_codec.serving`), with signature and input
+        non-pickle artifacts (see :mod:`mnist_codec.serving.model`), with signature and input
         example; requirements are given, not inferred. A version whose
         ``mnist_codec.fingerprint`` tag equals this one's (same codec, params, seed, data
         and code) is reused instead of registering a duplicate.
