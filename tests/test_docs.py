@@ -58,3 +58,19 @@ def test_readme_gives_the_committed_frontier_record_and_its_command():
     assert [c["name"] for c in rec["selection"]["candidates"]] == list(frontier.CANDIDATES)
     assert rec["protocol"] == "holdout" and rec["code_size"] == 32 and rec["n_seeds"] >= 3
     assert rec["meets_target"] == (rec["test_mse"] <= rec["target_mse"] == frontier.TARGET_MSE)
+
+
+def test_the_committed_dvc_lock_and_reports_were_made_by_this_code():
+    """Every code dep in dvc.lock has the hash of the file as committed: the reports in git
+    come from this code (after an edit of a stage's code, `make repro` and commit them)."""
+    import hashlib
+
+    lock = yaml.safe_load((REPO / "dvc.lock").read_text())
+    stale = []
+    for name, stage in lock["stages"].items():
+        for dep in stage["deps"]:
+            path = REPO / dep["path"]
+            if dep["path"].startswith(("src/", "stages/")) and path.is_file():
+                if hashlib.md5(path.read_bytes()).hexdigest() != dep["md5"]:
+                    stale.append(f"{name}: {dep['path']}")
+    assert not stale, f"dvc.lock predates these files (run `make repro` and commit): {stale}"
