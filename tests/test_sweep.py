@@ -146,3 +146,26 @@ def test_make_sweep_runs_the_queue_and_reports_every_size(tmp_path):
     assert [line.split("|")[1].strip() for line in table.splitlines()[2:4]] == ["2", "4"]
     rows = (repo / "reports" / "rate_distortion.csv").read_text().splitlines()
     assert sum(r.startswith(("ae,", "deep_relu,", "pca,")) for r in rows) == 6
+
+
+def test_a_read_that_meets_a_workspace_going_away_is_tried_again(monkeypatch, tmp_path):
+    """While the queue runs, an experiment's temporary workspace can vanish as DVC reads it."""
+    import dvc.api
+    from dvc.exceptions import DvcException
+
+    from mnist_codec.experiments import exps
+
+    calls = []
+
+    def flaky(repo, **kw):
+        calls.append(repo)
+        if len(calls) < 3:
+            raise DvcException(f"directory '{repo}/.dvc/tmp/exps/tmpx/.dvc' does not exist")
+        return [{"Experiment": "rd-2", "typ": "branch_commit", "State": "Success"}]
+
+    monkeypatch.setattr(dvc.api, "exp_show", flaky)
+    assert exps.show(tmp_path, pause=0)[0]["Experiment"] == "rd-2" and len(calls) == 3
+    calls.clear()
+    monkeypatch.setattr(dvc.api, "exp_show", lambda repo, **kw: (_ for _ in ()).throw(DvcException("broken")))
+    with pytest.raises(DataError, match=r"dvc exp show failed in .* \(2 tries\): broken"):
+        exps.show(tmp_path, tries=2, pause=0)

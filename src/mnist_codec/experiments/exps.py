@@ -36,16 +36,27 @@ class Experiment:
         return self.state in (None, "Success") and bool(self.mse)
 
 
-def show(repo: Path) -> list[dict]:
+def show(repo: Path, tries: int = 5, pause: float = 2.0) -> list[dict]:
     """``dvc.api.exp_show`` over every first-parent commit (a sweep's baseline is the commit it
-    was queued from, which need not be HEAD any more)."""
+    was queued from, which need not be HEAD any more).
+
+    While DVC's queue runs, a queued experiment's temporary workspace can appear or go away
+    under ``.dvc/tmp/exps`` as DVC reads it ("directory ... does not exist"): such a read is
+    tried again, ``tries`` times in all, ``pause`` seconds apart.
+    """
+    import time
+
     import dvc.api
     from dvc.exceptions import DvcException
 
-    try:
-        return dvc.api.exp_show(str(repo), num=-1, force=True)
-    except DvcException as exc:
-        raise DataError(f"dvc exp show failed in {repo}: {exc}") from None
+    for attempt in range(1, tries + 1):
+        try:
+            return dvc.api.exp_show(str(repo), num=-1, force=True)
+        except DvcException as exc:
+            if attempt == tries:
+                raise DataError(f"dvc exp show failed in {repo} ({tries} tries): {exc}") from None
+            time.sleep(pause)
+    raise AssertionError("not reached")
 
 
 def _cell(value: Any) -> Any:
