@@ -107,7 +107,8 @@ def test_server_failures_become_one_line_and_other_errors_pass_through(monkeypat
 
 def test_an_experiment_with_a_local_artifact_folder_is_refused_on_a_server(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
-    exp = SimpleNamespace(experiment_id="1", artifact_location="file:///home/ann/project/mlruns")
+    exp = SimpleNamespace(experiment_id="1", artifact_location="file:///home/ann/project/mlruns",
+                          tags={"mlflow.experimentKind": "custom_model_development"})
     client = SimpleNamespace(tracking_uri="http://127.0.0.1:5000", get_experiment_by_name=lambda name: exp)
     with pytest.raises(DataError, match="a folder of one machine"):
         tstore.experiment_id(client, tmp_path)

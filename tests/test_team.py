@@ -25,7 +25,7 @@ import yaml
 from conftest import drain_queue, project_copy, project_env
 from services import Postgres, S3Server, TrackingServer
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.full
 
 TEAM = {"n_seeds": 2, "activation": ["relu"], "data": {"train_limit": 1000, "eval_limit": 300},
         "train": {"epochs": 2}, "evaluate": {"n_projection": 200}}
@@ -129,6 +129,7 @@ def test_the_pipeline_logs_runs_metrics_artifacts_and_models_through_the_server(
     # artifacts went through the proxy into the server's store, none into the client's checkout
     exp = client.get_experiment_by_name("mnist-codec")
     assert exp.artifact_location.startswith("mlflow-artifacts:")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on its runs
     for r in runs:
         if r.data.tags["mnist_codec.stage"] != "evaluate" and "mlflow.parentRunId" in r.data.tags:
             assert r.info.artifact_uri.startswith("mlflow-artifacts:")

@@ -1,4 +1,6 @@
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -47,6 +49,18 @@ def test_run_logs_params_history_and_tags(mlflow_store, monkeypatch):
     exp = client.get_experiment(got.info.experiment_id)
     assert exp.name == "mnist-codec"
     assert exp.artifact_location == (tstore.repo_root() / "mlruns").as_uri()
+    # the UI opens it on its training runs, not on the GenAI overview
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_an_experiment_created_without_the_kind_tag_gets_it(mlflow_store):
+    import mlflow
+
+    client = mlflow.MlflowClient(mlflow_store)
+    exp_id = client.create_experiment("mnist-codec", artifact_location=(tstore.repo_root() / "mlruns").as_uri())
+    assert "mlflow.experimentKind" not in client.get_experiment(exp_id).tags
+    assert tstore.experiment_id(client, tstore.repo_root()) == exp_id
+    assert client.get_experiment(exp_id).tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 @pytest.mark.parametrize("exc, status", [(RuntimeError("boom"), "FAILED"), (KeyboardInterrupt(), "KILLED")])
@@ -92,3 +106,35 @@ def test_a_signal_during_a_store_write_is_raised_after_it(monkeypatch):
         interrupts._handler(signal.SIGTERM, None)
     with interrupts.deferred():
         order.append("nothing pending")
+
+
+def test_make_ui_serves_the_checkouts_store_on_loopback_and_names_the_runs_table(tmp_path):
+    """`mnist-codec ui` (make ui) without an activated venv: the experiment gets its kind tag,
+    the printed address is its runs table, and MLflow answers there, on 127.0.0.1 only."""
+    import re
+    import sys
+    import urllib.request
+
+    import mlflow
+
+    from conftest import clean_env
+    from services import Service, free_port, http_ok
+
+    root = tmp_path / "checkout"
+    (root / ".dvc").mkdir(parents=True)
+    port = free_port()
+    env = {**clean_env(), "PATH": "/usr/bin:/bin", "DVC_ROOT": str(root)}
+    ui = Service("mlflow ui", [str(Path(sys.executable).parent / "mnist-codec"), "ui", "--port", str(port)],
+                 tmp_path / "ui.log", env=env, cwd=root)
+    try:
+        ui.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), timeout=120)
+        url = re.search(r"training runs are at (\S+)", ui.tail()).group(1)
+        exp = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}").get_experiment_by_name("mnist-codec")
+        assert url == f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"
+        assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+        with urllib.request.urlopen(url.split("#")[0], timeout=10) as page:
+            assert page.status == 200 and b"<html" in page.read().lower()
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
+        assert listening.strip() and all(" 127.0.0.1:" in line for line in listening.strip().splitlines()), listening
+    finally:
+        ui.stop()

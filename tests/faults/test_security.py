@@ -67,11 +67,19 @@ def test_the_evaluate_stage_refuses_a_planted_model_file(tmp_path):
     assert not (root / "executed-ae").exists()
 
 
-def test_the_mlflow_ui_listens_on_127_0_0_1_only():
-    recipe = re.search(r"^ui:.*?\n((?:\t.*\n)+)", (REPO / "Makefile").read_text(), re.M).group(1)
-    assert "--host 127.0.0.1" in recipe and "0.0.0.0" not in recipe
-    blocks = (REPO / "README.md").read_text().split("```")[1::2]  # the code blocks
-    ui_blocks = [b for b in blocks if re.search(r"mlflow (ui|server)", b)]
+def test_the_mlflow_ui_and_the_scoring_server_listen_on_127_0_0_1_only(tmp_path):
+    from mnist_codec.serving import http
+    from mnist_codec.tracking import ui
+
+    (tmp_path / ".dvc").mkdir()
+    ui_cmd = ui.command(tmp_path, 5000)[0]
+    serve_cmd = http.command("champion", 5001)[0]
+    for cmd in (ui_cmd, serve_cmd):
+        assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and "0.0.0.0" not in cmd
+    recipes = re.findall(r"^(?:ui|tracking-server|serve-model):.*?\n((?:\t.*\n)+)", (REPO / "Makefile").read_text(), re.M)
+    assert len(recipes) == 3 and not any("--host" in r or "0.0.0.0" in r for r in recipes)
+    blocks = [b for page in sorted((REPO / "docs").glob("*.md")) for b in page.read_text().split("```")[1::2]]
+    ui_blocks = [b for b in blocks if re.search(r"mlflow (ui|server|models serve)", b)]
     assert ui_blocks
     for block in ui_blocks:
         assert "--host 127.0.0.1" in block and "0.0.0.0" not in block, block

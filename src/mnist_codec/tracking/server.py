@@ -32,7 +32,7 @@ PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
 @dataclass(frozen=True)
 class ServerConfig:
     folder: Path  # holds the sqlite store, the artifacts, the auth files
-    port: int = 5000
+    port: int = 5050
     host: str = "127.0.0.1"
     backend_store_uri: str | None = None  # default: sqlite file in ``folder``
     artifacts_destination: str | None = None  # default: ``folder``/artifacts
@@ -67,7 +67,7 @@ def check_admin_password(password: str | None) -> None:
 def check_config(cfg: ServerConfig) -> None:
     if cfg.host != "127.0.0.1":
         raise ParamsError(f"host {cfg.host!r}: the server binds to 127.0.0.1 only; reach it from other machines "
-                          "through an SSH tunnel or a reverse proxy with TLS (see the README)")
+                          "through an SSH tunnel or a reverse proxy with TLS (see the docs: Working as a team)")
     if not 1 <= cfg.port <= 65535:
         raise ParamsError(f"port {cfg.port}: not a TCP port")
     if cfg.workers < 1:

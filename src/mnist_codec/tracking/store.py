@@ -23,6 +23,9 @@ from typing import Iterator
 from ..interrupts import deferred
 
 EXPERIMENT = "mnist-codec"
+# MLflow's UI opens an experiment by its kind: this one opens on its training runs table,
+# not on the GenAI overview it guesses for an experiment without the tag.
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def repo_root(start: str | Path | None = None) -> Path:
@@ -96,7 +99,7 @@ def failure_message(exc: BaseException) -> str | None:
     if re.search(r"error code 403\b", text) or exc.error_code == "PERMISSION_DENIED":
         user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(anonymous)")
         return (f"the MLflow tracking server {uri} refused user {user!r}: no permission to write to this experiment "
-                "or model; an admin grants it (README, Working as a team)")
+                "or model; an admin grants it (docs: Working as a team)")
     return None
 
 
@@ -113,10 +116,12 @@ def experiment_id(client, root: Path) -> str:
             raise DataError(f"experiment {name!r} on {client.tracking_uri} keeps its artifacts at "
                             f"{exp.artifact_location}, a folder of one machine; use another experiment "
                             "(MLFLOW_EXPERIMENT_NAME) so the server's artifact proxy stores them")
+        if exp.tags.get(KIND_TAG) != KIND:  # created before the tag was set
+            client.set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
         return exp.experiment_id
     try:
         location = None if server else (root / "mlruns").as_uri()
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags={KIND_TAG: KIND})
     except Exception:  # another process created it first
         exp = client.get_experiment_by_name(name)
         if exp is None:
