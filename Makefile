@@ -1,6 +1,6 @@
-# mnist-codec: `make repro` runs the pipeline, `make test` the tests. Both set up .venv first:
+# mnist-codec. `make help` lists the targets. Each one sets up .venv first, with what it needs:
 # `make install` what running needs; `make install-team` adds the team extras (S3, PostgreSQL,
-# logins) for `make server`; `make install-dev` adds those and the test tools.
+# logins) for `make tracking-server`; `make install-dev` adds those, the docs tools and the test tools.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,12 +9,27 @@ PIP_ARGS ?=
 STAMP := $(VENV)/.installed
 TEAM_STAMP := $(VENV)/.installed-team
 DEV_STAMP := $(VENV)/.installed-dev
+DOCS_STAMP := $(VENV)/.installed-docs
+RUN := PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: install install-team install-dev repro test test-fast bench sweep frontier ui server serve clean-venv
+.PHONY: help install install-team install-dev install-docs repro test test-full docs docs-serve bench sweep \
+	frontier notebook-table ui tracking-server serve-model clean-venv
+
+help:
+	@echo "make repro            run the pipeline (dvc repro): reports/, models in MLflow"
+	@echo "make ui               the MLflow UI on http://127.0.0.1:$(UI_PORT), opened on the training runs"
+	@echo "make test             the fast tests (a few minutes); make test-full: every test, as CI runs"
+	@echo "make docs             build the docs site into site/ (strict); make docs-serve: on 127.0.0.1:$(DOCS_PORT)"
+	@echo "make sweep            the rate-distortion curve; make frontier: the strongest 32-number codec"
+	@echo "make notebook-table   the comparison under the notebook's protocol: reports/protocols/notebook.md"
+	@echo "make bench            side-by-side timings: benchmarks/RESULTS.md"
+	@echo "make tracking-server  the team's MLflow server on 127.0.0.1:$(TRACKING_PORT)"
+	@echo "make serve-model      the champion over HTTP on 127.0.0.1:$(SERVE_PORT)"
 
 install: $(STAMP)
 install-team: $(TEAM_STAMP)
 install-dev: $(DEV_STAMP)
+install-docs: $(DOCS_STAMP)
 
 # constraints.txt is the lock: exact versions of every dependency.
 $(STAMP): pyproject.toml constraints.txt
@@ -31,16 +46,38 @@ $(TEAM_STAMP): $(STAMP)
 $(DEV_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) \
 		-c constraints.txt -e '.[dev]'
-	@touch $(DEV_STAMP)
+	@touch $(DEV_STAMP) $(DOCS_STAMP) $(TEAM_STAMP)
 
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) \
+		-c constraints.txt -e '.[docs]'
+	@touch $(DOCS_STAMP)
+
+# dvc repro, then the README's headline table from the reports it wrote (mnist-codec readme).
 repro: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
+	$(RUN) dvc repro
+	$(RUN) mnist-codec readme
 
+# The fast tests: unit tests and one in-process smoke run of the whole pipeline (tests/smoke.py),
+# no PostgreSQL needed. `make test-full` runs every test (the DVC end-to-end runs, the gate's
+# seeded runs, the real PostgreSQL, S3 and MLflow servers, the whole fault suite): what CI runs.
+# `make test` spreads the test files over the cores (pytest-xdist, PYTEST_WORKERS=auto; 1 runs
+# them in one process). PYTEST_ARGS adds pytest arguments, e.g. PYTEST_ARGS="-k registry".
+PYTEST_ARGS ?=
+PYTEST_WORKERS ?= auto
 test: install-dev
-	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pytest
+	$(RUN) python -m pytest -m "not full" -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-test-fast: install-dev
-	PATH="$(CURDIR)/$(BIN):$$PATH" python -m pytest -m "not slow"
+test-full: install-dev
+	$(RUN) python -m pytest --durations=25 $(PYTEST_ARGS)
+
+# The docs site (mkdocs-material): pages in docs/, results included from reports/ as they are.
+DOCS_PORT ?= 8000
+docs: install-docs
+	$(RUN) NO_MKDOCS_2_WARNING=1 mkdocs build --strict
+
+docs-serve: install-docs
+	$(RUN) NO_MKDOCS_2_WARNING=1 mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 # 1 seed vs 3, the notebook vs the pipeline stage by stage under both protocols, the CPU
 # training plans (~45 min together), and the champion served over HTTP vs in-process (~2 min;
@@ -58,46 +95,52 @@ SWEEP_SIZES ?= 2 4 8 16 32 64 128
 SWEEP_ARGS ?=
 SWEEP_JOBS ?= 1
 sweep: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" dvc exp remove $(addprefix rd-,$(SWEEP_SIZES)) >/dev/null 2>&1 || true
-	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro preprocess
+	$(RUN) dvc exp remove $(addprefix rd-,$(SWEEP_SIZES)) >/dev/null 2>&1 || true
+	$(RUN) dvc repro preprocess
 	for k in $(SWEEP_SIZES); do \
-		PATH="$(CURDIR)/$(BIN):$$PATH" dvc exp run --queue -n rd-$$k -S latent_dim=$$k $(SWEEP_ARGS) || exit 1; \
+		$(RUN) dvc exp run --queue -n rd-$$k -S latent_dim=$$k $(SWEEP_ARGS) || exit 1; \
 	done
-	PATH="$(CURDIR)/$(BIN):$$PATH" dvc queue start -j $(SWEEP_JOBS)
-	PATH="$(CURDIR)/$(BIN):$$PATH" mnist-codec sweep-report --wait
+	$(RUN) dvc queue start -j $(SWEEP_JOBS)
+	$(RUN) mnist-codec sweep-report --wait
 
 # The frontier codec, reports/frontier.json: each candidate in src/mnist_codec/experiments/frontier.py is a
 # DVC experiment scored on the validation split (the last 10,000 training images, one seed); the
 # best is run on the test images (default seeds). Models go to MLflow like any run's. About 35 min
-# on 2 CPU cores. FRONTIER_EXTRA adds KEY=VALUE overrides to every run (small profiles).
-FRONTIER_EXTRA ?=
+# on 2 CPU cores. FRONTIER_ARGS adds -S overrides to every run, as SWEEP_ARGS does the sweep's.
+FRONTIER_ARGS ?=
 frontier: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" mnist-codec frontier --extra "$(FRONTIER_EXTRA)"
+	$(RUN) mnist-codec frontier $(FRONTIER_ARGS)
 
+# The comparison under the notebook's protocol (all 70,000 images, as the notebook did): one DVC
+# experiment, `dvc exp run --temp -n protocol-notebook -S data.protocol=notebook`, its table copied
+# from the experiment's commit to reports/protocols/notebook.md (and .csv). About 5 min on 2 cores.
+PROTOCOL_ARGS ?=
+notebook-table: install
+	$(RUN) mnist-codec protocol-table notebook $(PROTOCOL_ARGS)
+
+# Three servers, three names, three ports, each bound to 127.0.0.1:
+# the UI on this checkout's own store; it prints the address of the training runs table.
+UI_PORT ?= 5000
 ui: install
-	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
-		--default-artifact-root "$(CURDIR)/mlruns" --host 127.0.0.1 --port 5000 --workers 1
+	$(RUN) mnist-codec ui --port $(UI_PORT)
 
-# The team's tracking server on 127.0.0.1 (README, "Working as a team"): MLflow's server with
-# its artifact proxy; store: sqlite in $(SERVER_DIR), or BACKEND=postgresql://user:pw@host:port/db;
+# The team's tracking server (docs: Working as a team): MLflow's server with its artifact
+# proxy; store: sqlite in $(SERVER_DIR), or BACKEND=postgresql://user:pw@host:port/db;
 # AUTH=1 runs MLflow's basic-auth app, with the admin password from MLFLOW_AUTH_ADMIN_PASSWORD.
-SERVER_PORT ?= 5000
+TRACKING_PORT ?= 5050
 SERVER_DIR ?= .mlflow-server
 BACKEND ?=
 AUTH ?=
-server: install-team
-	PATH="$(CURDIR)/$(BIN):$$PATH" mnist-codec server --port $(SERVER_PORT) --dir "$(SERVER_DIR)" \
+tracking-server: install-team
+	$(RUN) mnist-codec server --port $(TRACKING_PORT) --dir "$(SERVER_DIR)" \
 		$(if $(BACKEND),--backend-store-uri "$(BACKEND)") $(if $(AUTH),--auth)
 
-# The registered champion over HTTP on 127.0.0.1 (POST /invocations), in this environment:
-# no conda, no downloads. MODEL=3 serves version 3; MLFLOW_TRACKING_URI picks another store.
+# The registered champion over HTTP (POST /invocations), in this environment: no conda, no
+# downloads. MODEL=3 serves version 3; MLFLOW_TRACKING_URI picks another store.
 MODEL ?= champion
-PORT ?= 5001
-serve: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false \
-	MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" \
-	mlflow models serve -m "$$($(BIN)/python -c 'import sys; from mnist_codec.tracking.registry import model_uri; print(model_uri(sys.argv[1]))' '$(MODEL)')" \
-		--env-manager local --host 127.0.0.1 --port $(PORT) --workers 1
+SERVE_PORT ?= 5001
+serve-model: install
+	$(BIN)/mnist-codec serve --model "$(MODEL)" --port $(SERVE_PORT)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -3,7 +3,8 @@
 Two benchmarks, each in temporary copies of this working tree, each alternating A B A B so
 that a busy machine slows both sides alike:
 
-* ``notebook``: the reference notebook as one script (A) against ``dvc repro --force`` (B)
+* ``notebook``: the reference notebook as one script (A, ``benchmarks/notebook_baseline.py``,
+  on the bundled MNIST files) against ``dvc repro --force`` (B)
   under the notebook's protocol (``data.protocol=notebook``: all 70,000 images, 10 epochs)
   with one seed, as the notebook trains each model once; after a first ``dvc repro`` as
   from a fresh clone (no DVC cache, no MLflow store yet). With ``--before REF`` the same
@@ -114,7 +115,7 @@ def timed(cmd: list[str], cwd: Path, env: dict, log: Path) -> float:
 def run_notebook(script: Path, mnist: Path, work: Path, env: dict, log: Path) -> dict:
     out_dir = work / "notebook_out"
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(script), str(mnist), str(out_dir)], env=env, check=True,
+    proc = subprocess.run([sys.executable, str(script), "--mnist", str(mnist), "--out", str(out_dir)], env=env, check=True,
                           capture_output=True, text=True)
     wall = time.perf_counter() - start
     with open(log, "a") as out:
@@ -579,8 +580,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", metavar="REF",
                         help="notebook: also time the pipeline at this commit, stage by stage (e.g. HEAD~3)")
     parser.add_argument("--calls", type=int, default=400, help="serve: requests per size and side")
-    parser.add_argument("--notebook", type=Path, default=ROOT.parent / "shared/benchmarks/notebook_baseline.py")
-    parser.add_argument("--mnist", type=Path, default=ROOT.parent / "shared/data/mnist")
+    parser.add_argument("--notebook", type=Path, default=ROOT / "benchmarks/notebook_baseline.py",
+                        help="the notebook as a script (default: the repository's own)")
+    parser.add_argument("--mnist", type=Path, default=ROOT / "src/mnist_codec/datasets/mnist",
+                        help="the four MNIST .gz files the notebook script reads (default: the bundled ones)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/RESULTS.md")
     parser.add_argument("--render-only", action="store_true",
                         help="rewrite the Markdown from the JSON beside it, without measuring")

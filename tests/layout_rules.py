@@ -1,6 +1,6 @@
 """The caching rule of the module layout, as data: which stages an edit of each module re-runs.
 
-DVC re-runs a stage when one of its ``deps`` changes. The rule (README, "Layout"):
+DVC re-runs a stage when one of its ``deps`` changes. The rule (docs/pipeline.md, "Layout"):
 
 * the HTML report and its figures -> report only;
 * evaluation, metrics, the comparison table, the promotion rule -> evaluate and report;
@@ -73,7 +73,8 @@ _groups: list[tuple[set[str], set[str]]] = [
     ({m for m, (_, _) in SIDE_CHANNELS.items() if not m.startswith((P + "evaluation/", P + "reporting/"))}
      | {P + "cli.py", P + "evaluation/gate.py", P + "tracking/server.py", P + "serving/served_model.py",
         P + "serving/digits.py", P + "experiments/__init__.py", P + "experiments/exps.py", P + "experiments/sweep.py",
-        P + "experiments/frontier.py", "benchmarks/bench_pipeline.py"}, set()),
+        P + "experiments/frontier.py", P + "experiments/protocols.py", P + "readme.py", P + "tracking/ui.py", P + "serving/http.py",
+        "benchmarks/bench_pipeline.py", "benchmarks/notebook_baseline.py"}, set()),
 ]
 STATUS: dict[str, set[str]] = {m: stages for group, stages in _groups for m in group}
 

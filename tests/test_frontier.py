@@ -90,7 +90,7 @@ def test_the_best_deep_codec_is_found_choice_is_by_validation_and_the_record_say
         frontier.best_deep_codec({"pca": _m(0.01, 1)["mse"], "ae": _m(0.01, 3)["mse"]})
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_make_frontier_selects_on_validation_and_logs_the_test_run_to_mlflow(tmp_path):
     """`make frontier` for real on a tiny profile, from a clone with no outputs."""
     from conftest import project_copy, project_env, store_runs
@@ -100,7 +100,7 @@ def test_make_frontier_selects_on_validation_and_logs_the_test_run_to_mlflow(tmp
     stamp = tmp_path / "installed"  # this environment is installed: make must not reinstall into it
     stamp.touch()
     extra = "data.train_limit=600 data.eval_limit=200 train.epochs=1"
-    proc = subprocess.run(["make", "frontier", f"VENV={sys.prefix}", f"STAMP={stamp}", f"FRONTIER_EXTRA={extra}"],
+    proc = subprocess.run(["make", "frontier", f"VENV={sys.prefix}", f"STAMP={stamp}", "FRONTIER_ARGS=" + " ".join(f"-S {o}" for o in extra.split())],
                           cwd=repo, env=project_env(repo), capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     rec = json.loads((repo / "reports/frontier.json").read_text())
@@ -126,3 +126,31 @@ def test_make_frontier_selects_on_validation_and_logs_the_test_run_to_mlflow(tmp
     # validation runs never saw the test split: their evaluation data is a slice of the training images
     val = [r for r in runs if r.data.tags.get("mnist_codec.dvc_exp", "").startswith(frontier.VAL_PREFIX)]
     assert val and all(r.data.params.get("data.protocol") in (None, "validation") for r in val)
+
+
+@pytest.mark.full
+def test_make_notebook_table_writes_the_notebook_protocols_table_from_its_experiment(tmp_path):
+    """`make notebook-table` for real on a tiny profile: one DVC experiment under the notebook
+    protocol, its table copied from the experiment's commit into reports/protocols/."""
+    from conftest import project_copy, project_env
+
+    repo = project_copy(tmp_path / "repo", {"n_seeds": 2, "activation": ["relu"], "evaluate": {"n_projection": 100}})
+    stamp = tmp_path / "installed"
+    stamp.touch()
+    def results():  # the workspace's reports, the protocol tables aside
+        return sorted((p.relative_to(repo), p.read_bytes()) for p in (repo / "reports").rglob("*")
+                      if p.is_file() and "protocols" not in p.parts)
+
+    before = results()
+    args = "-S data.train_limit=600 -S train.epochs=1"
+    proc = subprocess.run(["make", "notebook-table", f"VENV={sys.prefix}", f"STAMP={stamp}", f"PROTOCOL_ARGS={args}"],
+                          cwd=repo, env=project_env(repo), capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    table = (repo / "reports/protocols/notebook.md").read_text()
+    assert "-S data.protocol=notebook -S data.train_limit=600 -S train.epochs=1" in table.splitlines()[0]
+    assert "Evaluated on 600 images" in table and "notebook protocol" in table and "| Notebook MSE |" in table
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r.split("|")[1].strip() for r in rows] == ["PCA", "AE (1 layer)", "Deep AE (ReLU)"]
+    assert (repo / "reports/protocols/notebook.csv").read_text().startswith("codec")
+    # the workspace's own results are untouched: the experiment ran in a temporary copy
+    assert results() == before

@@ -1,5 +1,5 @@
-"""The ``mnist-codec`` command: the gate, params checks, encode/decode, the tracking server,
-the sweep's report and the frontier. No stage imports it (stages go through :mod:`mnist_codec.runner`)."""
+"""The ``mnist-codec`` command: the gate, params checks, encode/decode, the UI, the scoring
+server and the tracking server, the sweep's report, the frontier and the protocol tables. No stage imports it (stages go through :mod:`mnist_codec.runner`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import MnistCodecError
+from .errors import MnistCodecError, ParamsError
 from .params import load
 
 def _gate(args: argparse.Namespace) -> int:
@@ -84,13 +84,50 @@ def _sweep_report(args: argparse.Namespace) -> int:
 
 
 def _frontier(args: argparse.Namespace) -> int:
-    import shlex
-
     from .experiments import frontier
     from .workspace import workspace_root
 
-    frontier.run(workspace_root(), Path(args.out), extra=tuple(shlex.split(args.extra)))
+    frontier.run(workspace_root(), Path(args.out), extra=_overrides("frontier", args.set_param))
     return 0
+
+
+def _overrides(command: str, values: list[str]) -> tuple[str, ...]:
+    """``-S KEY=VALUE`` overrides, checked for their form (their values are checked by the stages)."""
+    for override in values:
+        key, eq, _ = override.partition("=")
+        if not eq or not key:
+            raise ParamsError(f"{command}: -S {override!r} is not KEY=VALUE (as dvc exp run -S takes)")
+    return tuple(values)
+
+
+def _protocol_table(args: argparse.Namespace) -> int:
+    from .experiments import protocols
+    from .workspace import workspace_root
+
+    protocols.run(workspace_root(), args.protocol, Path(args.out_dir), _overrides("protocol-table", args.set_param))
+    return 0
+
+
+def _readme(args: argparse.Namespace) -> int:
+    from . import readme
+
+    changed = readme.update(Path(args.readme), Path(args.comparison))
+    print(f"readme: {args.readme} {'updated from' if changed else 'already shows'} {args.comparison}")
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from .tracking import ui
+
+    ui.run(args.port)
+    return 0  # not reached: run() becomes the UI
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .serving import http
+
+    http.run(args.model, args.port)
+    return 0  # not reached: run() becomes the server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--model", default="champion", help=model_help)
     d.set_defaults(func=_decode)
     s = sub.add_parser("server", help="the team's MLflow tracking server on 127.0.0.1, artifacts proxied")
-    s.add_argument("--port", type=int, default=5000)
+    s.add_argument("--port", type=int, default=5050)
     s.add_argument("--dir", default=".mlflow-server", help="the server's folder: sqlite store, artifacts, auth files")
     s.add_argument("--backend-store-uri", default=None,
                    help="database URL, e.g. postgresql://mlflow:PASSWORD@127.0.0.1:5432/mlflow (default: sqlite in --dir)")
@@ -137,8 +174,31 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("frontier", help="choose the strongest codec on the validation split, measure it on the "
                                         "test images, write reports/frontier.json")
     f.add_argument("--out", default="reports/frontier.json")
-    f.add_argument("--extra", default="", help="more `KEY=VALUE` overrides for every run, e.g. 'train.epochs=2'")
+    f.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="an override added to every run, as `dvc exp run -S` takes it, e.g. -S train.epochs=2")
     f.set_defaults(func=_frontier)
+
+    t = sub.add_parser("protocol-table", help="the comparison table under another protocol, from one DVC "
+                                              "experiment: reports/protocols/<protocol>.md and .csv")
+    t.add_argument("protocol", help="notebook or validation")
+    t.add_argument("--out-dir", default="reports/protocols")
+    t.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="an override for the experiment, as `dvc exp run -S` takes it")
+    t.set_defaults(func=_protocol_table)
+
+    m = sub.add_parser("readme", help="write the README's headline table from reports/comparison.md")
+    m.add_argument("--readme", default="README.md")
+    m.add_argument("--comparison", default="reports/comparison.md")
+    m.set_defaults(func=_readme)
+
+    u = sub.add_parser("ui", help="MLflow's UI on this checkout's store, on 127.0.0.1, opened on the training runs")
+    u.add_argument("--port", type=int, default=5000)
+    u.set_defaults(func=_ui)
+
+    v = sub.add_parser("serve", help="a registered codec over HTTP on 127.0.0.1 (mlflow models serve)")
+    v.add_argument("--model", default="champion", help=model_help)
+    v.add_argument("--port", type=int, default=5001)
+    v.set_defaults(func=_serve)
     args = parser.parse_args(argv)
     from .runner import setup_logging
 

@@ -37,10 +37,21 @@ class _Section(BaseModel):
 
 
 class DataParams(_Section):
-    source: str = "bundled"
-    protocol: Literal["holdout", "validation", "notebook"] = "holdout"
-    train_limit: Annotated[StrictInt | None, Field(ge=1)] = None
-    eval_limit: Annotated[StrictInt | None, Field(ge=1)] = None
+    source: Annotated[str, Field(description=(
+        "where fetch copies MNIST from: `bundled` (the four files inside the package), or the base URL "
+        "(`https://…/`, `file:///…/`) of a mirror serving the standard names (`train-images-idx3-ubyte.gz`, …); "
+        "every file is verified by its size and SHA-256"))] = "bundled"
+    protocol: Annotated[Literal["holdout", "validation", "notebook"], Field(description=(
+        "`holdout`: fit on the 60,000 training images, evaluate on the 10,000 test images (per-epoch test "
+        "losses are for monitoring only); `validation`: fit on the first 50,000 training images, evaluate "
+        "on the last 10,000, the test images unused (where settings are chosen); `notebook`: fit and "
+        "evaluate on all 70,000, as the notebook did"))] = "holdout"
+    train_limit: Annotated[StrictInt | None, Field(ge=1, description=(
+        "keep only the first N training images, for quick runs (under `notebook`: the first N of the 70,000, "
+        "which it also evaluates on)"))] = None
+    eval_limit: Annotated[StrictInt | None, Field(ge=1, description=(
+        "keep only the first N evaluation images, for quick runs; refused under `notebook`, whose "
+        "evaluation images are its training images"))] = None
 
     @field_validator("source", mode="before")
     @classmethod
@@ -53,11 +64,18 @@ class DataParams(_Section):
 
 
 class TrainParams(_Section):
-    epochs: Annotated[StrictInt, Field(ge=1, le=10_000)] = 10
-    batch_size: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 128
-    lr: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)] = 1e-3
-    schedule: Literal["constant", "cosine", "onecycle"] = "constant"
-    weight_decay: float = 0.0
+    epochs: Annotated[StrictInt, Field(ge=1, le=10_000, description="passes over the training split")] = 10
+    batch_size: Annotated[StrictInt, Field(ge=1, le=1_000_000, description=(
+        "images per Adam step; the last partial batch is a step too, as in the notebook"))] = 128
+    lr: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False, description=(
+        "Adam's learning rate (the peak of `cosine` and `onecycle`); write `1.0e-3`, not `1e-3`, "
+        "which YAML reads as text"))] = 1e-3
+    schedule: Annotated[Literal["constant", "cosine", "onecycle"], Field(description=(
+        "learning rate per epoch: `constant` (the notebook's), `cosine` (half a cosine from `train.lr` down) "
+        "or `onecycle` (a rise from lr/25 to lr over the first 30% of the epochs, then half a cosine down to "
+        "lr/1e4); resumed at the right epoch after an interruption"))] = "constant"
+    weight_decay: Annotated[float, Field(description=(
+        "above 0: decoupled weight decay (AdamW); 0 keeps the notebook's Adam, number for number"))] = 0.0
 
     @field_validator("weight_decay", mode="before")
     @classmethod
@@ -69,9 +87,14 @@ class TrainParams(_Section):
 
 
 class DeepParams(_Section):
-    arch: Literal["mlp", "conv"] = "mlp"
-    hidden: tuple[int, ...] = (256, 64)
-    channels: tuple[int, ...] = (32, 64)
+    arch: Annotated[Literal["mlp", "conv"], Field(description=(
+        "the deep stage's codec, one per activation: `mlp` (the notebook's deep AE, `deep_<activation>`) or "
+        "`conv` (a convolutional AE, `conv_<activation>`)"))] = "mlp"
+    hidden: Annotated[tuple[int, ...], Field(description=(
+        "`mlp`: the widths between 784 and `latent_dim`, integers from 1 to 4096; the decoder mirrors them"))] = (256, 64)
+    channels: Annotated[tuple[int, ...], Field(description=(
+        "`conv`: 1 to 4 channel counts (1 to 512) of stride-2 3×3 convolutions (28→14→7…), then a linear map "
+        "to the code; the decoder mirrors them with transposed convolutions and ends in a Sigmoid"))] = (32, 64)
 
     @field_validator("hidden", mode="before")
     @classmethod
@@ -92,16 +115,25 @@ class DeepParams(_Section):
 
 
 class EvaluateParams(_Section):
-    n_examples: Annotated[StrictInt, Field(ge=1, le=64)] = 8
-    n_projection: Annotated[StrictInt, Field(ge=10, le=100_000)] = 2000
+    n_examples: Annotated[StrictInt, Field(ge=1, le=64, description="digits in the reconstruction grid")] = 8
+    n_projection: Annotated[StrictInt, Field(ge=10, le=100_000, description=(
+        "digits in the 2-D scatter plots of PCA and of the codes"))] = 2000
 
 
 class Params(_Section):
-    seed: Annotated[StrictInt, Field(ge=0, le=2**32 - 1)] = 42
-    n_seeds: Annotated[StrictInt, Field(ge=1, le=100)] = 3
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    latent_dim: Annotated[StrictInt, Field(ge=1, le=N_PIXELS - 1)] = 32
-    activation: tuple[Activation, ...] = ("relu", "tanh", "leaky_relu")
+    seed: Annotated[StrictInt, Field(ge=0, le=2**32 - 1, description=(
+        "every model is seeded from this, its own name and its replicate number, so its result does not "
+        "depend on which others were trained"))] = 42
+    n_seeds: Annotated[StrictInt, Field(ge=1, le=100, description=(
+        "how many times each autoencoder is trained, on seeds derived from `seed` (the first is the one a "
+        "1-seed run uses); results are the mean and 95% interval over them. PCA is deterministic and "
+        "fitted once"))] = 3
+    device: Annotated[Literal["auto", "cpu", "cuda"], Field(description=(
+        "`auto` (CUDA if torch sees a GPU, else the CPU), `cpu` or `cuda`; the device used is recorded "
+        "with each run"))] = "auto"
+    latent_dim: Annotated[StrictInt, Field(ge=1, le=N_PIXELS - 1, description="the code size of every codec")] = 32
+    activation: Annotated[tuple[Activation, ...], Field(description=(
+        "the deep AE's activation: one name, or a list (one deep AE each)"))] = ("relu", "tanh", "leaky_relu")
     data: DataParams = DataParams()
     train: TrainParams = TrainParams()
     deep: DeepParams = DeepParams()
@@ -133,6 +165,24 @@ SCHEMA: dict[str, FieldInfo] = {
 
 
 # --- messages ------------------------------------------------------------------------------
+
+def reference() -> list[dict[str, str]]:
+    """One row per key, from the schema itself: the docs' params reference (it cannot drift)."""
+    defaults = Params().to_dict()
+    rows = []
+    for key, field in SCHEMA.items():
+        if get_origin(field.annotation) is tuple and key == "activation":
+            accepts = "one of " + ", ".join(ACTIVATIONS) + ", or a list of them"
+        elif get_origin(field.annotation) is tuple:
+            accepts = "a list of integers"
+        elif field.annotation is str:
+            accepts = "text"
+        else:
+            accepts = allowed(field)
+        rows.append({"key": key, "default": _value(defaults, key), "accepts": accepts,
+                     "meaning": field.description or ""})
+    return rows
+
 
 def allowed(field: FieldInfo) -> str:
     """What a field accepts, worded from its type and declared bounds."""
@@ -186,9 +236,14 @@ def validate(raw: Any) -> Params:
     if not isinstance(raw, dict):
         raise ParamsError(f"params: expected a mapping of keys at the top level, found {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as exc:
         raise _message(exc.errors()[0], raw) from None
+    if params.data.protocol == "notebook" and params.data.eval_limit is not None:
+        raise ParamsError(f"params: 'data.eval_limit' = {params.data.eval_limit!r} is not allowed under "
+                          "data.protocol 'notebook', which evaluates on the images it trains on; set it to null "
+                          "and shrink both with data.train_limit")
+    return params
 
 
 def missing_keys(raw: dict) -> list[str]:

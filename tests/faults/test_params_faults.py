@@ -25,6 +25,8 @@ BAD_VALUES = [
     ({"data": {"protocol": "kfold"}}, "data.protocol", "holdout, validation, notebook"),
     ({"data": {"train_limit": 0}}, "data.train_limit", ">= 1"),
     ({"data": {"eval_limit": "all"}}, "data.eval_limit", "or null"),
+    # the notebook protocol evaluates on its training images: a separate limit would be ignored
+    ({"data": {"protocol": "notebook", "eval_limit": 500}}, "data.eval_limit", "shrink both with data.train_limit"),
     ({"train": {"epochs": 0}}, "train.epochs", "from 1"),
     ({"train": {"batch_size": True}}, "train.batch_size", "integer"),
     ({"train": {"lr": -0.001}}, "train.lr", "positive number"),

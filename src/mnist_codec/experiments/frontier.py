@@ -133,7 +133,7 @@ def _minutes(seconds: float) -> str:
 
 
 def markdown(rec: dict) -> str:
-    """The README's account of a frontier record: the number, how it was chosen, what it cost."""
+    """The docs' account of a frontier record: the number, how it was chosen, what it cost."""
     low, high = rec["test_mse_ci95"]
     half = (high - low) / 2
     verdict = "met" if rec["meets_target"] else "not met"
