@@ -190,3 +190,19 @@ def drain_queue(root: Path, env: dict[str, str] | None = None, timeout: float = 
     wait_for_queue(root, poll=3, timeout=timeout)
     subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=root, env=full, capture_output=True, timeout=120)
     return {e.name: e.state for e in exps.experiments(exps.show(root))}
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory) -> Path:
+    """The whole pipeline run once in-process (tests/smoke.py): a project with every stage's
+    outputs, its models trained on 2 seeds, evaluated and registered in its own MLflow store."""
+    import smoke as run
+
+    root = tmp_path_factory.mktemp("smoke") / "project"
+    root.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in run.env_for(root).items():
+            mp.setenv(key, value)
+        mp.chdir(root)
+        run.run_all(root, run.params_for())
+    return root

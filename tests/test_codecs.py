@@ -11,7 +11,8 @@ import sys
 
 import pytest
 import torch
-from test_registry import env_for, make_project, run_pipeline
+from smoke import env_for, make_project
+from smoke import train_and_evaluate as run_pipeline
 
 from mnist_codec.codecs import models
 from mnist_codec.params import validate
@@ -34,6 +35,7 @@ def conv_project(tmp_path_factory):
     return root
 
 
+@pytest.mark.full  # trains conv codecs of their own: make test-full
 def test_conv_codecs_are_trained_logged_and_registered_per_seed(conv_project):
     import mlflow
 
@@ -56,6 +58,7 @@ def test_conv_codecs_are_trained_logged_and_registered_per_seed(conv_project):
             assert spec == record["spec"] and isinstance(model.encoder[1], torch.nn.Conv2d)
 
 
+@pytest.mark.full  # trains conv codecs of their own: make test-full
 def test_the_comparison_table_names_the_conv_codecs_with_their_stored_numbers(conv_project):
     table = (conv_project / "reports/comparison.md").read_text()
     metrics = json.loads((conv_project / "reports/metrics.json").read_text())
@@ -66,6 +69,7 @@ def test_the_comparison_table_names_the_conv_codecs_with_their_stored_numbers(co
         assert f"{stored:,}" in row
 
 
+@pytest.mark.full  # trains conv codecs of their own: make test-full
 def test_a_fresh_process_loads_a_conv_version_from_mlflow_with_its_number(conv_project):
     metrics = json.loads((conv_project / "reports/metrics.json").read_text())
     record = json.loads((conv_project / "models/deep/conv_elu/seed1.json").read_text())
@@ -94,6 +98,7 @@ def test_a_wider_mlp_is_a_params_change_away(tmp_path, monkeypatch):
     assert widths == [(784, 100), (100, 50), (50, 25), (25, 32), (32, 25), (25, 50), (50, 100), (100, 784)]
 
 
+@pytest.mark.full  # trains conv codecs of their own: make test-full
 def test_a_deep_index_without_its_codec_list_is_refused_by_name(conv_project, tmp_path):
     from mnist_codec.errors import DataError
 

@@ -1,9 +1,10 @@
-"""The README stays true: its results and stage graph match what the repo produces."""
+"""The README and the docs stay true: they show what the repo produces, and the site builds."""
 
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import REPO
@@ -13,44 +14,97 @@ def _table_rows(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("| ")]
 
 
-def test_readme_results_table_is_the_committed_comparison():
-    readme = (REPO / "README.md").read_text()
-    committed = _table_rows((REPO / "reports" / "comparison.md").read_text())
-    section = readme.split("<!-- results:holdout -->", 1)[1].split("<!--", 1)[0]
-    assert _table_rows(section)[: len(committed)] == committed
+def test_the_readme_is_short_and_its_table_is_the_one_make_repro_wrote():
+    from mnist_codec import readme
+
+    text = (REPO / "README.md").read_text()
+    assert len(text.splitlines()) <= 150
+    block = text.split(readme.START, 1)[1].split(readme.END, 1)[0].strip()
+    assert block == readme.headline((REPO / "reports/comparison.md").read_text()), \
+        "README.md's table is not reports/comparison.md's: run `make repro` (or `mnist-codec readme`)"
+    assert _table_rows(block)
 
 
-def test_readme_stage_graph_is_dvc_dag():
+def test_the_readme_command_rewrites_the_table_between_its_markers(tmp_path):
+    from mnist_codec import readme
+    from mnist_codec.errors import DataError
+
+    page, table = tmp_path / "README.md", tmp_path / "comparison.md"
+    page.write_text(f"intro\n{readme.START}\nstale\n{readme.END}\nrest\n")
+    table.write_text("# Title\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    assert readme.update(page, table) and not readme.update(page, table)
+    assert page.read_text() == f"intro\n{readme.START}\n| a | b |\n|---|---|\n| 1 | 2 |\n{readme.END}\nrest\n"
+    page.write_text("no markers\n")
+    with pytest.raises(DataError, match="markers"):
+        readme.update(page, table)
+    assert page.read_text() == "no markers\n"
+
+
+def test_the_pipeline_page_shows_dvc_dag_and_every_stage_in_order():
     dvc = Path(sys.executable).parent / "dvc"
     dag = subprocess.run([str(dvc), "dag", "--md"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert dag.strip() in (REPO / "README.md").read_text()
+    page = (REPO / "docs/pipeline.md").read_text()
+    assert dag.strip() in page
+    stages = " → ".join(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+    assert stages in page and stages in (REPO / "README.md").read_text()
 
 
-def test_readme_names_every_stage_in_order():
-    stages = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
-    assert " → ".join(stages) in (REPO / "README.md").read_text()
+def test_every_page_is_in_the_nav_and_every_readme_link_exists():
+    import re
+
+    config = (REPO / "mkdocs.yml").read_text()
+    pages = sorted(p.name for p in (REPO / "docs").glob("*.md"))
+    assert pages and all(f": {p}" in config for p in pages), pages
+    links = re.findall(r"\]\((docs/[^)#]+)", (REPO / "README.md").read_text())
+    assert links and all((REPO / link).is_file() for link in links), links
 
 
-def test_readme_shows_the_committed_rate_distortion_curve():
-    readme = (REPO / "README.md").read_text()
-    committed = (REPO / "reports" / "rate_distortion.md").read_text()
-    section = readme.split("<!-- results:rate-distortion -->", 1)[1].split("<!--", 1)[0]
-    assert _table_rows(section) == _table_rows(committed)
-    sentence = committed.strip().splitlines()[-1]  # where the autoencoders stop beating PCA, if they do
-    assert sentence in section.replace("\n", " ")
-    assert "![" in section and "(reports/rate_distortion.png)" in section
+def test_every_params_key_has_a_meaning_for_the_reference():
+    from mnist_codec import params
+
+    rows = params.reference()
+    assert [r["key"] for r in rows] == list(params.SCHEMA)
+    assert all(len(r["meaning"]) > 10 and r["accepts"] for r in rows), [r["key"] for r in rows if not r["meaning"]]
 
 
-def test_readme_gives_the_committed_frontier_record_and_its_command():
+def test_the_docs_site_builds_strictly_with_the_reports_included(tmp_path):
+    """`make docs`: every page builds with --strict; results come from reports/ as they are."""
+    import html
+    import json
+
+    from mnist_codec import params
+    from mnist_codec.experiments import frontier
+
+    mkdocs = Path(sys.executable).parent / "mkdocs"
+    site = tmp_path / "site"
+    proc = subprocess.run([str(mkdocs), "build", "--strict", "--site-dir", str(site)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def page(name: str) -> str:
+        return html.unescape((site / name / "index.html").read_text())
+
+    results = page("results")
+    for report in ("reports/comparison.md", "reports/rate_distortion.md", "reports/protocols/notebook.md"):
+        for row in _table_rows((REPO / report).read_text())[2:]:
+            assert row.split("|")[1].strip() in results, (report, row)
+    rec = json.loads((REPO / "reports/frontier.json").read_text())
+    assert f"{rec['test_mse']:.6f}" in results and frontier.markdown(rec).split("**")[1] in results
+    for png in ["reports/rate_distortion.png", *sorted(str(p.relative_to(REPO)) for p in
+                                                       (REPO / "reports/figures").glob("*.png"))]:
+        assert (site / png).read_bytes() == (REPO / png).read_bytes() and png in results
+    reference = page("params")
+    assert all(f"<code>{key}</code>" in reference for key in params.SCHEMA)
+    assert "Benchmarks: the pipeline side by side" in page("benchmarks")
+
+
+def test_the_committed_frontier_record_is_what_this_code_runs():
     import json
     import shlex
 
     from mnist_codec.experiments import frontier
 
     rec = json.loads((REPO / "reports" / "frontier.json").read_text())
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("<!-- results:frontier -->", 1)[1].split("<!--", 1)[0]
-    assert frontier.markdown(rec) in section
     # the record is what this code runs: the chosen candidate's overrides, no others
     assert rec["command"] == "make frontier" and "frontier:" in (REPO / "Makefile").read_text()
     assert shlex.split(rec["experiment_command"]) == frontier.exp_run_command(

@@ -29,7 +29,7 @@ import yaml
 
 from conftest import project_copy, sh
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.full
 
 SMALL = {"data": {"train_limit": 3000, "eval_limit": 500}, "train": {"epochs": 4, "batch_size": 64},
          "n_seeds": 10, "evaluate": {"n_projection": 200}}

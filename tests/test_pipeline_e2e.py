@@ -14,7 +14,7 @@ import yaml
 from conftest import project_copy, project_env, sh
 from layout_rules import AT_LEAST, AT_MOST, SIDE_CHANNELS, STATUS
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.full
 
 CODECS = ["pca", "ae", "deep_relu", "deep_tanh", "deep_leaky_relu"]
 N_SEEDS = 3  # the default

@@ -121,7 +121,7 @@ def test_the_command_reads_exp_show_rows(raw_dir, tmp_path):
     assert (tmp_path / "reports" / "rate_distortion.png").is_file()
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_make_sweep_runs_the_queue_and_reports_every_size(tmp_path):
     """`make sweep` for real on a tiny profile, from a clone with no outputs: two queued
     experiments, DVC's queue, the report (PCA's curve on the workspace's splits)."""

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import drain_queue, project_copy, project_env, sh, store_runs
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.full
 
 SMALL = {"data": {"train_limit": 3000, "eval_limit": 500}, "train": {"epochs": 2},
          "evaluate": {"n_projection": 200}}

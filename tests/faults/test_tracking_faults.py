@@ -8,6 +8,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
@@ -27,6 +29,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.full
 def test_concurrent_writers_to_a_fresh_store_lose_nothing(tmp_path):
     import mlflow
 

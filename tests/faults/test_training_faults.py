@@ -73,18 +73,21 @@ def test_a_diverging_loss_stops_the_stage_naming_model_and_epoch(tmp_path):
 
 # --- SIGTERM mid-training, then the next run resumes -----------------------------------------
 
-RESUMABLE = dict(seed=5, n_seeds=2, latent_dim=32, activation=["relu", "tanh"], train={"epochs": 30})
+RESUMABLE = dict(seed=5, n_seeds=2, latent_dim=32, activation=["relu", "tanh"], train={"epochs": 6})
 SEED_RUNS = ["deep_relu", "deep_relu seed0", "deep_relu seed1", "deep_tanh", "deep_tanh seed0", "deep_tanh seed1"]
 
 
-def test_sigterm_mid_training_kills_the_runs_and_the_next_run_resumes_to_the_same_losses(tmp_path):
-    root = mini_project(tmp_path / "killed", **RESUMABLE)
+def test_sigterm_mid_training_kills_the_runs_and_the_next_run_resumes(tmp_path):
+    """The stage process's side: exit 130, runs KILLED, nothing written but checkpoints, and the
+    next run resumes from them. That a resumed run ends with the uninterrupted run's losses is
+    held exactly in the library below; Ctrl-C under `dvc repro` in test_dvc_faults.py."""
+    root = mini_project(tmp_path / "killed", n_train=1000, **RESUMABLE)
     proc = subprocess.Popen([sys.executable, str(REPO / "stages" / "train_deep.py"), *DEEP_ARGS], cwd=root,
                             env=clean_env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     seen = []
     for line in proc.stderr:
         seen.append(line)
-        if "epoch 3/30" in line:
+        if "epoch 2/6" in line:
             proc.send_signal(signal.SIGTERM)
             break
     rest = proc.stderr.read()
@@ -106,14 +109,9 @@ def test_sigterm_mid_training_kills_the_runs_and_the_next_run_resumes_to_the_sam
     for name in ("deep_relu", "deep_tanh"):
         assert all((root / "models" / "deep" / name / f"seed{r}.pt").is_file() for r in range(2))
     assert not (root / "models" / ".checkpoints").exists()  # spent once the outputs are in place
-
-    reference = mini_project(tmp_path / "uninterrupted", **RESUMABLE)
-    assert run_stage(reference, "train_deep", *DEEP_ARGS).returncode == 0
     for name in ("deep_relu/seed0", "deep_relu/seed1", "deep_tanh/seed0", "deep_tanh/seed1"):
         got = np.loadtxt(root / "reports/curves/deep" / f"{name}.csv", delimiter=",", skiprows=1)
-        want = np.loadtxt(reference / "reports/curves/deep" / f"{name}.csv", delimiter=",", skiprows=1)
-        assert got.shape == (30, 3)
-        np.testing.assert_allclose(got, want, rtol=1e-6)
+        assert got.shape == (6, 3)  # every epoch's losses, the ones before the signal included
     finished = [r for r in store_runs(root, "train_deep")[0] if r.info.status == "FINISHED"]
     assert sorted(r.info.run_name for r in finished) == SEED_RUNS
 
@@ -195,6 +193,7 @@ def _run_stages(root: Path, params) -> None:
                         root / "data/evaluation/samples.npz", root / "reports/figures", root / "reports/report.html")
 
 
+@pytest.mark.full
 def test_a_stage_killed_at_any_rename_leaves_each_output_old_or_complete(tmp_path, monkeypatch, mlflow_store):
     root = mini_project(tmp_path / "p", n_train=300, latent_dim=4, activation=["tanh"], deep={"hidden": [16, 8]},
                         n_seeds=2, train={"epochs": 1}, evaluate={"n_projection": 50})
