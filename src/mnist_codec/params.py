@@ -37,7 +37,8 @@ class _Section(BaseModel):
 
 
 class DataParams(_Section):
-    source: Annotated[str, Field(description=(
+    source: Annotated[str, Field(json_schema_extra={"accepts": "`bundled`, or a URL starting with https://, http:// "
+                                                                "or file:// (no `..` segments)"}, description=(
         "where fetch copies MNIST from: `bundled` (the four files inside the package), or the base URL "
         "(`https://…/`, `file:///…/`) of a mirror serving the standard names (`train-images-idx3-ubyte.gz`, …); "
         "every file is verified by its size and SHA-256"))] = "bundled"
@@ -74,7 +75,8 @@ class TrainParams(_Section):
         "learning rate per epoch: `constant` (the notebook's), `cosine` (half a cosine from `train.lr` down) "
         "or `onecycle` (a rise from lr/25 to lr over the first 30% of the epochs, then half a cosine down to "
         "lr/1e4); resumed at the right epoch after an interruption"))] = "constant"
-    weight_decay: Annotated[float, Field(description=(
+    weight_decay: Annotated[float, Field(json_schema_extra={"accepts": "a number from 0 up to (not including) 1"},
+                                         description=(
         "above 0: decoupled weight decay (AdamW); 0 keeps the notebook's Adam, number for number"))] = 0.0
 
     @field_validator("weight_decay", mode="before")
@@ -90,9 +92,11 @@ class DeepParams(_Section):
     arch: Annotated[Literal["mlp", "conv"], Field(description=(
         "the deep stage's codec, one per activation: `mlp` (the notebook's deep AE, `deep_<activation>`) or "
         "`conv` (a convolutional AE, `conv_<activation>`)"))] = "mlp"
-    hidden: Annotated[tuple[int, ...], Field(description=(
+    hidden: Annotated[tuple[int, ...], Field(json_schema_extra={"accepts": "a non-empty list of integers from 1 to 4096"},
+                                             description=(
         "`mlp`: the widths between 784 and `latent_dim`, integers from 1 to 4096; the decoder mirrors them"))] = (256, 64)
-    channels: Annotated[tuple[int, ...], Field(description=(
+    channels: Annotated[tuple[int, ...], Field(json_schema_extra={"accepts": "a list of 1 to 4 integers from 1 to 512"},
+                                               description=(
         "`conv`: 1 to 4 channel counts (1 to 512) of stride-2 3×3 convolutions (28→14→7…), then a linear map "
         "to the code; the decoder mirrors them with transposed convolutions and ends in a Sigmoid"))] = (32, 64)
 
@@ -171,12 +175,11 @@ def reference() -> list[dict[str, str]]:
     defaults = Params().to_dict()
     rows = []
     for key, field in SCHEMA.items():
-        if get_origin(field.annotation) is tuple and key == "activation":
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if "accepts" in extra:  # a field checked by its own validator says what it takes
+            accepts = str(extra["accepts"])
+        elif key == "activation":
             accepts = "one of " + ", ".join(ACTIVATIONS) + ", or a list of them"
-        elif get_origin(field.annotation) is tuple:
-            accepts = "a list of integers"
-        elif field.annotation is str:
-            accepts = "text"
         else:
             accepts = allowed(field)
         rows.append({"key": key, "default": _value(defaults, key), "accepts": accepts,
