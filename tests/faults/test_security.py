@@ -35,11 +35,54 @@ def plant(path: Path, marker: Path) -> None:
         pickle.dump({"spec": {"kind": "ae", "latent_dim": 4}, "state_dict": Payload(marker)}, fh)
 
 
-def test_a_pickle_payload_in_place_of_a_model_is_refused_not_run(tmp_path):
-    plant(tmp_path / "evil.pt", tmp_path / "executed")
-    with pytest.raises(DataError, match="evil.pt: not a valid mnist-codec model file"):
-        models.load(tmp_path / "evil.pt")
-    assert not (tmp_path / "executed").exists()
+def test_the_payload_really_runs_when_unpickled(tmp_path):
+    """The control for the tests below: unpickling the payload does create its marker."""
+    pickle.loads(pickle.dumps(Payload(tmp_path / "ran")))
+    assert (tmp_path / "ran").exists()
+
+
+def _planted_npz(path: Path, marker: Path, key: str) -> None:
+    """An .npz whose array is an object array: numpy stores it as a pickle of the payload."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{key: np.array([Payload(marker)], dtype=object)})
+
+
+def _load_model(tmp_path: Path, marker: Path) -> None:
+    plant(tmp_path / "evil.pt", marker)
+    models.load(tmp_path / "evil.pt")
+
+
+def _load_served_weights(tmp_path: Path, marker: Path) -> None:
+    from mnist_codec.serving import model as serving
+
+    spec = {"kind": "deep", "latent_dim": 8, "hidden": [32], "activation": "relu"}
+    paths = serving.write_artifacts(models.build(spec), spec, tmp_path)
+    _planted_npz(Path(paths["weights"]), marker, "encoder.0.weight")
+    serving.load_codec(paths["spec"], paths["weights"])
+
+
+def _load_pca(tmp_path: Path, marker: Path) -> None:
+    from mnist_codec.codecs import pca
+
+    _planted_npz(tmp_path / "pca.npz", marker, "mean")  # the first array PCA reads
+    pca.load(tmp_path / "pca.npz")
+
+
+# Every loader of a stored model, one place: a training checkpoint or model file (torch.load with
+# weights_only=True), the served codec's weights (np.load, allow_pickle=False), PCA's arrays.
+# The evaluate stage below and the registry's champion (tests/test_registry.py) go through them.
+@pytest.mark.parametrize("load, says", [
+    (_load_model, "evil.pt: not a valid mnist-codec model file"),
+    (_load_served_weights, "not a valid codec artifact"),
+    (_load_pca, "not a valid PCA file"),
+], ids=["model-file", "served-weights", "pca"])
+def test_a_planted_pickle_is_refused_by_every_loader_and_never_runs(tmp_path, load, says):
+    marker = tmp_path / "executed"
+    with pytest.raises(DataError, match=says):
+        load(tmp_path, marker)
+    assert not marker.exists()
 
 
 def test_the_evaluate_stage_refuses_a_planted_model_file(tmp_path):
