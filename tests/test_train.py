@@ -58,14 +58,24 @@ def test_last_partial_batch_is_trained_on(digits):
     assert hist[0].train_loss == pytest.approx(before, rel=1e-5)
 
 
-def test_non_finite_loss_names_model_and_epoch(digits):
+@pytest.mark.parametrize("alone", [True, False], ids=["one-model", "side-by-side"])
+def test_a_non_finite_loss_stops_training_naming_model_and_epoch(digits, alone):
+    """The library's side (the stage's one line and its FAILED runs: tests/faults/test_training_faults.py):
+    a model alone, and one of two models trained side by side in a stack."""
     x, _ = digits
-    model = models.build({"kind": "ae", "latent_dim": 4})
-    with torch.no_grad():
-        model.encoder[0].weight[0, 0] = float("nan")
     xt = torch.from_numpy(x)
-    with pytest.raises(TrainingError, match="ae: training loss became nan in epoch 1"):
-        train.fit(model, xt, xt, name="ae", epochs=3, batch_size=64, lr=1e-3, generator=seed_everything(0))
+    if alone:
+        model = models.build({"kind": "ae", "latent_dim": 4})
+        with torch.no_grad():
+            model.encoder[0].weight[0, 0] = float("nan")
+        with pytest.raises(TrainingError, match="ae: training loss became nan in epoch 1"):
+            train.fit(model, xt, xt, name="ae", epochs=3, batch_size=64, lr=1e-3, generator=seed_everything(0))
+    else:
+        jobs = _jobs(["deep_relu", "deep_tanh"])
+        with torch.no_grad():
+            jobs[1].model.encoder[0].weight[0, 0] = float("inf")
+        with pytest.raises(TrainingError, match="deep_tanh: training loss became nan in epoch 1"):
+            train.fit_many(jobs, xt, xt, epochs=5, batch_size=64, lr=1e-3, cores=2)
 
 
 def test_reconstruction_mse_is_chunk_independent(digits):
@@ -185,16 +195,6 @@ def test_a_stack_refuses_mixed_structures_and_buffers():
         make_stack([models.build(SPECS["conv"]), models.build({**SPECS["conv"], "channels": [4, 4]})])
     with pytest.raises(ValueError, match="buffers"):
         FunctionalStack([torch.nn.Sequential(torch.nn.Linear(784, 8), torch.nn.BatchNorm1d(8))])
-
-
-def test_a_diverging_model_stops_its_side_by_side_training(digits):
-    x, _ = digits
-    xt = torch.from_numpy(x)
-    jobs = _jobs(["deep_relu", "deep_tanh"])
-    with torch.no_grad():
-        jobs[1].model.encoder[0].weight[0, 0] = float("inf")
-    with pytest.raises(TrainingError, match="deep_tanh: training loss became nan in epoch 1"):
-        train.fit_many(jobs, xt, xt, epochs=5, batch_size=64, lr=1e-3, cores=2)
 
 
 def test_cpu_plan_gives_each_model_a_core():
