@@ -18,6 +18,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+class Planted:
+    """Unpickling this creates the file at ``path``: the proof that a pickle was executed
+    (tests/faults/test_security.py checks that it does, and that no loader lets it)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
 def idx_bytes(array: np.ndarray, magic: int) -> bytes:
     """Serialise a uint8 array as an IDX file with the given magic number."""
     header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)

@@ -139,7 +139,7 @@ def test_a_planted_pickle_is_never_executed_when_the_champion_loads(project, cli
     marker = tmp_path / "pickle-ran"
     import pickle
 
-    from test_serving import Planted
+    from conftest import Planted
 
     # where a cloudpickled PythonModel, a pickled flavour and a stray artifact would sit
     for rel in ("python_model.pkl", "model.pkl", "artifacts/weights.pkl", "data/model.pth"):

@@ -13,20 +13,13 @@ import pytest
 import yaml
 from packaging.version import Version
 
-from conftest import REPO, params_text, write_raw_dir
+from conftest import REPO, Planted, params_text, write_raw_dir
 from mnist_codec.codecs import models
 from mnist_codec.errors import DataError, ParamsError
 from mnist_codec.runner import check_outputs
 
 
-class Payload:
-    """Unpickling this creates ``marker``: proof that pickled code ran."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
+Payload = Planted  # the planted pickle, shared with the registry test
 
 
 def plant(path: Path, marker: Path) -> None:
