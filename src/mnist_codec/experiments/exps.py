@@ -104,3 +104,14 @@ def latest_finished(rows: list[dict]) -> dict[str, Experiment]:
 def pending(rows: list[dict]) -> list[str]:
     """The names of experiments queued or running."""
     return [e.name for e in experiments(rows) if e.state in PENDING]
+
+
+def committed_file(repo: Path, rev: str, path: str) -> str:
+    """A file as an experiment's commit holds it (``git show``): what ``dvc exp show`` leaves
+    out, such as lists and whole tables."""
+    import subprocess
+
+    out = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=repo, capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise DataError(f"cannot read {path} of experiment commit {rev}: {out.stderr.strip()}")
+    return out.stdout

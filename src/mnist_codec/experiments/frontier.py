@@ -84,10 +84,9 @@ def committed_metrics(repo: Path, rev: str) -> dict:
     such as the per-seed MSE)."""
     import json
 
-    out = subprocess.run(["git", "show", f"{rev}:{METRICS}"], cwd=repo, capture_output=True, text=True, timeout=60)
-    if out.returncode != 0:
-        raise DataError(f"cannot read {METRICS} of experiment commit {rev}: {out.stderr.strip()}")
-    return json.loads(out.stdout)
+    from .exps import committed_file
+
+    return json.loads(committed_file(repo, rev, METRICS))
 
 
 def choose(scores: dict[str, Result]) -> str:

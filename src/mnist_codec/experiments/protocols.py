@@ -11,7 +11,6 @@ the command that made it, so the docs show what the pipeline produced, not a cop
 from __future__ import annotations
 
 import logging
-import subprocess
 from pathlib import Path
 
 from ..errors import DataError
@@ -33,19 +32,12 @@ def overrides(protocol: str, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
     return (f"data.protocol={protocol}", *extra)
 
 
-def committed_file(repo: Path, rev: str, path: str) -> str:
-    out = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=repo, capture_output=True, text=True, timeout=60)
-    if out.returncode != 0:
-        raise DataError(f"cannot read {path} of experiment commit {rev}: {out.stderr.strip()}")
-    return out.stdout
-
-
 def run(repo: Path, protocol: str, out_dir: Path, extra: tuple[str, ...] = ()) -> dict[str, Path]:
     """Run the protocol's experiment and write its table to ``out_dir/<protocol>.md`` and ``.csv``."""
     import shlex
 
     from .. import fileio
-    from .exps import latest_finished, show
+    from .exps import committed_file, latest_finished, show
     from .frontier import exp_run_command, run_experiment
 
     name = experiment_name(protocol)
@@ -57,7 +49,7 @@ def run(repo: Path, protocol: str, out_dir: Path, extra: tuple[str, ...] = ()) -
     command = shlex.join(exp_run_command(name, settings))
     md = committed_file(repo, exp.rev, FILES[0])
     written = {"md": out_dir / f"{protocol}.md", "csv": out_dir / f"{protocol}.csv"}
-    fileio.write_text(written["md"], f"<!-- made by `{command}` (make notebook-table) -->\n{md}")
+    fileio.write_text(written["md"], f"<!-- made by `{command}` (mnist-codec protocol-table {protocol}) -->\n{md}")
     fileio.write_text(written["csv"], committed_file(repo, exp.rev, FILES[1]))
     log.info("protocol-table: %s: %s, %s", name, written["md"], written["csv"])
     return written
