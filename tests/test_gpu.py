@@ -53,3 +53,26 @@ def test_cuda_training_tracks_cpu_training(digits):
     on_gpu, _ = _train(x, "cuda", ["deep_leaky_relu"])
     on_cpu, _ = _train(x, "cpu", ["deep_leaky_relu"])
     assert _losses(on_gpu)[0] == pytest.approx(_losses(on_cpu)[0], rel=1e-3)
+
+
+def test_bf16_on_cuda_graphed_equals_eager_and_tracks_fp32(digits):
+    """bf16 autocast inside the captured graph gives the eager bf16 losses; both track fp32's."""
+    x, _ = digits
+    xt = torch.from_numpy(x).to("cuda")
+
+    def run(precision, cuda_graphs):
+        generator = seed_everything(derive_seed(11, "deep_relu"))
+        job = train.Job("deep_relu", models.build(SPECS["deep_relu"]).to("cuda"), generator)
+        return _losses(train.fit_many([job], xt, xt, epochs=3, batch_size=96, lr=1e-3, precision=precision,
+                                      cuda_graphs=cuda_graphs))[0]
+
+    graphed, eager, fp32 = run("bf16", True), run("bf16", False), run("fp32", True)
+    assert graphed == pytest.approx(eager, rel=1e-5)
+    assert graphed == pytest.approx(fp32, rel=0.01)
+
+
+def test_this_card_is_judged_bf16_capable_by_its_compute_capability():
+    from mnist_codec.codecs import device as devices
+
+    native, what = devices.bf16_support(torch.device("cuda"))
+    assert native == (torch.cuda.get_device_capability(0) >= (8, 0)) and "compute capability" in what

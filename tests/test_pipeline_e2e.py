@@ -189,6 +189,8 @@ def test_mlflow_has_a_run_per_codec_with_a_child_per_seed(repo, first_repro):
     for codec in CODECS[1:]:
         parent = by_name[codec]
         assert "mlflow.parentRunId" not in parent.data.tags
+        # the codec's figures, every seed in each, on its own run
+        assert {"reconstructions.png", "loss_curve.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
         assert parent.data.metrics["eval_mse_ci95_low"] <= parent.data.metrics["eval_mse_mean"]
         seeds = set()
         for r in range(N_SEEDS):
@@ -198,7 +200,6 @@ def test_mlflow_has_a_run_per_codec_with_a_child_per_seed(repo, first_repro):
             seeds.add(child.data.tags["mnist_codec.seed"])
             assert child.data.params["model_seed"] == child.data.tags["mnist_codec.seed"]
             assert len(client.get_metric_history(child.info.run_id, "train_loss")) == 2
-            assert "reconstructions.png" in {a.path for a in client.list_artifacts(child.info.run_id)}
             models = client.search_logged_models(experiment_ids=[exp.experiment_id],
                                                  filter_string=f"source_run_id = '{child.info.run_id}'")
             assert len(models) == 1, child.info.run_name

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, clean_env
+from conftest import REPO, clean_env, full_params
 from mnist_codec.data import prepare, splits
 from mnist_codec.pipeline import train_ae as train_ae_stage
 from mnist_codec.tracking import registry
@@ -191,6 +191,26 @@ def test_the_fingerprint_covers_the_code_that_makes_a_model_and_nothing_else(tmp
         assert digest() == first, rel
     touch("codecs/models.py")
     assert digest() != first
+
+
+def test_the_precision_is_part_of_both_fingerprints():
+    """A bf16 model is another model: it resumes no fp32 checkpoint and is registered as its own version."""
+    from types import SimpleNamespace
+
+    from mnist_codec import params as P
+    from mnist_codec.pipeline import training
+
+    fp32 = P.validate(full_params())
+    bf16 = P.validate(full_params({"train": {"precision": "bf16"}}))
+    target = training.CodecTarget("ae", {"kind": "ae", "latent_dim": 32}, {}, Path("m"), Path("c"))
+    assert training.fingerprint(fp32, target, 1, "d") != training.fingerprint(bf16, target, 1, "d")
+    assert training.fingerprint(fp32, target, 1, "d") == training.fingerprint(P.validate(full_params()), target, 1, "d")
+    run = SimpleNamespace(tags={}, run_id="r")
+
+    def tag(p) -> str:
+        return registry.version_tags(run, target.spec, 0.01, "e", training.made_of(p, 1, "d"))[registry.FINGERPRINT_TAG]
+
+    assert tag(fp32) != tag(bf16)
 
 
 # --- the promotion rule over three runs ----------------------------------------------------

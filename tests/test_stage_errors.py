@@ -1,5 +1,6 @@
 """Stage scripts: bad input is one clear line on stderr and exit code 2, no traceback."""
 
+import json
 import subprocess
 import sys
 
@@ -47,3 +48,31 @@ def test_missing_input_data_is_named(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "train-images-idx3-ubyte.gz: file not found; run the fetch stage first" in proc.stderr
     assert not (tmp_path / "data" / "processed").exists()
+
+
+def test_bf16_runs_where_the_cpu_has_it_and_is_refused_in_one_line_where_not(tmp_path):
+    """`dvc exp run -S train.precision=bf16`, as the stage sees it: on a CPU with native bf16
+    (AVX512-BF16, AMX-BF16) the AE trains and records bf16 as its device; on one without, the
+    stage stops before any training or MLflow run with one line naming the CPU and what it lacks."""
+    import torch
+
+    from mnist_codec.codecs import device as devices
+    from smoke import env_for, make_project
+
+    root = make_project(tmp_path / "p")
+    (root / "params.yaml").write_text(params_text({"n_seeds": 1, "train": {"epochs": 1, "precision": "bf16"}}))
+    proc = subprocess.run([sys.executable, str(REPO / "stages" / "train_ae.py"), "--data", "data/processed",
+                           "--out", "models/ae", "--curves", "reports/curves/ae"], cwd=root, env=env_for(root),
+                          capture_output=True, text=True, timeout=300)
+    native, what = devices.bf16_support(torch.device("cpu"))
+    if native:
+        assert proc.returncode == 0, proc.stderr
+        record = json.loads((root / "models/ae/ae/seed0.json").read_text())
+        assert ", bf16, " in record["device"]
+        return
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    line = (f"train_ae: error: params: 'train.precision' = 'bf16' but {devices.device_label(torch.device('cpu'))} "
+            f"has {what}; bf16 there would be emulated, slower than fp32: use train.precision=fp32")
+    assert line in proc.stderr.splitlines()
+    assert "no AVX512-BF16, AMX-BF16 or ARM BF16" in what
+    assert not (root / "models").exists() and not (root / "mlflow.db").exists()  # nothing trained, no run opened

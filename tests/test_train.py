@@ -278,3 +278,96 @@ def test_the_graphed_path_replayed_eagerly_equals_eager_steps(digits, optim):
     for ja, jb in zip(replayed_jobs, eager_jobs):
         for p, q in zip(ja.model.parameters(), jb.model.parameters()):
             assert torch.equal(p, q)
+
+
+# --- bf16 ------------------------------------------------------------------------------------
+
+DEEP = {"kind": "deep", "latent_dim": 32, "hidden": [256, 64], "activation": "relu"}
+
+
+def _fit_precision(x, precision, epochs=3, seed=5):
+    torch.manual_seed(seed)  # both precisions start from the same weights and data order
+    model = models.build(DEEP)
+    history = train.fit(model, x, x[:500], name="deep_relu", epochs=epochs, batch_size=128, lr=1e-3,
+                        generator=seed_everything(seed), precision=precision)
+    return model, history
+
+
+def test_bf16_losses_track_fp32_and_the_weights_stay_fp32():
+    """The deep AE on 2,000 real digits, 3 epochs (48 Adam steps) from the same weights and data
+    order: bf16 autocast's losses within 1% of fp32's at every epoch, as bf16's 8-bit mantissa
+    allows (a relative rounding of 2^-9 per product). On a CPU without native bf16 autocast is
+    emulated (slow, the same numbers), so this holds wherever it runs."""
+    from mnist_codec.data import idx, mnist
+
+    images, _ = idx.load_pair(mnist.bundled_dir(), "train")
+    x = torch.from_numpy(images[:2000].reshape(-1, 784).astype(np.float32) / 255.0)
+    m32, h32 = _fit_precision(x, "fp32")
+    m16, h16 = _fit_precision(x, "bf16")
+    assert h32[-1].train_loss < h32[0].train_loss * 0.9  # it learns: the comparison is not of two constants
+    for a, b in zip(h32, h16):
+        assert b.train_loss == pytest.approx(a.train_loss, rel=0.01)
+        assert b.eval_loss == pytest.approx(a.eval_loss, rel=0.01)
+    assert [r.train_loss for r in h16] != [r.train_loss for r in h32]  # bf16 did run: other roundings
+    assert all(p.dtype == torch.float32 for p in m16.parameters())  # weights (and so Adam's state) fp32
+    assert models.reconstruction_mse(m16, x[:500]) == pytest.approx(h16[-1].eval_loss, rel=1e-6)  # scored fp32
+
+
+def test_an_unknown_precision_is_refused(digits):
+    x, _ = digits
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, not 'fp16'"):
+        train.fit(models.build({"kind": "ae", "latent_dim": 4}), torch.from_numpy(x), torch.from_numpy(x[:10]),
+                  name="ae", epochs=1, batch_size=32, lr=1e-3, generator=seed_everything(1), precision="fp16")
+
+
+def test_bf16_is_judged_by_the_hardware(monkeypatch):
+    """A card before sm_80 and a CPU without bf16 units are refused by name; fp32 is never refused;
+    a CPU that reports AVX512-BF16 (here: pretended) is let through."""
+    from mnist_codec.codecs import device as devices
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    with pytest.raises(TrainingError, match=r"^params: 'train.precision' = 'bf16' but cuda:Tesla T4 has compute "
+                                            r"capability 7\.5, below the 8\.0 that bf16 tensor cores need; "):
+        devices.check_precision(torch.device("cuda"), "bf16")
+    devices.check_precision(torch.device("cuda"), "fp32")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    devices.check_precision(torch.device("cuda"), "bf16")
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: {"avx2", "fma"})
+    with pytest.raises(TrainingError, match=r"has no AVX512-BF16, AMX-BF16 or ARM BF16 \(its widest vector unit"):
+        devices.check_precision(torch.device("cpu"), "bf16")
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    assert devices.bf16_support(torch.device("cpu")) == (True, "AVX512-BF16")
+    devices.check_precision(torch.device("cpu"), "bf16")
+
+
+def test_the_device_description_names_the_precision():
+    from mnist_codec.codecs import device as devices
+
+    text = devices.describe(torch.device("cpu"), 9, "bf16")
+    assert text.startswith(f"cpu:{devices.usable_cores()} cores, bf16, 9 model(s) in ")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_graphed_step_path_gives_the_eager_losses(digits, precision):
+    """The CUDA-graph path's logic (a static order buffer, a device-side position, the partial
+    batch eagerly after the replays, warm-up leaving no trace), replayed without a graph on the
+    CPU: the same losses as the eager epochs, in both precisions (autocast inside the step)."""
+    x, _ = digits  # 400 images at batch 96: 4 replays and a partial batch of 16
+    xt = torch.from_numpy(x)
+    spec = {"kind": "deep", "latent_dim": 8, "hidden": [64, 16], "activation": "tanh"}
+
+    def trainer():
+        torch.manual_seed(3)
+        job = train.Job("deep_tanh", models.build(spec), seed_everything(3))
+        return train.StackTrainer([job], [[]], [None], xt, 96, 1e-3, epochs=2, precision=precision)
+
+    runs = []
+    for capture in (None, lambda steps: steps):
+        t, seen = trainer(), []
+        train._fit_together([t], xt[:100], 2, 96, capture, lambda k, results: seen.extend(results))
+        runs.append([r.train_loss for r in seen])
+    assert runs[0] == pytest.approx(runs[1], rel=1e-6) and len(runs[0]) == 2

@@ -78,6 +78,11 @@ class TrainParams(_Section):
     weight_decay: Annotated[float, Field(json_schema_extra={"accepts": "a number from 0 up to (not including) 1"},
                                          description=(
         "above 0: decoupled weight decay (AdamW); 0 keeps the notebook's Adam, number for number"))] = 0.0
+    precision: Annotated[Literal["fp32", "bf16"], Field(description=(
+        "number format of the training products: `fp32` (the notebook's) or `bf16` (autocast: the forward and "
+        "backward matrix products in bfloat16; weights, Adam's state and the loss in fp32; scoring stays fp32). "
+        "`bf16` runs only where the hardware has native bfloat16 (a CPU with AVX512-BF16 or AMX-BF16, a GPU "
+        "of compute capability 8.0 or later) and is refused elsewhere"))] = "fp32"
 
     @field_validator("weight_decay", mode="before")
     @classmethod

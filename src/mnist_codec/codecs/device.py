@@ -44,6 +44,75 @@ def resolve_device(name: str):
     return torch.device(name)
 
 
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (``flags`` on x86, ``Features`` on ARM); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_support(device) -> tuple[bool, str]:
+    """(whether ``device`` computes bfloat16 products natively, what it has or lacks).
+
+    A CPU needs AVX512-BF16 or AMX-BF16 (x86) or the BF16 extension (ARM): without them
+    oneDNN emulates bf16 products in fp32 and converts on every step, slower than fp32
+    itself. A CUDA card needs compute capability 8.0 (Ampere) or later.
+    """
+    import torch
+
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        if (major, minor) >= (8, 0):
+            return True, f"compute capability {major}.{minor}"
+        return False, f"compute capability {major}.{minor}, below the 8.0 that bf16 tensor cores need"
+    flags = _cpu_flags()
+    have = [name for name, ok in (("AMX-BF16", torch.cpu._is_amx_tile_supported() or "amx_bf16" in flags),
+                                  ("AVX512-BF16", torch.cpu._is_avx512_bf16_supported() or "avx512_bf16" in flags),
+                                  ("ARM BF16", "bf16" in flags))
+            if ok]
+    if have:
+        return True, " and ".join(have)
+    best = torch.backends.cpu.get_cpu_capability()
+    return False, f"no AVX512-BF16, AMX-BF16 or ARM BF16 (its widest vector unit: {best})"
+
+
+def check_precision(device, precision: str) -> None:
+    """Refuse ``bf16`` on hardware without native bfloat16, in one line naming the device and what it lacks."""
+    if precision == "fp32":
+        return
+    native, what = bf16_support(device)
+    if not native:
+        raise TrainingError(f"params: 'train.precision' = '{precision}' but {device_label(device)} has {what}; "
+                            "bf16 there would be emulated, slower than fp32: use train.precision=fp32")
+
+
+def device_label(device) -> str:
+    """``cpu:AMD EPYC 7B13, 2 cores`` or ``cuda:NVIDIA H200`` for ``device``."""
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{cpu_model()}, {usable_cores()} cores"
+
+
+def cpu_model() -> str:
+    import platform
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
+    except OSError:  # not Linux
+        pass
+    return model
+
+
 def cpu_plan(n_models: int, cores: int | None = None) -> tuple[int, int]:
     """(worker threads, torch threads per worker) to train ``n_models`` on the CPU.
 
@@ -65,29 +134,19 @@ def stack_sizes(n_models: int, parts: int) -> list[int]:
 def machine_name() -> str:
     """The machine that trains by default: the CUDA card if there is one, else the CPU's model
     and the cores this process may use (``cuda:NVIDIA H100 80GB HBM3``, ``cpu:AMD EPYC 7B13, 2 cores``)."""
-    import platform
-
     import torch
 
-    if torch.cuda.is_available():
-        return f"cuda:{torch.cuda.get_device_name(0)}"
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
-    except OSError:  # not Linux
-        pass
-    return f"cpu:{model}, {usable_cores()} cores"
+    return device_label(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def describe(device, n_models: int = 1) -> str:
-    """Human-readable device name and training plan, recorded with every training run."""
+def describe(device, n_models: int = 1, precision: str = "fp32") -> str:
+    """Human-readable device name, number format and training plan, recorded with every training run."""
     import torch
 
     if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}, {n_models} model(s) in one stack"
+        return f"cuda:{torch.cuda.get_device_name(device)}, {precision}, {n_models} model(s) in one stack"
     cores = usable_cores()
     sizes = stack_sizes(n_models, cores)
     workers, threads = cpu_plan(len(sizes))
-    return (f"cpu:{cores} cores, {n_models} model(s) in {len(sizes)} stack(s) of up to {max(sizes)}, "
+    return (f"cpu:{cores} cores, {precision}, {n_models} model(s) in {len(sizes)} stack(s) of up to {max(sizes)}, "
             f"{workers} stack(s) at a time, {threads} thread(s) each")

@@ -70,8 +70,9 @@ class _Stack(nn.Module):
     size: int
 
     @torch.no_grad()
-    def reconstruction_mse(self, x: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
-        """Each member's mean per-pixel squared error on the same images x (N, 784): (S,) float64."""
+    def reconstruction_mse(self, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+        """Each member's mean per-pixel squared error on the same images x (N, 784): (S,) float64,
+        in chunks of images small enough that (S, chunk, 784) stays in the CPU's caches."""
         total = torch.zeros(self.size, dtype=torch.float64, device=x.device)
         for i in range(0, len(x), chunk):
             xb = x[i: i + chunk]

@@ -14,6 +14,9 @@ it is run:
   with no DataLoader collating single images;
 * losses are summed on the device and read back once per epoch, not once per step;
 * Adam is the fused kernel (one call per step for all parameters);
+* with ``precision="bf16"`` the forward pass runs under ``torch.autocast`` to bfloat16: its
+  matrix products (and so their backward products) in bf16, while the weights, Adam's moments
+  and the loss reduction stay fp32 (mixed precision, Lightning's ``bf16-mixed``); scoring is fp32;
 * on CUDA the whole full-batch step of every stack is captured once in a CUDA graph and
   replayed (:mod:`mnist_codec.codecs.graphs`); the last partial batch runs eagerly on the
   same weights and optimizer state;
@@ -27,6 +30,7 @@ its result does not depend on which models share its stack, or on the schedule.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -47,6 +51,7 @@ from .schedules import make_optimizer, make_scheduler
 from .stacking import layout, make_stack
 
 log = logging.getLogger(__name__)
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -77,9 +82,11 @@ class StackTrainer:
 
     def __init__(self, jobs: Sequence[Job], histories: Sequence[list[EpochResult]],
                  adam: Sequence[dict | None], x: torch.Tensor, batch_size: int, lr: float,
-                 schedule: str = "constant", epochs: int = 1, weight_decay: float = 0.0):
+                 schedule: str = "constant", epochs: int = 1, weight_decay: float = 0.0,
+                 precision: str = "fp32"):
         self.jobs, self.x, self.batch_size = list(jobs), x, batch_size
         self.device = x.device
+        self.precision = precision
         self.stack = make_stack([j.model for j in jobs]).to(self.device)
         scheduled = schedule != "constant"  # the notebook's constant rate stays a plain float
         self.optimizer = make_optimizer(self.stack.parameters(), lr, self.device, weight_decay, scheduled=scheduled)
@@ -134,12 +141,21 @@ class StackTrainer:
         """One Adam step of every member, member k on the images ``x[idx[k]]``; idx is (S, b)."""
         s, b = idx.shape
         xb = torch.index_select(self.x, 0, idx.reshape(-1)).view(s, b, -1)  # (S, b, 784)
-        diff = self.stack(xb) - xb
+        with self.products():
+            out = self.stack(xb)
+        diff = out.float() - xb  # the loss in fp32 whatever the products' format (a no-op in fp32)
         per_member = torch.mean(diff * diff, dim=(1, 2))  # (S,): each member's batch MSE
         self.optimizer.zero_grad(set_to_none=True)
         per_member.sum().backward()  # the sum's gradient for a member is its own loss's gradient
         self.optimizer.step()
         self.total.add_(per_member.detach(), alpha=b)
+
+    def products(self):
+        """The context the forward pass runs in: autocast to bf16 (its cache off, as CUDA graph
+        capture requires; each weight is cast once per step anyway), or nothing in fp32."""
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False)
+        return contextlib.nullcontext()
 
     def eager_epoch(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         b = self.batch_size
@@ -197,6 +213,7 @@ def fit_many(
     lr: float,
     schedule: str = "constant",
     weight_decay: float = 0.0,
+    precision: str = "fp32",
     cuda_graphs: bool | None = None,
     cores: int | None = None,
     stacks_per_group: int | None = None,
@@ -204,7 +221,9 @@ def fit_many(
     """Train every job's model to reconstruct ``train_x`` (N, 784); return each one's history.
 
     ``schedule`` names the learning-rate schedule over ``epochs`` (:func:`~mnist_codec.codecs.schedules.learning_rate`);
-    ``weight_decay`` > 0 makes the optimizer AdamW.
+    ``weight_decay`` > 0 makes the optimizer AdamW; ``precision`` is ``fp32`` or ``bf16``
+    (autocast products; whether the hardware has native bf16 is the caller's check,
+    :func:`mnist_codec.codecs.device.check_precision`).
 
     Models of one layout train in stacks (see :mod:`mnist_codec.codecs.stacking`): on CUDA one
     stack, all in one graph; on a CPU about one stack per core (``stacks_per_group``
@@ -215,6 +234,8 @@ def fit_many(
     ``cores`` (default: what the process may use) sets the CPU plan.
     Raises TrainingError naming the model and epoch if a loss stops being finite.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if len(train_x) == 0:
         raise TrainingError(f"{jobs[0].name if jobs else 'training'}: no training images")
     histories: list[list[EpochResult]] = []
@@ -245,7 +266,8 @@ def fit_many(
         stacks_per_group = 1 if on_cuda else (cores or usable_cores())
     stacks = _stacks(jobs, histories, stacks_per_group)
     trainers = [StackTrainer([jobs[k] for k in ks], [histories[k] for k in ks], [adam[k] for k in ks],
-                             train_x, batch_size, lr, schedule, epochs, weight_decay) for ks in stacks]
+                             train_x, batch_size, lr, schedule, epochs, weight_decay, precision)
+                for ks in stacks]
 
     def emit_stack(t: int, results: list[EpochResult]) -> None:
         for k, result in zip(stacks[t], results):

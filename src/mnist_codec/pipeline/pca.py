@@ -41,7 +41,7 @@ def run(params: Params, data_dir: Path, npz_path: Path, record_path: Path) -> No
         run.log_epoch(1, train_mse, eval_mse)
         run.log_metrics({"final_train_loss": train_mse, "eval_mse": eval_mse, "train_seconds": seconds,
                          "explained_variance": explained})
-        log_figures(run, "pca", codec, None, ex, ey)
+        log_figures(run, "pca", {"pca": codec}, None, ex, ey)
         reg = run.log_model(codec, spec, ex[:tracking.EXAMPLE_ROWS],
                             registry.version_tags(run, spec, eval_mse, eval_sha, {"data": train_sha}))
         pca.save(arrays, npz_path)

@@ -13,7 +13,7 @@ def run(params: Params, data_dir: Path, out_dir: Path, curves_dir: Path) -> None
     """Train the one-layer AE on every seed, side by side."""
     from ..tracking.runs import params_subset
 
-    td = load_training_data(data_dir, params.device)
+    td = load_training_data(data_dir, params.device, params.train.precision)
     checkpoints = out_dir.parent / CHECKPOINT_DIR
     with atomic_dir(out_dir) as tmp_models, atomic_dir(curves_dir) as tmp_curves:
         target = CodecTarget("ae", {"kind": "ae", "latent_dim": params.latent_dim},

@@ -26,7 +26,7 @@ def run(params: Params, data_dir: Path, out_dir: Path, curves_dir: Path) -> None
     """Train one deep codec per requested activation on every seed, all side by side."""
     from ..tracking.runs import params_subset
 
-    td = load_training_data(data_dir, params.device)
+    td = load_training_data(data_dir, params.device, params.train.precision)
     checkpoints = out_dir.parent / CHECKPOINT_DIR
     with atomic_dir(out_dir) as tmp_models, atomic_dir(curves_dir) as tmp_curves:
         targets = []

@@ -1,4 +1,4 @@
-"""The figures a training run logs to MLflow: its loss curve and a reconstruction grid.
+"""The figures a training run logs to MLflow: its loss curves and a reconstruction grid.
 
 A side channel of the training stages: which figures are logged changes no DVC output.
 """
@@ -12,9 +12,12 @@ from .. import timing
 N_GRID = 8  # digits in the reconstruction grid logged with each training run
 
 
-def log_figures(run, name: str, model, curves: dict | None, ex: np.ndarray, ey: np.ndarray, n: int = N_GRID) -> None:
-    """Log ``model``'s reconstructions of the first ``n`` evaluation digits (and its loss
-    curves, when given: {'epoch', 'train_loss', 'eval_loss'} lists) to ``run``."""
+def log_figures(run, name: str, models: dict, curves: dict | None, ex: np.ndarray, ey: np.ndarray,
+                n: int = N_GRID) -> None:
+    """Log to ``run`` one grid of the first ``n`` evaluation digits with a row of
+    reconstructions per entry of ``models`` ({row name: model}, e.g. one per seed) and, when
+    given, one plot of every entry's loss curves (``curves``: {row name: {'epoch',
+    'train_loss', 'eval_loss'} lists})."""
     import torch
 
     from ..reporting import plots
@@ -22,12 +25,14 @@ def log_figures(run, name: str, model, curves: dict | None, ex: np.ndarray, ey: 
     plots.pyplot()  # imported outside the timed work: a fixed cost
     with timing.work("figures"):  # drawing and rendering to PNG; the artifact writes are small
         if curves is not None:
-            fig = plots.loss_curves({name: curves}, title=f"{name}: per-pixel MSE")
+            fig = plots.loss_curves(curves, title=f"{name}: per-pixel MSE")
             run.log_figure(fig, "loss_curve.png")
             plots.close(fig)
-        model.eval()
+        recons = {}
         with torch.no_grad():
-            recon = model(torch.from_numpy(ex[:n])).numpy()
-        fig = plots.reconstruction_grid(ex[:n], {name: recon}, ey[:n])
+            for row, model in models.items():
+                model.eval()
+                recons[row] = model(torch.from_numpy(ex[:n])).numpy()
+        fig = plots.reconstruction_grid(ex[:n], recons, ey[:n])
         run.log_figure(fig, "reconstructions.png")
         plots.close(fig)
