@@ -36,6 +36,7 @@ BAD_VALUES = [
     ({"train": {"weight_decay": "1e-4"}}, "train.weight_decay", "write 1.0e-4"),
     ({"train": {"weight_decay": -0.1}}, "train.weight_decay", "from 0"),
     ({"train": {"weight_decay": 1}}, "train.weight_decay", "up to 1"),
+    ({"train": {"precision": "fp16"}}, "train.precision", "one of fp32, bf16"),
     ({"deep": {"hidden": []}}, "deep.hidden", "non-empty list"),
     ({"deep": {"hidden": [256, -1]}}, "deep.hidden", "non-empty list"),
     ({"deep": {"arch": "transformer"}}, "deep.arch", "one of mlp, conv"),
