@@ -371,3 +371,21 @@ def test_the_graphed_step_path_gives_the_eager_losses(digits, precision):
         train._fit_together([t], xt[:100], 2, 96, capture, lambda k, results: seen.extend(results))
         runs.append([r.train_loss for r in seen])
     assert runs[0] == pytest.approx(runs[1], rel=1e-6) and len(runs[0]) == 2
+
+
+def test_bf16_reaches_the_convolutions_of_a_stacked_conv_ae(digits):
+    """vmap's batched convolution runs beneath autocast, so a functional stack casts for it: a conv
+    AE in bf16 gives the same losses stacked with another as alone, and not fp32's."""
+    x = torch.from_numpy(digits[0][:256])
+    spec = {"kind": "conv", "latent_dim": 8, "channels": [4, 8], "activation": "relu"}
+
+    def losses(n, precision):
+        torch.manual_seed(0)
+        jobs = [train.Job(f"conv/{i}", models.build(spec), seed_everything(i)) for i in range(n)]
+        histories = train.fit_many(jobs, x, x[:64], epochs=2, batch_size=64, lr=1e-3, precision=precision,
+                                   stacks_per_group=1)
+        return [r.train_loss for r in histories[0]]
+
+    alone, stacked = losses(1, "bf16"), losses(2, "bf16")
+    assert stacked == pytest.approx(alone, rel=1e-5)
+    assert alone != losses(1, "fp32") and alone == pytest.approx(losses(1, "fp32"), rel=0.01)

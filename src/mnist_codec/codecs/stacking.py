@@ -16,7 +16,9 @@ nine gives the losses it gives in a stack of one (a test checks this to 1e-6).
 Codecs that are not Linear/activation chains (the convolutional AE) stack as a
 :class:`FunctionalStack`: every parameter stacked to (S, ...) and the member module
 mapped over its first dimension with ``torch.func.vmap`` (a batched convolution is a
-grouped one). Both kinds of stack keep the same interface (``forward`` (S, B, 784),
+grouped one). Under bf16 autocast the stacked convolutions would stay fp32 (vmap's batched
+convolution runs beneath autocast's dispatch), so a functional stack casts its parameters and
+input to autocast's dtype itself, in a stack of one as in a stack of many. Both kinds of stack keep the same interface (``forward`` (S, B, 784),
 ``reconstruction_mse``, ``unstack_into``, ``size``); :func:`make_stack` picks one.
 """
 
@@ -168,15 +170,26 @@ class FunctionalStack(_Stack):
         return torch.func.functional_call(self._template[0], dict(zip(self.names, params)), (x,))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        params = tuple(self.params)
+        dtype = _autocast_dtype(x.device.type)
+        if dtype is not None:  # vmap's batched convolution runs beneath autocast: cast as autocast
+            params, x = tuple(p.to(dtype) for p in params), x.to(dtype)  # would (the grads flow back to fp32)
         if self.size == 1:  # the plain module on the one slice: what a model trained alone computes
-            return self._member(tuple(p[0] for p in self.params), x[0]).unsqueeze(0)
-        return torch.vmap(self._member)(tuple(self.params), x)  # (S, B, 784) -> (S, B, 784)
+            return self._member(tuple(p[0] for p in params), x[0]).unsqueeze(0)
+        return torch.vmap(self._member)(params, x)  # (S, B, 784) -> (S, B, 784)
 
     @torch.no_grad()
     def unstack_into(self, k: int, model: nn.Module) -> None:
         """Copy member ``k``'s weights into ``model`` (of the stack's structure)."""
         for name, p in zip(self.names, self.params):
             model.get_parameter(name).copy_(p[k])
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast is casting products to on ``device_type``, or None when it is off."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return None
 
 
 def make_stack(members: Sequence[nn.Module]) -> _Stack:
