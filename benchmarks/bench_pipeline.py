@@ -678,19 +678,21 @@ def precision_markdown(result: dict) -> str:
     lines = section_head("bf16 against fp32", result) + [
         f"- **Per step:** the deep AE (784-256-64-32, ReLU), batch 128, fused Adam, the trainer's own step, "
         f"{STEPS} steps after {WARM_STEPS} of warm-up, one CPU thread; {len(next(iter(result['steps'].values()))['ms']['fp32'])} "
-        f"rounds alternating fp32 and bf16 from the same weights and batches.", "",
-        "| Device | native bf16 | fp32: ms per step | bf16: ms per step | bf16 / fp32 | MSE after the steps: fp32 | bf16 |",
-        "|---|---|---:|---:|---:|---:|---:|"]
+        f"rounds alternating fp32 and bf16 from the same weights and batches.",
+        *(f"- **bf16 on {s['device']}:** {'native' if s['native'] else 'not native'}: {s['support']}."
+          for s in result["steps"].values()), "",
+        "| Device | ms per step: fp32 | bf16 | bf16 / fp32 | MSE after the steps: fp32 | bf16 |",
+        "|---|---:|---:|---:|---:|---:|"]
     for s in result["steps"].values():
         a, b = statistics.median(s["ms"]["fp32"]), statistics.median(s["ms"]["bf16"])
-        lines.append(f"| {s['device']} | {'yes' if s['native'] else 'no'}: {s['support']} | {a:.2f} | {b:.2f} | "
+        lines.append(f"| {s['device'].split(',')[0]}{'' if s['native'] else ' (emulated bf16)'} | {a:.2f} | {b:.2f} | "
                      f"**{b / a:.2f}** | {s['mse']['fp32']:.6f} | {s['mse']['bf16']:.6f} |")
     lines.append("")
     if "refused" in result:
         lines += ["This CPU has no native bf16, so bf16 autocast is emulated (its products widened to fp32 and "
                   "rounded back on every step), slower than fp32, as the row shows: the pipeline refuses "
                   "`train.precision=bf16` here instead of running slowly. `dvc repro` with it stops with:", "",
-                  f"    {result['refused']}", "",
+                  f"> {result['refused']}", "",
                   "The whole-run figures (the notebook protocol in fp32 and bf16 against the notebook; each codec's "
                   "3-seed interval in both) come from a machine with AVX512-BF16 or AMX-BF16: run "
                   "`make bench BENCH_ARGS=\"--only precision\"` there.", ""]
