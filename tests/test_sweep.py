@@ -148,24 +148,79 @@ def test_make_sweep_runs_the_queue_and_reports_every_size(tmp_path):
     assert sum(r.startswith(("ae,", "deep_relu,", "pca,")) for r in rows) == 6
 
 
+def _reader(monkeypatch, script: str) -> None:
+    """Make each read of the experiments run ``script`` (Python) as its child process."""
+    import sys
+
+    from mnist_codec.experiments import exps
+
+    monkeypatch.setattr(exps, "_child_command", lambda repo: [sys.executable, "-c", script, str(repo)])
+
+
 def test_a_read_that_meets_a_workspace_going_away_is_tried_again(monkeypatch, tmp_path):
-    """While the queue runs, an experiment's temporary workspace can vanish as DVC reads it."""
-    import dvc.api
+    """While the queue runs, an experiment's temporary workspace can vanish as DVC reads it:
+    the read fails in its child process and is tried again."""
+    from mnist_codec.experiments import exps
+
+    count = tmp_path / "reads"
+    _reader(monkeypatch, f"""
+import json, pathlib, sys
+count = pathlib.Path({str(count)!r})
+n = int(count.read_text()) + 1 if count.exists() else 1
+count.write_text(str(n))
+if n < 3:
+    sys.exit("directory '" + sys.argv[1] + "/.dvc/tmp/exps/tmpx/.dvc' does not exist")
+print(json.dumps([{{"Experiment": "rd-2", "typ": "branch_commit", "State": "Success"}}]))
+""")
+    assert exps.show(tmp_path, pause=0)[0]["Experiment"] == "rd-2" and count.read_text() == "3"
+    _reader(monkeypatch, "import sys; sys.exit('broken')")
+    with pytest.raises(DataError, match=r"dvc exp show failed in .* \(2 tries\): broken$"):
+        exps.show(tmp_path, tries=2, pause=0)
+
+
+def test_a_read_that_hangs_is_killed_and_tried_again(monkeypatch, tmp_path):
+    """A read that never answers (pygit2's reader thread can die during the queue's writes and
+    leave the read waiting forever) is killed by its PID after the timeout and tried again."""
+    import os
+    import time
+
+    from mnist_codec.experiments import exps
+
+    pids = tmp_path / "pids"
+    _reader(monkeypatch, f"""
+import os, time
+with open({str(pids)!r}, "a") as f:
+    f.write(str(os.getpid()) + "\\n")
+time.sleep(120)
+""")
+    start = time.monotonic()
+    with pytest.raises(DataError, match=r"\(2 tries\): no answer in 1 s \(the read was killed\)"):
+        exps.show(tmp_path, tries=2, pause=0, timeout=1)
+    assert time.monotonic() - start < 30
+    started = [int(p) for p in pids.read_text().split()]
+    assert len(started) == 2
+    for pid in started:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_the_read_prints_dvcs_rows_as_json_or_its_error_as_one_line(monkeypatch, capsys, tmp_path):
+    """The child process: rows as JSON on stdout (dates as text), or DVC's error on stderr."""
+    import datetime
+
     from dvc.exceptions import DvcException
 
     from mnist_codec.experiments import exps
 
-    calls = []
+    when = datetime.datetime(2026, 12, 1, 20, 0)
+    monkeypatch.setattr(exps, "read_rows", lambda repo: [{"Experiment": "rd-2", "Created": when, "rev": "abc"}])
+    assert exps._main([str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"Experiment": "rd-2", "Created": str(when), "rev": "abc"}]
 
-    def flaky(repo, **kw):
-        calls.append(repo)
-        if len(calls) < 3:
-            raise DvcException(f"directory '{repo}/.dvc/tmp/exps/tmpx/.dvc' does not exist")
-        return [{"Experiment": "rd-2", "typ": "branch_commit", "State": "Success"}]
+    def broken(repo):
+        raise DvcException(f"'{repo}' is not a DVC repository")
 
-    monkeypatch.setattr(dvc.api, "exp_show", flaky)
-    assert exps.show(tmp_path, pause=0)[0]["Experiment"] == "rd-2" and len(calls) == 3
-    calls.clear()
-    monkeypatch.setattr(dvc.api, "exp_show", lambda repo, **kw: (_ for _ in ()).throw(DvcException("broken")))
-    with pytest.raises(DataError, match=r"dvc exp show failed in .* \(2 tries\): broken"):
-        exps.show(tmp_path, tries=2, pause=0)
+    monkeypatch.setattr(exps, "read_rows", broken)
+    assert exps._main([str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == f"'{tmp_path}' is not a DVC repository\n"

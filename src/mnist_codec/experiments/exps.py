@@ -36,27 +36,82 @@ class Experiment:
         return self.state in (None, "Success") and bool(self.mse)
 
 
-def show(repo: Path, tries: int = 5, pause: float = 2.0) -> list[dict]:
+READ_TIMEOUT = 180.0  # seconds one read may take before its process is killed and the read tried again
+
+
+def show(repo: Path, tries: int = 5, pause: float = 2.0, timeout: float = READ_TIMEOUT) -> list[dict]:
     """``dvc.api.exp_show`` over every first-parent commit (a sweep's baseline is the commit it
     was queued from, which need not be HEAD any more).
 
-    While DVC's queue runs, a queued experiment's temporary workspace can appear or go away
-    under ``.dvc/tmp/exps`` as DVC reads it ("directory ... does not exist"): such a read is
-    tried again, ``tries`` times in all, ``pause`` seconds apart.
+    Each read runs in a child process, killed (by its PID) after ``timeout`` seconds: while DVC's
+    queue writes an experiment's commits, pygit2 can fail to look up an object in its reader
+    thread and then never signal the blob's end, so an in-process read would wait forever. A read
+    that fails or hangs is tried again, ``tries`` times in all, ``pause`` seconds apart. The
+    failures tried again include a queued experiment's temporary workspace appearing or going
+    away under ``.dvc/tmp/exps`` as DVC reads it ("directory ... does not exist").
     """
     import time
 
-    import dvc.api
-    from dvc.exceptions import DvcException
-
     for attempt in range(1, tries + 1):
         try:
-            return dvc.api.exp_show(str(repo), num=-1, force=True)
-        except DvcException as exc:
+            return _read(repo, timeout)
+        except _ReadFailed as exc:
             if attempt == tries:
                 raise DataError(f"dvc exp show failed in {repo} ({tries} tries): {exc}") from None
             time.sleep(pause)
     raise AssertionError("not reached")
+
+
+class _ReadFailed(Exception):
+    """One read of the experiments failed or hung; its message says how."""
+
+
+def _child_command(repo: Path) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", __name__, str(repo)]
+
+
+def _read(repo: Path, timeout: float) -> list[dict]:
+    """One read, in a child process that prints the rows as JSON."""
+    import json
+    import subprocess
+
+    try:
+        out = subprocess.run(_child_command(repo), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise _ReadFailed(f"no answer in {timeout:g} s (the read was killed)") from None
+    if out.returncode != 0:
+        lines = [line for line in out.stderr.splitlines() if line.strip()]
+        raise _ReadFailed(lines[-1] if lines else f"the read exited with {out.returncode}")
+    try:
+        return json.loads(out.stdout)
+    except ValueError as exc:
+        raise _ReadFailed(f"the read printed no JSON rows ({exc})") from None
+
+
+def read_rows(repo: Path) -> list[dict]:
+    """``dvc.api.exp_show`` in this process, every first-parent commit and its experiments."""
+    import dvc.api
+
+    return dvc.api.exp_show(str(repo), num=-1, force=True)
+
+
+def _main(argv: list[str]) -> int:
+    """The child of :func:`_read`: the rows of the repository ``argv[0]`` as JSON on stdout, or
+    DVC's error as the last line on stderr (exit 1)."""
+    import json
+    import sys
+
+    from dvc.exceptions import DvcException
+
+    try:
+        rows = read_rows(Path(argv[0]))
+    except DvcException as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    json.dump(rows, sys.stdout, default=str)
+    return 0
 
 
 def _cell(value: Any) -> Any:
@@ -115,3 +170,9 @@ def committed_file(repo: Path, rev: str, path: str) -> str:
     if out.returncode != 0:
         raise DataError(f"cannot read {path} of experiment commit {rev}: {out.stderr.strip()}")
     return out.stdout
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(_main(sys.argv[1:]))
