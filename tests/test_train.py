@@ -389,3 +389,21 @@ def test_bf16_reaches_the_convolutions_of_a_stacked_conv_ae(digits):
     alone, stacked = losses(1, "bf16"), losses(2, "bf16")
     assert stacked == pytest.approx(alone, rel=1e-5)
     assert alone != losses(1, "fp32") and alone == pytest.approx(losses(1, "fp32"), rel=0.01)
+
+
+def test_the_cores_used_are_the_affinity_mask_or_fewer_where_omp_num_threads_says(monkeypatch):
+    """A Ray task that declared 2 CPUs gets OMP_NUM_THREADS=2 from Ray: training takes 2 threads."""
+    import os
+
+    from mnist_codec.codecs import device as devices
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert devices.usable_cores() == 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert devices.usable_cores() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "16")  # never more than the process may run on
+    assert devices.usable_cores() == 4
+    for junk in ("0", "", "two"):
+        monkeypatch.setenv("OMP_NUM_THREADS", junk)
+        assert devices.usable_cores() == 4

@@ -8,11 +8,17 @@ from ..errors import TrainingError
 
 
 def usable_cores() -> int:
-    """CPU cores this process may run on (respects affinity masks and cgroups' cpusets)."""
+    """CPU cores this process may use: those it may run on (affinity masks, cgroups' cpusets),
+    or fewer where ``OMP_NUM_THREADS`` says so (as a scheduler such as Ray sets it to the CPUs
+    a task declared)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if limit.isdigit() and int(limit) > 0:
+        return min(cores, int(limit))
+    return cores
 
 
 def configure_cpu(threads: int) -> None:
