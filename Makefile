@@ -10,9 +10,10 @@ STAMP := $(VENV)/.installed
 TEAM_STAMP := $(VENV)/.installed-team
 DEV_STAMP := $(VENV)/.installed-dev
 DOCS_STAMP := $(VENV)/.installed-docs
+CLUSTER_STAMP := $(VENV)/.installed-cluster
 RUN := PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: help install install-team install-dev install-docs repro test test-full docs docs-serve bench sweep \
+.PHONY: help install install-team install-dev install-docs install-cluster repro test test-full docs docs-serve bench sweep \
 	frontier notebook-table ui tracking-server serve-model clean-venv
 
 help:
@@ -30,6 +31,7 @@ install: $(STAMP)
 install-team: $(TEAM_STAMP)
 install-dev: $(DEV_STAMP)
 install-docs: $(DOCS_STAMP)
+install-cluster: $(CLUSTER_STAMP)
 
 # constraints.txt is the lock: exact versions of every dependency.
 $(STAMP): pyproject.toml constraints.txt
@@ -46,7 +48,12 @@ $(TEAM_STAMP): $(STAMP)
 $(DEV_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) \
 		-c constraints.txt -e '.[dev]'
-	@touch $(DEV_STAMP) $(DOCS_STAMP) $(TEAM_STAMP)
+	@touch $(DEV_STAMP) $(DOCS_STAMP) $(TEAM_STAMP) $(CLUSTER_STAMP)
+
+$(CLUSTER_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) \
+		-c constraints.txt -e '.[cluster]'
+	@touch $(CLUSTER_STAMP)
 
 $(DOCS_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) \
@@ -94,6 +101,15 @@ bench: install
 SWEEP_SIZES ?= 2 4 8 16 32 64 128
 SWEEP_ARGS ?=
 SWEEP_JOBS ?= 1
+# With CLUSTER=HOST:PORT (or RAY_ADDRESS set, Ray's own convention) the experiments run on that
+# Ray cluster instead, one task per code size, each pushed to origin and pulled back here
+# (docs/cluster.md): this checkout's commit must be on origin, MLFLOW_TRACKING_URI the team's server.
+CLUSTER ?= $(RAY_ADDRESS)
+ifneq ($(strip $(CLUSTER)),)
+sweep: install-cluster
+	$(RUN) dvc repro preprocess
+	$(RUN) mnist-codec sweep --cluster $(CLUSTER) --sizes $(SWEEP_SIZES) $(SWEEP_ARGS)
+else
 sweep: install
 	$(RUN) dvc exp remove $(addprefix rd-,$(SWEEP_SIZES)) >/dev/null 2>&1 || true
 	$(RUN) dvc repro preprocess
@@ -102,6 +118,7 @@ sweep: install
 	done
 	$(RUN) dvc queue start -j $(SWEEP_JOBS)
 	$(RUN) mnist-codec sweep-report --wait
+endif
 
 # The frontier codec, reports/frontier.json: each candidate in src/mnist_codec/experiments/frontier.py is a
 # DVC experiment scored on the validation split (the last 10,000 training images, one seed); the

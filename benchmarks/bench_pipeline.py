@@ -24,6 +24,12 @@ that a busy machine slows both sides alike:
   one model per core, in the trainer's stacks (activations sharing stacks), and all in one
   stack, in-process, rounds alternating.
 
+* ``cluster``: the sweep on a Ray cluster (``mnist-codec sweep --cluster``), two default-size
+  experiments one after the other on one 2-CPU node of a mini-cluster on 127.0.0.1, with a bare
+  git remote, a DVC directory remote and ``mnist-codec server``: the seconds each task spends on
+  the cluster's own work (scheduling, checks, clone or fetch, pull, push) against its
+  ``dvc exp run``. The first task clones, the second finds the node's clone and fetches.
+
 * ``serve``: the registered champion of this checkout's MLflow store (``make repro`` sets
   it) answering over HTTP (``mlflow models serve`` on 127.0.0.1, one keep-alive
   connection, bodies encoded before the clock starts) against the same model called
@@ -34,7 +40,7 @@ It writes medians, ratios and every model's MSE to a Markdown file, and the raw 
 a JSON file beside it (a benchmark not run this time keeps its earlier section).
 
 Usage (from the project root):
-    .venv/bin/python benchmarks/bench_pipeline.py [--only notebook|seeds|precision|plans|serve] [--rounds 2] [--before REF]
+    .venv/bin/python benchmarks/bench_pipeline.py [--only notebook|seeds|precision|plans|cluster|serve] [--rounds 2] [--before REF]
 """
 
 from __future__ import annotations
@@ -179,6 +185,8 @@ def markdown(results: dict) -> str:
         parts.append(precision_markdown(results["precision"]))
     if "plans" in results:
         parts.append(plans_markdown(results["plans"]))
+    if "cluster" in results:
+        parts.append(cluster_markdown(results["cluster"]))
     if "serve" in results:
         parts.append(serve_markdown(results["serve"]))
     return "\n".join(parts)
@@ -287,6 +295,103 @@ def bench_serve(args, work: Path, env: dict, log: Path) -> dict:
     codec = champion.tags.get("mnist_codec.codec", "?")
     return {"model": f"models:/mnist-codec/{champion.version}", "codec": codec, "timings": timings,
             "calls": per_round * args.rounds, "rounds": args.rounds}
+
+
+CLUSTER_TARGET = 0.10  # the cluster's own work, at most this share of an experiment's run
+
+
+def bench_cluster(args, work: Path, env: dict, log: Path) -> dict:
+    """Two default-size sweep points on a one-node mini-cluster (see the module docstring)."""
+    import signal
+    import socket
+    import urllib.request
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every Ray node on 127.0.0.1
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    from ray.cluster_utils import Cluster
+
+    from mnist_codec.experiments.node import HOME_ENV
+
+    git_id = {f"GIT_{w}_{k}": v for w in ("AUTHOR", "COMMITTER") for k, v in (("NAME", "bench"), ("EMAIL", "bench@localhost"))}
+    env = {**env, **git_id, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    origin, store, seed, driver = work / "origin.git", work / "dvc-store", work / "seed", work / "driver"
+    seed.mkdir()
+    copy_tree(seed, {})
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
+    for cmd in (["dvc", "remote", "add", "-d", "team", str(store)], ["git", "add", ".dvc/config"],
+                ["git", "commit", "-qm", "the team's DVC remote"], ["git", "branch", "-M", "main"],
+                ["git", "remote", "add", "origin", str(origin)], ["git", "push", "-q", "origin", "main"]):
+        subprocess.run(cmd, cwd=seed, env=env, check=True, capture_output=True)
+    subprocess.run(["git", "clone", "-q", str(origin), str(driver)], check=True)
+    timed(["dvc", "repro", "preprocess"], driver, env, log)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with open(log, "a") as fh:
+        server = subprocess.Popen(["mnist-codec", "server", "--port", str(port), "--dir", str(work / "server")], env=env,
+                                  stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in (HOME_ENV, *git_id)}
+    os.environ.update({HOME_ENV: str(work / "nodes"), **git_id})
+    cluster = None
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2).read()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"cluster: the tracking server did not start; see {log}")
+                time.sleep(0.3)
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+        cluster.add_node(num_cpus=2)
+        cluster.wait_for_nodes()
+        outcomes, whole = [], []
+        for size in ("32", "16"):  # one sweep each, so neither waits for a free node
+            out = work / f"sweep-{size}.json"
+            whole.append(timed(["mnist-codec", "sweep", "--cluster", cluster.address, "--sizes", size, "--cpus", "2",
+                                "--json", str(out)], driver, {**env, "MLFLOW_TRACKING_URI": url}, log))
+            outcomes += json.loads(out.read_text())["outcomes"]
+    finally:
+        if cluster is not None:
+            session = cluster.head_node.get_session_dir_path()
+            cluster.shutdown()
+            shutil.rmtree(session, ignore_errors=True)
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return {"outcomes": [{"name": o["name"], "steps": o["steps"], "whole": w} for o, w in zip(outcomes, whole)]}
+
+
+def cluster_markdown(result: dict) -> str:
+    steps = ["queued", "check", "clone", "pull", "push"]
+    lines = section_head("The sweep on a Ray cluster: the cluster's own work against the experiment", result) + [
+        "- **Cluster:** Ray's mini-cluster on 127.0.0.1 (a head with no CPUs, one node of 2 CPUs), a bare git "
+        "remote, a DVC directory remote and `mnist-codec server`, all on this machine; two default-size "
+        "experiments (`rd-32`, then `rd-16`: the default params, 3 seeds), each its own `mnist-codec sweep "
+        "--cpus 2`, so `queued` is Ray's scheduling on a free node.", "",
+        "| Experiment | " + " | ".join(steps) + " | overhead | `dvc exp run` | overhead / run |",
+        "|---|" + "---:|" * (len(steps) + 3)]
+    worst = 0.0
+    for o in result["outcomes"]:
+        st = o["steps"]
+        overhead = sum(v for k, v in st.items() if k != "run")
+        share = overhead / st["run"]
+        worst = max(worst, share)
+        lines.append(f"| `{o['name']}` | " + " | ".join(f"{st.get(k, 0.0):.1f} s" for k in steps)
+                     + f" | {overhead:.1f} s | {st['run']:.1f} s | {share * 100:.1f}% |")
+    met = "met" if worst <= CLUSTER_TARGET else "**not met**"
+    wholes = ", ".join(f"{o['whole']:.0f} s for `{o['name']}`" for o in result["outcomes"])
+    lines += ["", f"Target: the cluster's own work at most {CLUSTER_TARGET * 100:.0f}% of an experiment's run; "
+              f"worst measured {worst * 100:.1f}%: {met}. The first experiment cloned the git remote; the second "
+              "found the node's clone and fetched. The whole command, with the driver's checks, Ray's start-up, "
+              f"`dvc exp pull` and the report, took {wholes}.", ""]
+    return "\n".join(lines)
 
 
 def section_head(title: str, result: dict) -> list[str]:
@@ -723,7 +828,7 @@ def precision_markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["notebook", "seeds", "precision", "plans", "serve"],
+    parser.add_argument("--only", choices=["notebook", "seeds", "precision", "plans", "cluster", "serve"],
                         help="run one benchmark (default: all)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--before", metavar="REF",
@@ -744,7 +849,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         args.out.write_text(markdown(results))
         return 0
-    which = [args.only] if args.only else ["seeds", "notebook", "precision", "plans", "serve"]
+    which = [args.only] if args.only else ["seeds", "notebook", "precision", "plans", "cluster", "serve"]
     if "notebook" in which and not args.notebook.is_file():
         parser.error(f"--notebook: {args.notebook} not found")
     command = "python benchmarks/bench_pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -757,7 +862,7 @@ def main(argv: list[str] | None = None) -> int:
                    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
             env.pop("MLFLOW_TRACKING_URI", None)
             bench = {"notebook": bench_notebook, "seeds": bench_seeds, "precision": bench_precision,
-                     "plans": bench_plans, "serve": bench_serve}[what]
+                     "plans": bench_plans, "cluster": bench_cluster, "serve": bench_serve}[what]
             measured = bench(args, work, env, log)
         results[what] = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                          "command": command.strip(), "machine": machine(), **measured}

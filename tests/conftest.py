@@ -17,6 +17,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Ray reads these when it is imported: every Ray node a test starts stays on 127.0.0.1 (on Linux
+# Ray would take the machine's network address otherwise), and Ray sends no usage statistics.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+
 
 class Planted:
     """Unpickling this creates the file at ``path``: the proof that a pickle was executed

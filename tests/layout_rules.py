@@ -73,7 +73,8 @@ _groups: list[tuple[set[str], set[str]]] = [
     ({m for m, (_, _) in SIDE_CHANNELS.items() if not m.startswith((P + "evaluation/", P + "reporting/"))}
      | {P + "cli.py", P + "evaluation/gate.py", P + "tracking/server.py", P + "serving/served_model.py",
         P + "serving/digits.py", P + "experiments/__init__.py", P + "experiments/exps.py", P + "experiments/sweep.py",
-        P + "experiments/frontier.py", P + "experiments/protocols.py", P + "readme.py", P + "tracking/ui.py", P + "serving/http.py",
+        P + "experiments/frontier.py", P + "experiments/protocols.py", P + "experiments/cluster.py",
+        P + "experiments/node.py", P + "readme.py", P + "tracking/ui.py", P + "serving/http.py",
         "benchmarks/bench_pipeline.py", "benchmarks/notebook_baseline.py"}, set()),
 ]
 STATUS: dict[str, set[str]] = {m: stages for group, stages in _groups for m in group}

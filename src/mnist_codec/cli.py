@@ -83,12 +83,32 @@ def _sweep_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from .experiments import cluster
+    from .workspace import workspace_root
+
+    cluster.run(workspace_root(), cluster.main_address(args.cluster), args.sizes, _overrides("sweep", args.set_param),
+                cpus=args.cpus, gpus=args.gpus, retries=args.retries, force=args.force,
+                tracking_uri=args.tracking_uri, data_dir=Path(args.data), figure=Path(args.figure),
+                table_path=Path(args.table), csv_path=Path(args.csv),
+                json_path=Path(args.json) if args.json else None)
+    return 0
+
+
 def _frontier(args: argparse.Namespace) -> int:
     from .experiments import frontier
     from .workspace import workspace_root
 
     frontier.run(workspace_root(), Path(args.out), extra=_overrides("frontier", args.set_param))
     return 0
+
+
+def _report_paths(parser: argparse.ArgumentParser) -> None:
+    """What the rate-distortion report reads and writes (``sweep-report`` and ``sweep``)."""
+    parser.add_argument("--data", default="data/processed", help="the splits PCA's exact curve is computed on")
+    parser.add_argument("--figure", default="reports/rate_distortion.png")
+    parser.add_argument("--table", default="reports/rate_distortion.md")
+    parser.add_argument("--csv", default="reports/rate_distortion.csv")
 
 
 def _overrides(command: str, values: list[str]) -> tuple[str, ...]:
@@ -166,11 +186,22 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("sweep-report", help="the rate-distortion figure and table from the rd-<k> experiments")
     r.add_argument("--wait", action="store_true", help="first wait until DVC's queue is empty")
     r.add_argument("--exp-json", default=None, help="a JSON file of dvc.api.exp_show rows (default: read them)")
-    r.add_argument("--data", default="data/processed", help="the splits PCA's exact curve is computed on")
-    r.add_argument("--figure", default="reports/rate_distortion.png")
-    r.add_argument("--table", default="reports/rate_distortion.md")
-    r.add_argument("--csv", default="reports/rate_distortion.csv")
+    _report_paths(r)
     r.set_defaults(func=_sweep_report)
+    w = sub.add_parser("sweep", help="the rate-distortion sweep on a Ray cluster: each code size a DVC experiment run "
+                                     "on a node and pushed to origin, then reports/rate_distortion.*")
+    w.add_argument("--cluster", default=None, help="the Ray cluster's address, HOST:PORT (default: $RAY_ADDRESS)")
+    w.add_argument("--sizes", type=int, nargs="+", default=None, help="code sizes (default: the sweep's 2 4 ... 128)")
+    w.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="an override added to every experiment, as `dvc exp run -S` takes it")
+    w.add_argument("--cpus", type=float, default=1, help="CPUs each experiment declares to Ray (default 1)")
+    w.add_argument("--gpus", type=float, default=0, help="GPUs each experiment declares to Ray (default 0)")
+    w.add_argument("--retries", type=int, default=None, help="runs again on another node when its node dies (default 2)")
+    w.add_argument("--force", action="store_true", help="run again the experiments already on origin for this commit")
+    w.add_argument("--tracking-uri", default=None, help="the team's tracking server (default: $MLFLOW_TRACKING_URI)")
+    _report_paths(w)
+    w.add_argument("--json", default=None, help="also write each experiment's node, host and seconds per step here")
+    w.set_defaults(func=_sweep)
     f = sub.add_parser("frontier", help="choose the strongest codec on the validation split, measure it on the "
                                         "test images, write reports/frontier.json")
     f.add_argument("--out", default="reports/frontier.json")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from ..errors import MnistCodecError
 from ..interrupts import deferred
 from .store import (
     experiment_id,
@@ -80,9 +81,34 @@ def entry_point(argv0: str) -> str:
         return path.name or argv0
 
 
+RUN_TAGS_ENV = "MNIST_CODEC_RUN_TAGS"  # a JSON object of more tags for every run, e.g. where a cluster ran it
+
+
+class RunTagsError(MnistCodecError):
+    """``$MNIST_CODEC_RUN_TAGS`` is not a JSON object of ``mnist_codec.*`` tags."""
+
+
+def extra_tags() -> dict[str, str]:
+    """The tags ``$MNIST_CODEC_RUN_TAGS`` adds to every run (a cluster sweep's task sets them:
+    the Ray node and host, the sweep and its point), checked: a JSON object of
+    ``mnist_codec.*`` keys."""
+    import json
+
+    text = os.environ.get(RUN_TAGS_ENV, "").strip()
+    if not text:
+        return {}
+    try:
+        tags = json.loads(text)
+    except ValueError as exc:
+        raise RunTagsError(f"{RUN_TAGS_ENV} is not JSON ({exc}): {text[:80]!r}") from None
+    if not isinstance(tags, dict) or not all(isinstance(k, str) and k.startswith("mnist_codec.") for k in tags):
+        raise RunTagsError(f"{RUN_TAGS_ENV} must be a JSON object of mnist_codec.* tags: {text[:80]!r}")
+    return {k: str(v) for k, v in tags.items()}
+
+
 def base_tags(stage: str, all_params: dict[str, Any]) -> dict[str, str]:
     """Tags every run carries: MLflow's source tags, host, commit, DVC experiment, stage,
-    pipeline id, protocol.
+    pipeline id, protocol, and those ``$MNIST_CODEC_RUN_TAGS`` adds.
 
     ``all_params`` is the whole params file, so every stage of one execution shares the id.
     """
@@ -108,6 +134,7 @@ def base_tags(stage: str, all_params: dict[str, Any]) -> dict[str, str]:
         "mnist_codec.dvc_exp": exp_name,
         "mnist_codec.pipeline": pipeline_id(commit, exp_name, all_params),
         "mnist_codec.protocol": str(all_params.get("data", {}).get("protocol", "")),
+        **extra_tags(),
     }
 
 
