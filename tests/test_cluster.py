@@ -68,6 +68,9 @@ def test_a_failed_step_is_told_by_the_stages_own_line():
     assert node._last_line(text) == "fetch: error: params: 'latent_dim' = 1000: less than or equal to 783"
     assert node._last_line("fatal: repository '/nowhere.git' does not exist\n") == \
         "fatal: repository '/nowhere.git' does not exist"
+    assert node._last_line("ERROR: failed to connect to s3 (b/x) - Could not connect\n"
+                           "ERROR: failed to pull data from the cloud - 1 files failed to download\n") == \
+        "ERROR: failed to connect to s3 (b/x) - Could not connect"
     assert node._last_line("") == "(no output)"
 
 
@@ -455,8 +458,8 @@ def test_ctrl_c_cancels_the_tasks_and_writes_nothing_in_the_driver(ray_cluster, 
 
 
 @pytest.mark.full
-def test_a_node_that_cannot_reach_the_git_remote_or_the_server_says_which_from_which_node(team, server, tmp_path,
-                                                                                         monkeypatch):
+def test_a_node_that_cannot_reach_a_remote_or_the_server_says_which_from_which_node(team, server, tmp_path,
+                                                                                    monkeypatch):
     monkeypatch.setenv(node.HOME_ENV, str(tmp_path / "nodes"))
     commit = git(team["driver"], "rev-parse", "HEAD").strip()
     point = Point("rd-5", ("latent_dim=5",))
@@ -468,3 +471,20 @@ def test_a_node_that_cannot_reach_the_git_remote_or_the_server_says_which_from_w
     down = f"http://127.0.0.1:{free_port()}"
     out = node.run_point(Job(str(team["origin"]), commit, down, "s1"), point, "f" * 56, host="vm-x")
     assert not out.ok and out.error.startswith(f"node vm-x ({'f' * 12}): cannot reach the tracking server {down}: ")
+
+    # a commit whose DVC remote is an S3 endpoint nobody listens on
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(team["origin"]), str(other)], check=True)
+    dead_s3 = f"http://127.0.0.1:{free_port()}"
+    for args in (["remote", "add", "-f", "-d", "gone", "s3://mnist-codec/dvc"], ["remote", "modify", "gone", "endpointurl", dead_s3]):
+        subprocess.run([str(BIN / "dvc"), *args], cwd=other, env=project_env(other), check=True, capture_output=True)
+    for args in (["commit", "-qam", "a DVC remote nobody serves"], ["push", "-q", "origin", "HEAD:refs/heads/gone-remote"]):
+        git(other, *args)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # one try per file: the failure, not botocore's back-off, is the point
+    job = Job(str(team["origin"]), git(other, "rev-parse", "HEAD").strip(), server.url, "s1")
+    out = node.run_point(job, point, "f" * 56, host="vm-x")
+    assert not out.ok and out.error.startswith(f"node vm-x ({'f' * 12}): cannot pull from the DVC remote: ERROR: failed to "
+                                               f"connect to s3"), out.error
+    assert dead_s3 in out.error

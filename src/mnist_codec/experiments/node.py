@@ -114,11 +114,14 @@ def remote_experiments(git_remote: str, commit: str, cwd: Path | None = None, en
 
 def _last_line(text: str) -> str:
     """The line that says what went wrong: a stage's own error line (``train_ae: error: ...``),
-    else DVC's or git's last error line, else the last line."""
+    else DVC's or git's first error line (the cause; DVC's later ones sum it up), else the last
+    line."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     ours = [line for line in lines if re.match(r"^\w+: error: ", line)]
+    if ours:
+        return ours[-1]
     errors = [line for line in lines if line.startswith(("ERROR", "fatal:", "error:"))]
-    return (ours or errors or lines or ["(no output)"])[-1]
+    return errors[0] if errors else (lines or ["(no output)"])[-1]
 
 
 # --- the guard: a command that dies with the task ------------------------------------------------
@@ -286,7 +289,7 @@ def run_point(job: Job, point: Point, node_id: str, host: str | None = None, sub
                     return outcome
             outcome.steps["check"] = time.perf_counter() - start
             prepare_clone(repo, job, env, outcome.steps)
-            _step(outcome.steps, "pull", ["dvc", "pull", "-q", "--allow-missing"], repo, env,
+            _step(outcome.steps, "pull", ["dvc", "pull", "--allow-missing"], repo, env,
                   "cannot pull from the DVC remote")
             if _has_local(repo, env, point.name):  # run here before (with --force): DVC would refuse the name
                 _step(outcome.steps, "run", ["dvc", "exp", "remove", point.name], repo, env,
