@@ -205,7 +205,9 @@ def task_env(repo: Path, job: Job, point: Point, node_id: str, host: str) -> dic
 
 def check_tracking_server(uri: str) -> None:
     """The tracking server answers its health check, or StepFailed says it does not."""
-    if not uri.startswith(("http://", "https://")):
+    from ..tracking.store import is_server
+
+    if not is_server(uri):
         return
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=15) as r:
@@ -221,20 +223,24 @@ def check_tracking_server(uri: str) -> None:
     raise StepFailed(f"cannot reach the tracking server {uri}: {reason}")
 
 
-def fail_stale_runs(job: Job, point: Point) -> int:
-    """End as FAILED every run of this sweep point still RUNNING: what an earlier attempt on a
-    node that died left behind (Ray runs a task again only after its attempt is gone)."""
+def fail_open_runs(tracking_uri: str, sweep_id: str, point: str | None = None) -> int:
+    """End as FAILED every run of the sweep (of one point, if given) still RUNNING: what an
+    attempt on a node that died left behind. A task calls it for its point before it starts
+    (Ray runs a task again only after its attempt is gone); the driver, for the whole sweep,
+    once no task runs."""
     import mlflow
     from mlflow.entities import RunStatus
 
-    client = mlflow.MlflowClient(job.tracking_uri)
-    exp = client.get_experiment_by_name("mnist-codec")
+    from ..tracking.store import experiment_name
+
+    client = mlflow.MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment_name())
     if exp is None:
         return 0
-    stale = client.search_runs([exp.experiment_id], max_results=5000,
-                               filter_string=f"tags.`mnist_codec.sweep` = '{job.sweep_id}' and "
-                                             f"tags.`mnist_codec.sweep_point` = '{point.name}' and "
-                                             "attributes.status = 'RUNNING'")
+    where = f"tags.`mnist_codec.sweep` = '{sweep_id}' and attributes.status = 'RUNNING'"
+    if point is not None:
+        where += f" and tags.`mnist_codec.sweep_point` = '{point}'"
+    stale = client.search_runs([exp.experiment_id], max_results=5000, filter_string=where)
     for run in stale:
         client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.FAILED))
     return len(stale)
@@ -280,7 +286,7 @@ def run_point(job: Job, point: Point, node_id: str, host: str | None = None, sub
             env = task_env(repo, job, point, node_id, host)
             start = time.perf_counter()
             check_tracking_server(job.tracking_uri)
-            fail_stale_runs(job, point)
+            fail_open_runs(job.tracking_uri, job.sweep_id, point.name)
             if not job.force:
                 pushed = remote_experiments(job.git_remote, job.commit, env=env)
                 if point.name in pushed:

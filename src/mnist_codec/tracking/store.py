@@ -103,12 +103,17 @@ def failure_message(exc: BaseException) -> str | None:
     return None
 
 
+def experiment_name() -> str:
+    """The MLflow experiment every run goes to: ``$MLFLOW_EXPERIMENT_NAME``, else mnist-codec."""
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
+
+
 def experiment_id(client, root: Path) -> str:
     """The experiment's id, created if needed: artifacts in ``root``/mlruns for a local store,
     where the server says (its artifact proxy) for a tracking server."""
     from ..errors import DataError
 
-    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
+    name = experiment_name()
     server = is_server(client.tracking_uri)
     exp = client.get_experiment_by_name(name)
     if exp is not None:
