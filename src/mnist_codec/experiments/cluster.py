@@ -27,7 +27,8 @@ import uuid
 from pathlib import Path
 
 from ..errors import MnistCodecError
-from .node import Job, Outcome, Point, StepFailed, _last_line, check_tracking_server, remote_experiments
+from ..tracking.store import is_server
+from .node import Job, Outcome, Point, StepFailed, _last_line, check_tracking_server, fail_open_runs, remote_experiments
 
 DEFAULT_RETRIES = 2  # attempts after the first when a task's node or worker dies
 
@@ -75,7 +76,7 @@ def sweep_job(repo: Path, tracking_uri: str | None, force: bool, writes: tuple[P
         raise ClusterError(f"commit {commit[:12]} is not on origin ({git_remote}): push it first, "
                            "the nodes clone it from there")
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-    if not uri.startswith(("http://", "https://")):
+    if not is_server(uri):
         raise ClusterError("a cluster sweep logs to the team's tracking server: set MLFLOW_TRACKING_URI "
                            f"or --tracking-uri to its http(s) address (got {uri or 'nothing'!r})")
     try:
@@ -133,8 +134,9 @@ def gather(refs: dict, say=print) -> list[Outcome]:
     return outcomes
 
 
-def cancel(refs: dict) -> None:
-    """Cancel every task (``force``: its worker is killed, and with it the commands it runs)."""
+def cancel(refs: dict, timeout: float = 60.0) -> None:
+    """Cancel every task (``force``: its worker is killed, and with it the commands it runs), and
+    wait until Ray has ended them, so that none still runs when the driver reports."""
     import ray
 
     for ref in refs:
@@ -142,22 +144,7 @@ def cancel(refs: dict) -> None:
             ray.cancel(ref, force=True)
         except Exception:  # already finished
             pass
-
-
-def fail_leftover_runs(job: Job) -> int:
-    """End as FAILED every run of this sweep still RUNNING once no task of it runs."""
-    import mlflow
-    from mlflow.entities import RunStatus
-
-    client = mlflow.MlflowClient(job.tracking_uri)
-    exp = client.get_experiment_by_name("mnist-codec")
-    if exp is None:
-        return 0
-    runs = client.search_runs([exp.experiment_id], max_results=5000,
-                              filter_string=f"tags.`mnist_codec.sweep` = '{job.sweep_id}' and attributes.status = 'RUNNING'")
-    for run in runs:
-        client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.FAILED))
-    return len(runs)
+    ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
 
 
 def pull(repo: Path, names: list[str]) -> None:
@@ -167,8 +154,7 @@ def pull(repo: Path, names: list[str]) -> None:
     out = subprocess.run(["dvc", "exp", "pull", "-f", "origin", *names], cwd=repo, capture_output=True, text=True,
                          timeout=3600)
     if out.returncode != 0:
-        lines = [line for line in (out.stderr + out.stdout).splitlines() if line.strip()]
-        raise ClusterError(f"dvc exp pull origin failed: {lines[-1] if lines else out.returncode}")
+        raise ClusterError(f"dvc exp pull origin failed: {_last_line(out.stderr + out.stdout)}")
 
 
 def table(outcomes: list[Outcome], results: dict[str, str]) -> str:
@@ -229,14 +215,13 @@ def run(repo: Path, address: str, sizes: list[int], extra: tuple[str, ...] = (),
             outcomes += gather(refs, say)
         except KeyboardInterrupt:
             cancel(refs)
-            time.sleep(1.0)
-            fail_leftover_runs(job)
+            fail_open_runs(job.tracking_uri, job.sweep_id)
             raise ClusterError(f"interrupted: {len(refs)} task(s) cancelled; nothing written here") from None
         finally:
             import ray
 
             ray.shutdown()
-        fail_leftover_runs(job)
+        fail_open_runs(job.tracking_uri, job.sweep_id)
     pull(repo, [o.name for o in outcomes if o.ok])
     rows = exps.show(repo)
     say(table(outcomes, results_of(rows)))
