@@ -74,9 +74,11 @@ def test_a_failed_step_is_told_by_the_stages_own_line():
     assert node._last_line("") == "(no output)"
 
 
-def test_a_guarded_command_and_its_children_die_with_the_process_that_ran_it(tmp_path):
-    """A dead node's task must leave no DVC or stage process behind: the guard kills the
-    command's whole process group when the process that started it dies."""
+@pytest.mark.parametrize("how", ["the worker dies", "ray kills the worker's children, then the worker"])
+def test_a_guarded_command_and_its_children_die_with_the_process_that_ran_it(tmp_path, how):
+    """A dead node's or a cancelled task's command must leave no DVC or stage process behind.
+    Two ways a Ray worker goes: killed outright (the node dies), or, on a forced cancel, it
+    first SIGKILLs its own child processes (the guard, not what the guard started) and exits."""
     pidfile = tmp_path / "grandchild"
     script = (f"import sys; sys.path[:0] = {sys.path!r}\n"
               "from pathlib import Path\nfrom mnist_codec.experiments.node import guarded\n"
@@ -87,7 +89,11 @@ def test_a_guarded_command_and_its_children_die_with_the_process_that_ran_it(tmp
         time.sleep(0.1)
     grandchild = int(pidfile.read_text())
     assert psutil.pid_exists(grandchild)
-    parent.kill()  # as a node's death kills its Ray worker: no chance to clean up
+    if how != "the worker dies":
+        for child in psutil.Process(parent.pid).children():  # the direct children only: the guard
+            child.kill()
+        time.sleep(0.5)
+    parent.kill()  # no chance to clean up
     parent.wait()
     deadline = time.monotonic() + 15
     while psutil.pid_exists(grandchild) and psutil.Process(grandchild).status() != psutil.STATUS_ZOMBIE \

@@ -128,20 +128,31 @@ def _last_line(text: str) -> str:
 
 _GUARD = r"""
 import ctypes, os, signal, subprocess, sys
-ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM to us when the worker dies
+ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: we die with the worker
 if os.getppid() != int(sys.argv[1]):  # it died before the line above took effect
     sys.exit(137)
-def die(signum, frame):
-    os.killpg(0, signal.SIGKILL)  # the whole group: DVC and the stage it runs
-signal.signal(signal.SIGTERM, die)
-signal.signal(signal.SIGINT, die)
+alive_r, alive_w = os.pipe()
+if os.fork() == 0:  # the watchdog: the worker's grandchild, out of reach of Ray's kill of its children
+    os.close(alive_w)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)  # so that it holds none of the task's pipes open
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while os.read(alive_r, 1):
+        pass
+    os.killpg(0, signal.SIGKILL)  # the guard is gone, however it went: the whole group goes too
+os.close(alive_r)
 sys.exit(subprocess.call(sys.argv[2:]))
 """
 
 
 def guarded(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = STEP_TIMEOUT) -> subprocess.CompletedProcess:
-    """Run ``cmd`` in a new process group led by a small guard that kills the group when this
-    process dies (Linux's parent-death signal) or when the guard is told to stop."""
+    """Run ``cmd`` in a new process group that nothing of it outlives.
+
+    The group's leader, a small guard, dies with this process (Linux's parent-death signal).
+    When the guard is gone, whether the worker's death took it or Ray killed it directly
+    (a worker that exits kills its own child processes, not theirs), its watchdog child sees
+    the guard's end of a pipe close and kills the group: the command and all it started."""
     proc = subprocess.Popen([sys.executable, "-c", _GUARD, str(os.getpid()), *cmd], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
