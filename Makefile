@@ -11,10 +11,11 @@ TEAM_STAMP := $(VENV)/.installed-team
 DEV_STAMP := $(VENV)/.installed-dev
 DOCS_STAMP := $(VENV)/.installed-docs
 CLUSTER_STAMP := $(VENV)/.installed-cluster
+TUNE_STAMP := $(VENV)/.installed-tune
 RUN := PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: help install install-team install-dev install-docs install-cluster repro test test-full docs docs-serve bench sweep \
-	frontier notebook-table ui tracking-server serve-model clean-venv
+.PHONY: help install install-team install-dev install-docs install-cluster install-tune repro test test-full docs docs-serve bench sweep \
+	frontier tune notebook-table ui tracking-server serve-model clean-venv
 
 help:
 	@echo "make repro            run the pipeline (dvc repro): reports/, models in MLflow"
@@ -22,6 +23,7 @@ help:
 	@echo "make test             the fast tests (a few minutes); make test-full: every test, as CI runs"
 	@echo "make docs             build the docs site into site/ (strict); make docs-serve: on 127.0.0.1:$(DOCS_PORT)"
 	@echo "make sweep            the rate-distortion curve; make frontier: the strongest 32-number codec"
+	@echo "make tune             search tune.yaml (Ray Tune, Optuna, ASHA), prove the best: reports/frontier.json"
 	@echo "make notebook-table   the comparison under the notebook's protocol: reports/protocols/notebook.md"
 	@echo "make bench            side-by-side timings: benchmarks/RESULTS.md"
 	@echo "make tracking-server  the team's MLflow server on 127.0.0.1:$(TRACKING_PORT)"
@@ -32,6 +34,7 @@ install-team: $(TEAM_STAMP)
 install-dev: $(DEV_STAMP)
 install-docs: $(DOCS_STAMP)
 install-cluster: $(CLUSTER_STAMP)
+install-tune: $(TUNE_STAMP)
 
 # constraints.txt is the lock: exact versions of every dependency.
 $(STAMP): pyproject.toml constraints.txt
@@ -48,12 +51,17 @@ $(TEAM_STAMP): $(STAMP)
 $(DEV_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) \
 		-c constraints.txt -e '.[dev]'
-	@touch $(DEV_STAMP) $(DOCS_STAMP) $(TEAM_STAMP) $(CLUSTER_STAMP)
+	@touch $(DEV_STAMP) $(DOCS_STAMP) $(TEAM_STAMP) $(CLUSTER_STAMP) $(TUNE_STAMP)
 
 $(CLUSTER_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) \
 		-c constraints.txt -e '.[cluster]'
 	@touch $(CLUSTER_STAMP)
+
+$(TUNE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) \
+		-c constraints.txt -e '.[tune]'
+	@touch $(TUNE_STAMP)
 
 $(DOCS_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) \
@@ -127,6 +135,16 @@ endif
 FRONTIER_ARGS ?=
 frontier: install
 	$(RUN) mnist-codec frontier $(FRONTIER_ARGS)
+
+# The strongest 32-number codec found by a search (docs/tune.md): Ray Tune runs trials that Optuna's
+# TPE sampler proposes from tune.yaml's space, on the validation split, one seed each; ASHA stops
+# weak ones early. The study lives in .tune/optuna.db (or TUNE_ARGS="--storage postgresql+psycopg://...")
+# and a second `make tune` resumes it. Then the best runs on the test images as the DVC experiment
+# `tuned` (default seeds): reports/frontier.json. CLUSTER=HOST:PORT runs the trials on that Ray cluster.
+# TUNE_ARGS: --search-only, --proof-only, --trials N, --time-s S, -S KEY=VALUE (added to the test run).
+TUNE_ARGS ?=
+tune: install-tune
+	$(RUN) mnist-codec tune $(if $(strip $(CLUSTER)),--cluster $(CLUSTER)) $(TUNE_ARGS)
 
 # The comparison under the notebook's protocol (all 70,000 images, as the notebook did): one DVC
 # experiment, `dvc exp run --temp -n protocol-notebook -S data.protocol=notebook`, its table copied

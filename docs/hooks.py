@@ -5,7 +5,7 @@
 * ``<!-- params-reference -->`` becomes the table of every params key, generated from the
   pydantic schema in ``mnist_codec.params`` (it cannot drift from what the stages accept).
 * ``<!-- frontier-record -->`` becomes the account of ``reports/frontier.json``, worded by
-  ``mnist_codec.experiments.frontier.markdown`` (the record ``make frontier`` wrote).
+  ``mnist_codec.experiments.frontier.markdown`` (the record ``make tune`` or ``make frontier`` wrote).
 """
 
 from __future__ import annotations

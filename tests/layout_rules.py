@@ -75,6 +75,8 @@ _groups: list[tuple[set[str], set[str]]] = [
         P + "serving/digits.py", P + "experiments/__init__.py", P + "experiments/exps.py", P + "experiments/sweep.py",
         P + "experiments/frontier.py", P + "experiments/protocols.py", P + "experiments/cluster.py",
         P + "experiments/node.py", P + "readme.py", P + "tracking/ui.py", P + "serving/http.py",
+        P + "tuning/__init__.py", P + "tuning/space.py", P + "tuning/trial.py", P + "tuning/search.py",
+        P + "tuning/proof.py",
         "benchmarks/bench_pipeline.py", "benchmarks/notebook_baseline.py"}, set()),
 ]
 STATUS: dict[str, set[str]] = {m: stages for group, stages in _groups for m in group}
@@ -82,7 +84,8 @@ STATUS: dict[str, set[str]] = {m: stages for group, stages in _groups for m in g
 # What each kind of module may re-run at most (the rule above), and what the trainings' code
 # must re-run at least.
 AT_MOST = {P + "reporting/": {"report"}, P + "evaluation/": {"evaluate", "report"}, P + "tracking/": set(),
-           P + "serving/": set(), P + "experiments/": set(), P + "cli.py": set(), "benchmarks/": set()}
+           P + "serving/": set(), P + "experiments/": set(), P + "tuning/": set(), P + "cli.py": set(),
+           "benchmarks/": set()}
 AT_LEAST = {**{P + f"codecs/{m}.py": {"train_ae", "train_deep"} for m in
                 ("models", "train", "checkpoints", "graphs", "schedules", "stacking", "seeding", "device")},
             P + "codecs/pca.py": {"pca"}, P + "data/splits.py": TRAININGS, P + "data/idx.py": {"preprocess"}}

@@ -103,14 +103,30 @@ def test_the_committed_frontier_record_is_what_this_code_runs():
     import shlex
 
     from mnist_codec.experiments import frontier
+    from mnist_codec.tuning import proof, space
 
     rec = json.loads((REPO / "reports" / "frontier.json").read_text())
-    # the record is what this code runs: the chosen candidate's overrides, no others
+    assert rec["protocol"] == "holdout" and rec["code_size"] == 32 and rec["n_seeds"] >= 3
+    if rec["command"] == "make tune":  # the search's winner: tune.yaml's search, its winner's overrides
+        spec = space.load(REPO / "tune.yaml", REPO / "params.yaml")
+        s = rec["selection"]["search"]
+        assert s["study"] == spec.study and {k: s[k] for k in ("space", "fixed", "budget", "asha")} == spec.describe()
+        full = [t for t in s["table"] if t["epochs"] >= spec.max_epochs]
+        best = min(full, key=lambda t: t["validation_mse"])
+        assert s["winner"]["optuna_trial"] == best["optuna_trial"] and s["winner"]["searched"] == best["searched"]
+        assert s["trials"] == len(s["table"]) and s["asha_stopped"] == sum(
+            t["ended"].startswith("asha stopped") for t in s["table"])
+        assert shlex.split(rec["experiment_command"]) == frontier.exp_run_command(
+            proof.NAME, proof.overrides(spec, best["searched"], rec["precision"]["test run"]))
+        assert rec["replaces"]["command"] == "make frontier"
+        assert rec["interval_below_replaced"] == (rec["test_mse_ci95"][1] < rec["replaces"]["test_mse_ci95"][0])
+        assert rec["meets_target"] == (rec["test_mse"] <= rec["target_mse"] == proof.TARGET_MSE)
+        return
+    # make frontier's: the chosen candidate's overrides, no others
     assert rec["command"] == "make frontier" and "frontier:" in (REPO / "Makefile").read_text()
     assert shlex.split(rec["experiment_command"]) == frontier.exp_run_command(
         frontier.NAME, frontier.CANDIDATES[rec["selection"]["chosen"]])
     assert [c["name"] for c in rec["selection"]["candidates"]] == list(frontier.CANDIDATES)
-    assert rec["protocol"] == "holdout" and rec["code_size"] == 32 and rec["n_seeds"] >= 3
     assert rec["meets_target"] == (rec["test_mse"] <= rec["target_mse"] == frontier.TARGET_MSE)
 
 

@@ -103,6 +103,24 @@ def _frontier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .tuning import proof, search, space
+    from .workspace import workspace_root
+
+    root = workspace_root()
+    spec = space.load(args.spec, root / "params.yaml")
+    base = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    storage = args.storage or search.default_storage(root)
+    if not args.proof_only:
+        address = args.cluster or None
+        search.run(root, spec, base, storage, search.Where(address), trials=args.trials, time_s=args.time_s)
+    if not args.search_only:
+        proof.run(root, spec, storage, Path(args.out), _overrides("tune", args.set_param), args.proof_precision)
+    return 0
+
+
 def _report_paths(parser: argparse.ArgumentParser) -> None:
     """What the rate-distortion report reads and writes (``sweep-report`` and ``sweep``)."""
     parser.add_argument("--data", default="data/processed", help="the splits PCA's exact curve is computed on")
@@ -208,6 +226,26 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
                    help="an override added to every run, as `dvc exp run -S` takes it, e.g. -S train.epochs=2")
     f.set_defaults(func=_frontier)
+
+    n = sub.add_parser("tune", help="search tune.yaml's space (Ray Tune, Optuna TPE, ASHA) on the validation split, "
+                                    "then run the best on the test images: reports/frontier.json")
+    n.add_argument("--spec", default="tune.yaml", help="the search space and budget (default: tune.yaml)")
+    n.add_argument("--storage", default=None,
+                   help="the Optuna study's SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db "
+                        "(default: sqlite:///.tune/optuna.db)")
+    n.add_argument("--cluster", default=None, help="a Ray cluster's address, HOST:PORT (default: a local Ray)")
+    n.add_argument("--trials", type=int, default=None, help="run this many trials now (default: what the "
+                                                            "study lacks of budget.trials)")
+    n.add_argument("--time-s", type=float, default=None, help="this search's wall time (default: budget.time_s)")
+    which = n.add_mutually_exclusive_group()
+    which.add_argument("--search-only", action="store_true", help="search, leave the test run for later")
+    which.add_argument("--proof-only", action="store_true", help="run the study's best on the test images only")
+    n.add_argument("--proof-precision", choices=["fp32", "bf16"], default=None,
+                   help="train.precision of the test run (default: the search's)")
+    n.add_argument("--out", default="reports/frontier.json")
+    n.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="an override added to the test run, as `dvc exp run -S` takes it")
+    n.set_defaults(func=_tune)
 
     t = sub.add_parser("protocol-table", help="the comparison table under another protocol, from one DVC "
                                               "experiment: reports/protocols/<protocol>.md and .csv")

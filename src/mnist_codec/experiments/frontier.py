@@ -94,15 +94,11 @@ def choose(scores: dict[str, Result]) -> str:
     return min(scores, key=lambda name: scores[name].mse["mean"])
 
 
-def record(candidates: dict[str, tuple[str, ...]], scores: dict[str, Result], chosen: str, final: Result,
-           seconds: dict[str, float], machine: str, extra: tuple[str, ...] = ()) -> dict:
-    """reports/frontier.json: what was run, what it scored, on what, in how long."""
+def measured(final: Result, mse: dict, target: float) -> dict:
+    """What a record says of the codec measured on the test images (``mse``: its MSE summary)."""
     from ..evaluation.table import display_name
 
-    mse = final.mse
     return {
-        "command": COMMAND,
-        "experiment_command": shlex.join(exp_run_command(NAME, (*candidates[chosen], *extra))),
         "codec": final.codec,
         "codec_name": display_name(final.codec),
         "code_size": int(final.params["latent_dim"]),
@@ -111,8 +107,18 @@ def record(candidates: dict[str, tuple[str, ...]], scores: dict[str, Result], ch
         "test_mse_ci95": [mse["ci95_low"], mse["ci95_high"]],
         "test_mse_per_seed": mse["per_seed"],
         "n_seeds": mse["n"],
-        "target_mse": TARGET_MSE,
-        "meets_target": mse["mean"] <= TARGET_MSE,
+        "target_mse": target,
+        "meets_target": mse["mean"] <= target,
+    }
+
+
+def record(candidates: dict[str, tuple[str, ...]], scores: dict[str, Result], chosen: str, final: Result,
+           seconds: dict[str, float], machine: str, extra: tuple[str, ...] = ()) -> dict:
+    """reports/frontier.json: what was run, what it scored, on what, in how long."""
+    return {
+        "command": COMMAND,
+        "experiment_command": shlex.join(exp_run_command(NAME, (*candidates[chosen], *extra))),
+        **measured(final, final.mse, TARGET_MSE),
         "selection": {
             "protocol": "validation",
             "rule": "the candidate whose best deep codec has the lowest validation MSE (one seed each)",
@@ -132,7 +138,10 @@ def _minutes(seconds: float) -> str:
 
 
 def markdown(rec: dict) -> str:
-    """The docs' account of a frontier record: the number, how it was chosen, what it cost."""
+    """The docs' account of a frontier record: the number, how it was chosen, what it cost
+    (a record of ``make tune``, whose selection is a search, or of ``make frontier``)."""
+    if "search" in rec["selection"]:
+        return _tuned_markdown(rec)
     low, high = rec["test_mse_ci95"]
     half = (high - low) / 2
     verdict = "met" if rec["meets_target"] else "not met"
@@ -149,6 +158,42 @@ def markdown(rec: dict) -> str:
         f"(validation runs and the test run, one after the other; the test run alone "
         f"{_minutes(wall['test run'])}). The test run on its own (after `make install`, with `.venv/bin` on `PATH`):\n\n"
         f"```bash\n{rec['experiment_command']}\n```\n")
+
+
+def _tuned_markdown(rec: dict) -> str:
+    low, high = rec["test_mse_ci95"]
+    s = rec["selection"]["search"]
+    w = s["winner"]
+    searched = ", ".join(f"`{k}={v}`" for k, v in w["searched"].items())
+    lines = [
+        f"**{rec['codec_name']}**, {rec['code_size']} numbers per digit: test MSE per pixel "
+        f"**{rec['test_mse']:.6f} ± {(high - low) / 2:.6f}** ({rec['test_mse'] * 784:.2f} summed over an image's 784 "
+        f"pixels; mean ± half the 95% interval over {rec['n_seeds']} seeds; per seed {', '.join(f'{v:.6f}' for v in rec['test_mse_per_seed'])}), on the 10,000 test images "
+        f"({rec['protocol']} protocol). Target {rec['target_mse']}: {'met' if rec['meets_target'] else 'not met'}.",
+        "",
+        f"Found by a search on the validation split (the last 10,000 training images, one seed a trial): "
+        f"{s['trials']} trials of Optuna's TPE sampler over `{s['file']}`, {s['ran_every_epoch']} of them trained "
+        f"all {s['asha']['max_epochs']} epochs and {s['asha_stopped']} stopped early by ASHA"
+        + (f", {s['cut_by_time']} cut by the time budget" if s["cut_by_time"] else "")
+        + f". The winner (trial {w['optuna_trial']}, validation MSE {w['validation_mse']:.6f}): {searched}. "
+          "The test images were used once, for the winner.",
+        "",
+    ]
+    old = rec.get("replaces")
+    if old:
+        olow, ohigh = old["test_mse_ci95"]
+        lines += [f"It replaces {old['codec_name']} from `{old['command']}`: {old['test_mse']:.6f} "
+                  f"± {(ohigh - olow) / 2:.6f} over {old['n_seeds']} seeds; the new 95% interval lies "
+                  + ("wholly below the old one." if rec["interval_below_replaced"] else "**not** wholly below the old one."),
+                  ""]
+    wall = rec["wall_seconds"]
+    precision = rec.get("precision", {})
+    lines += [f"`{rec['command']}` searched for {_minutes(wall['search'])} and ran the test run in "
+              f"{_minutes(wall['test run'])} on {rec['device'].replace('cpu:', 'a CPU: ')} (search in "
+              f"{precision.get('search', 'fp32')}, test run in {precision.get('test run', 'fp32')}). The test run on "
+              "its own (after `make install`, with `.venv/bin` on `PATH`):", "",
+              f"```bash\n{rec['experiment_command']}\n```", ""]
+    return "\n".join(lines)
 
 
 def run_experiment(repo: Path, name: str, overrides: tuple[str, ...]) -> float:
