@@ -494,3 +494,40 @@ def test_a_node_that_cannot_reach_a_remote_or_the_server_says_which_from_which_n
     assert not out.ok and out.error.startswith(f"node vm-x ({'f' * 12}): cannot pull from the DVC remote: ERROR: failed to "
                                                f"connect to s3"), out.error
     assert dead_s3 in out.error
+
+
+@pytest.mark.full
+def test_a_tune_search_runs_its_trials_on_the_clusters_nodes(ray_cluster, server, tmp_path):
+    """`mnist-codec tune --cluster` (make tune CLUSTER=...): the trials run on both worker nodes of
+    the mini-cluster, each an MLflow run on the team's server under one tuning run, every node
+    on 127.0.0.1; no socket of any process the test started leaves the loopback."""
+    import optuna
+
+    from mnist_codec.tuning import search
+
+    spec = {"study": "on-cluster", "precision": "fp32", "budget": {"trials": 4, "time_s": 600, "cpus_per_trial": 1},
+            "asha": {"max_epochs": 2, "grace_epochs": 1, "reduction_factor": 2},
+            "fixed": {"data.train_limit": 600, "data.eval_limit": 200},
+            "space": {"deep.hidden": {"choice": [[32], [64, 16]]}, "train.lr": {"float": [1.0e-4, 1.0e-2], "log": True}}}
+    repo = project_copy(tmp_path / "repo", {"n_seeds": 1, "activation": ["relu"]})
+    (repo / "tiny.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    env = {**project_env(repo), "MLFLOW_TRACKING_URI": server.url}
+    watch = LoopbackWatch()
+    proc = subprocess.run([sys.executable, "-m", "mnist_codec.cli", "tune", "--spec", "tiny.yaml", "--search-only",
+                           "--cluster", ray_cluster.address], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=900)
+    bad = watch.stop()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert bad == [] and watch.checks > 3
+    study = optuna.load_study(study_name="on-cluster", storage=f"sqlite:///{repo / '.tune/optuna.db'}")
+    assert len(search.finished(study)) == 4 and study.user_attrs[search.RUNS_ATTR][0]["where"].startswith("cluster ")
+    from mlflow import MlflowClient
+
+    client = MlflowClient(server.url)
+    exp = client.get_experiment_by_name("mnist-codec")
+    runs = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("mnist_codec.tune_study") == "on-cluster"]
+    trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(runs) == 5 and len(trials) == 4
+    workers = {n.node_id for n in ray_cluster.workers}
+    assert {r.data.tags["mnist_codec.ray_node"] for r in trials} == workers  # both nodes ran trials
+    assert {r.data.tags["mnist_codec.ray_node_ip"] for r in trials} == {"127.0.0.1"}
