@@ -79,6 +79,15 @@ def test_a_bad_search_file_is_refused_in_one_line_naming_the_key(changes, messag
     assert "\n" not in str(info.value)
 
 
+def test_a_study_searches_what_its_budget_leaves_unless_told_more():
+    spec = space.check({**RAW, "budget": {"trials": 40, "time_s": 3900}}, BASE)
+    assert search.this_run_budget(spec, 12, 3911.0, None, None) == (28, -11.0)  # time spent: straight to the proof
+    assert search.this_run_budget(spec, 12, 600.0, None, None) == (28, 3300.0)
+    assert search.this_run_budget(spec, 40, 600.0, 5, None) == (5, 3900)  # --trials alone: one budget's time at most
+    assert search.this_run_budget(spec, 12, 3911.0, None, 1800.0) == (28, 1800.0)
+    assert search.this_run_budget(spec, 12, 3911.0, 3, 600.0) == (3, 600.0)
+
+
 def test_a_missing_or_broken_file_is_named(tmp_path):
     with pytest.raises(ParamsError, match=r"nope.yaml: not found \(the search space of `make tune`\)"):
         space.load(tmp_path / "nope.yaml", REPO / "params.yaml")
@@ -237,12 +246,12 @@ def test_a_tiny_search_on_a_local_ray_then_resumed_then_proven_by_make_tune(tmp_
     runs, _ = store_runs(repo, "tune")
     assert len([r for r in runs if "mlflow.parentRunId" not in r.data.tags]) == 1 and len(runs) == 9
     assert [r["trials_before"] for r in study.user_attrs[search.RUNS_ATTR]] == [0, 6]
-    # proven: `make tune` (the study full, no search left) runs the winner on the test images
+    # proven: `make tune` (the study's budget of trials spent: no search left) runs the winner on the test images
     stamp = tmp_path / "installed"
     stamp.touch()
     args = "--spec tiny.yaml -S data.train_limit=600 -S data.eval_limit=200"
     proc = subprocess.run(["make", "tune", f"VENV={sys.prefix}", f"STAMP={stamp}", f"TUNE_STAMP={stamp}",
-                           f"TUNE_ARGS={args} --trials 0"], cwd=repo, env=env, capture_output=True, text=True,
+                           f"TUNE_ARGS={args}"], cwd=repo, env=env, capture_output=True, text=True,
                           timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     rec = json.loads((repo / "reports/frontier.json").read_text())

@@ -2,9 +2,10 @@
 
 ``mnist-codec tune`` (``make tune``) reads ``tune.yaml`` (:mod:`.space`), opens the Optuna study
 (``--storage``, an SQLAlchemy URL: by default ``sqlite:///.tune/optuna.db``; the team's
-PostgreSQL lets a second machine resume or join the same study), and runs up to the study's
-remaining trials within ``budget.time_s`` on a local Ray (every process on 127.0.0.1) or on a
-cluster (``--cluster``; the package travels to the nodes with ``py_modules``):
+PostgreSQL lets a second machine resume or join the same study), and runs what the study has
+left of its budget (trials and seconds of search, :func:`this_run_budget`) on a local Ray (every
+process on 127.0.0.1) or on a cluster (``--cluster``; the package travels to the nodes with
+``py_modules``):
 
 * OptunaSearch asks the study for each trial's settings with a define-by-run space; TPE is
   seeded with ``seed`` plus the trials already in the study, so a resumed study goes on with
@@ -250,6 +251,18 @@ def _trainable(ctx: Context):
     return trainable
 
 
+def this_run_budget(spec: Spec, done: int, spent: float, trials: int | None, time_s: float | None) -> tuple[int, float]:
+    """(trials, seconds) this search may take. By default what the study has left of the file's
+    budget (``budget.trials`` trials, ``budget.time_s`` seconds of search, over every run that
+    resumed it): a spent study goes straight to the proof. ``--trials`` and ``--time-s`` set
+    this run's own budget; ``--trials`` alone takes at most ``budget.time_s``."""
+    if trials is None and time_s is None:
+        return spec.trials - done, spec.time_s - spent
+    if time_s is None:
+        return trials, spec.time_s
+    return (trials if trials is not None else spec.trials - done), time_s
+
+
 def run(root: Path, spec: Spec, base: dict, storage: str | None = None, where: Where = Where(),
         trials: int | None = None, time_s: float | None = None) -> dict:
     """Run the search; return this run's record (also appended to the study's ``search_runs``)."""
@@ -267,16 +280,16 @@ def run(root: Path, spec: Spec, base: dict, storage: str | None = None, where: W
     storage = storage or default_storage(root)
     study = open_study(storage, spec.study)
     before = len(finished(study))
-    budget = trials if trials is not None else spec.trials
-    remaining = budget - before if trials is None else budget
-    time_budget = time_s if time_s is not None else spec.time_s
+    spent = sum(r.get("wall_seconds", 0) for r in study.user_attrs.get(RUNS_ATTR, []))
+    budget_trials, budget_time = this_run_budget(spec, before, spent, trials, time_s)
     uri = store.tracking_uri(root)
     client = MlflowClient(uri)
     with store.store_lock(uri, root):
         experiment_id = store.experiment_id(client, root)
     parent = tuning_run(client, experiment_id, study, spec, storage)
-    if remaining <= 0:
-        log.info("tune: study %r has %d of its %d trials already; no search to run", spec.study, before, budget)
+    if budget_trials <= 0 or budget_time <= 0:
+        log.info("tune: study %r has spent its budget (%d of %d trials, %.0f of %.0f s of search); "
+                 "--trials N and --time-s S search more", spec.study, before, spec.trials, spent, spec.time_s)
         return {"trials_this_run": 0, "skipped": True}
     client.update_run(parent, status="RUNNING")
     ctx = Context(spec, base, uri, experiment_id, parent)
@@ -291,8 +304,8 @@ def run(root: Path, spec: Spec, base: dict, storage: str | None = None, where: W
     try:
         tuner = tune.Tuner(
             tune.with_resources(_trainable(ctx), {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}),
-            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining,
-                                        time_budget_s=time_budget, metric=VAL_METRIC, mode="min",
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=budget_trials,
+                                        time_budget_s=budget_time, metric=VAL_METRIC, mode="min",
                                         max_concurrent_trials=None),
             run_config=tune.RunConfig(name=f"{spec.study}-{int(started)}",
                                       storage_path=str((root / DEFAULT_STORAGE_DIR / "ray").resolve()),
@@ -323,7 +336,7 @@ def run(root: Path, spec: Spec, base: dict, storage: str | None = None, where: W
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         "where": where.name, "device": machine_name(), "precision": spec.precision,
         "cpus_per_trial": spec.cpus_per_trial, "gpus_per_trial": spec.gpus_per_trial,
-        "time_budget_s": time_budget, "wall_seconds": round(wall, 1),
+        "time_budget_s": budget_time, "wall_seconds": round(wall, 1),
         "trials_before": before, "trials_this_run": len(ran),
         "completed": sum(1 for t in ran if ended(t) == "finished"),
         "asha_stopped": sum(1 for t in ran if ended(t).startswith("asha")),

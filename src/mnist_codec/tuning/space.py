@@ -298,7 +298,7 @@ def check(raw: Any, base: dict, source: str = FILE) -> Spec:
         raise _err(f"{source}: precision", f"= {precision!r} is not allowed; expected one of {', '.join(PRECISIONS)}")
     budget = _mapping(top["budget"], f"{source}: budget", BUDGET_KEYS)
     if "trials" not in budget or "time_s" not in budget:
-        raise _err(f"{source}: budget", "needs trials (the study's total) and time_s (this run's wall time)")
+        raise _err(f"{source}: budget", "needs trials and time_s (seconds of search), the study's over every run")
     trials = _number(budget["trials"], f"{source}: budget.trials", int, 1, 100_000)
     time_s = _number(budget["time_s"], f"{source}: budget.time_s", float, 0, low_open=True)
     cpus = _number(budget.get("cpus_per_trial", 1), f"{source}: budget.cpus_per_trial", float, 0, low_open=True)
