@@ -88,6 +88,17 @@ def test_a_study_searches_what_its_budget_leaves_unless_told_more():
     assert search.this_run_budget(spec, 12, 3911.0, 3, 600.0) == (3, 600.0)
 
 
+def test_a_bf16_search_on_a_machine_without_bf16_is_refused_before_anything_starts(monkeypatch, tmp_path):
+    from mnist_codec.codecs import device as devices
+    from mnist_codec.errors import TrainingError
+
+    monkeypatch.setattr(devices, "bf16_support", lambda device: (False, "no AVX512-BF16, AMX-BF16 or ARM BF16"))
+    spec = space.check({**RAW, "precision": "bf16"}, BASE)
+    with pytest.raises(TrainingError, match=r"^params: 'train.precision' = 'bf16' but cpu:.* has no AVX512-BF16"):
+        search.run(tmp_path, spec, BASE, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / ".tune").exists()
+
+
 def test_a_missing_or_broken_file_is_named(tmp_path):
     with pytest.raises(ParamsError, match=r"nope.yaml: not found \(the search space of `make tune`\)"):
         space.load(tmp_path / "nope.yaml", REPO / "params.yaml")

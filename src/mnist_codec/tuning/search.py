@@ -268,6 +268,10 @@ def run(root: Path, spec: Spec, base: dict, storage: str | None = None, where: W
     """Run the search; return this run's record (also appended to the study's ``search_runs``)."""
     if where.address is None:  # read when ray is imported: a local Ray keeps every node on 127.0.0.1
         os.environ.setdefault(LOOPBACK_ENV, "0")
+        from ..codecs import device as devices
+
+        # bf16 on a machine without it is refused once, here, not by every trial
+        devices.check_precision(devices.resolve_device(str(base.get("device", "auto"))), spec.precision)
     import optuna
     from mlflow import MlflowClient
     from ray import tune
