@@ -67,7 +67,7 @@ def test_bf16_runs_where_the_cpu_has_it_and_is_refused_in_one_line_where_not(tmp
     native, what = devices.bf16_support(torch.device("cpu"))
     if native:
         assert proc.returncode == 0, proc.stderr
-        record = json.loads((root / "models/ae/ae/seed0.json").read_text())
+        record = json.loads((root / "models/ae/seed0.json").read_text())
         assert ", bf16, " in record["device"]
         return
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
