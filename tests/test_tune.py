@@ -88,6 +88,16 @@ def test_a_study_searches_what_its_budget_leaves_unless_told_more():
     assert search.this_run_budget(spec, 12, 3911.0, 3, 600.0) == (3, 600.0)
 
 
+def test_a_spent_study_searches_nothing_and_leaves_the_store_alone(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    spec = space.check({**RAW, "budget": {"trials": 40, "time_s": 100}}, BASE)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    search.open_study(storage, spec.study).set_user_attr(search.RUNS_ATTR, [{"wall_seconds": 101.0}])
+    assert search.run(tmp_path, spec, BASE, storage=storage) == {"trials_this_run": 0, "skipped": True}
+    assert not (tmp_path / "mlflow.db").exists()
+    assert search.TUNING_RUN_ATTR not in search.open_study(storage, spec.study).user_attrs
+
+
 def test_a_bf16_search_on_a_machine_without_bf16_is_refused_before_anything_starts(monkeypatch, tmp_path):
     from mnist_codec.codecs import device as devices
     from mnist_codec.errors import TrainingError

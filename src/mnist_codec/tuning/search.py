@@ -286,15 +286,15 @@ def run(root: Path, spec: Spec, base: dict, storage: str | None = None, where: W
     before = len(finished(study))
     spent = sum(r.get("wall_seconds", 0) for r in study.user_attrs.get(RUNS_ATTR, []))
     budget_trials, budget_time = this_run_budget(spec, before, spent, trials, time_s)
+    if budget_trials <= 0 or budget_time <= 0:  # nothing to search: the study and the store stay as they are
+        log.info("tune: study %r has spent its budget (%d of %d trials, %.0f of %.0f s of search); "
+                 "--trials N and --time-s S search more", spec.study, before, spec.trials, spent, spec.time_s)
+        return {"trials_this_run": 0, "skipped": True}
     uri = store.tracking_uri(root)
     client = MlflowClient(uri)
     with store.store_lock(uri, root):
         experiment_id = store.experiment_id(client, root)
     parent = tuning_run(client, experiment_id, study, spec, storage)
-    if budget_trials <= 0 or budget_time <= 0:
-        log.info("tune: study %r has spent its budget (%d of %d trials, %.0f of %.0f s of search); "
-                 "--trials N and --time-s S search more", spec.study, before, spec.trials, spent, spec.time_s)
-        return {"trials_this_run": 0, "skipped": True}
     client.update_run(parent, status="RUNNING")
     ctx = Context(spec, base, uri, experiment_id, parent)
     points = [encode(p) for p in spec.start_from] if not study.trials else None
