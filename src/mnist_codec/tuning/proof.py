@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import shlex
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -148,21 +147,18 @@ def run(root: Path, spec: Spec, storage: str, out: Path, extra: tuple[str, ...] 
     study = open_study(storage, spec.study)
     search = search_record(study, spec, shown_storage(storage, root))
     precision = precision or spec.precision
-    args = (*overrides(spec, {k: v for k, v in search["winner"]["searched"].items()}, precision), *extra)
+    args = (*overrides(spec, search["winner"]["searched"], precision), *extra)
     log.info("tune: proving optuna trial %d (validation MSE %.6f) on the test images",
              search["winner"]["optuna_trial"], search["winner"]["validation_mse"])
-    start = time.perf_counter()
     try:
-        frontier.run_experiment(root, NAME, args)
+        test_seconds = frontier.run_experiment(root, NAME, args)  # its wall seconds
     except MnistCodecError as exc:
         raise ProofError(f"tune: {exc}") from None
-    test_seconds = time.perf_counter() - start
     final = frontier.find(exp_show(root), NAME)
     final = replace(final, mse=frontier.committed_metrics(root, final.rev)[final.codec]["mse"])
     previous = json.loads(out.read_text()) if out.is_file() else None
     if previous and previous.get("command") == COMMAND and previous.get("replaces"):
-        previous_summary = previous["replaces"]  # a re-run compares with what the first tuned record replaced
-        previous = {**previous_summary}
+        previous = previous["replaces"]  # a re-run compares with what the first tuned record replaced
     seconds = {"search": search["wall_seconds"], "test run": test_seconds,
                "total": search["wall_seconds"] + test_seconds}
     rec = record(spec, search, final, final.mse, frontier.exp_run_command(NAME, args), previous, seconds,
