@@ -14,13 +14,14 @@ CLUSTER_STAMP := $(VENV)/.installed-cluster
 TUNE_STAMP := $(VENV)/.installed-tune
 RUN := PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: help install install-team install-dev install-docs install-cluster install-tune repro test test-full docs docs-serve bench sweep \
+.PHONY: help install install-team install-dev install-docs install-cluster install-tune repro test test-full lint docs docs-serve bench sweep \
 	frontier tune notebook-table ui tracking-server serve-model clean-venv
 
 help:
 	@echo "make repro            run the pipeline (dvc repro): reports/, models in MLflow"
 	@echo "make ui               the MLflow UI on http://127.0.0.1:$(UI_PORT), opened on the training runs"
 	@echo "make test             the fast tests (a few minutes); make test-full: every test, as CI runs"
+	@echo "make lint             ruff (lint and format) and mypy, as CI and pre-commit run them"
 	@echo "make docs             build the docs site into site/ (strict); make docs-serve: on 127.0.0.1:$(DOCS_PORT)"
 	@echo "make sweep            the rate-distortion curve; make frontier: the strongest 32-number codec"
 	@echo "make tune             search tune.yaml (Ray Tune, Optuna, ASHA), prove the best: reports/frontier.json"
@@ -85,6 +86,14 @@ test: install-dev
 
 test-full: install-dev
 	$(RUN) python -m pytest --durations=25 $(PYTEST_ARGS)
+
+# Style and types, as CI runs them (and pre-commit: .pre-commit-config.yaml): ruff's rules and its
+# formatter over the repository, mypy over src/ (settings in pyproject.toml). Fails on any finding;
+# `.venv/bin/ruff check --fix . && .venv/bin/ruff format .` fixes what can be fixed mechanically.
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # The docs site (mkdocs-material): pages in docs/, results included from reports/ as they are.
 DOCS_PORT ?= 8000

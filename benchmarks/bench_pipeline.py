@@ -40,7 +40,8 @@ It writes medians, ratios and every model's MSE to a Markdown file, and the raw 
 a JSON file beside it (a benchmark not run this time keeps its earlier section).
 
 Usage (from the project root):
-    .venv/bin/python benchmarks/bench_pipeline.py [--only notebook|seeds|precision|plans|cluster|serve] [--rounds 2] [--before REF]
+    .venv/bin/python benchmarks/bench_pipeline.py [--only notebook|seeds|precision|plans|cluster|serve]
+        [--rounds 2] [--before REF]
 """
 
 from __future__ import annotations
@@ -61,8 +62,13 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK_MODELS = {"pca32": "pca", "ae": "ae", "deep_ReLU": "deep_relu", "deep_Tanh": "deep_tanh",
-                   "deep_LeakyReLU": "deep_leaky_relu"}
+NOTEBOOK_MODELS = {
+    "pca32": "pca",
+    "ae": "ae",
+    "deep_ReLU": "deep_relu",
+    "deep_Tanh": "deep_tanh",
+    "deep_LeakyReLU": "deep_leaky_relu",
+}
 
 
 def machine() -> dict:
@@ -79,8 +85,14 @@ def machine() -> dict:
         pass
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "memory_gib": round(mem_gib, 1), "gpu": gpu,
-            "torch": torch.__version__, "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "memory_gib": round(mem_gib, 1),
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def copy_tree(dest: Path, overrides: dict, ref: str | None = None) -> None:
@@ -88,12 +100,14 @@ def copy_tree(dest: Path, overrides: dict, ref: str | None = None) -> None:
     ``ref``'s, into a new git repo, params.yaml overridden
     (``{'data': {'protocol': 'notebook'}, 'n_seeds': 1}``)."""
     if ref is not None:
-        archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=ROOT, check=True,
-                                 capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", ref], cwd=ROOT, check=True, capture_output=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     else:
-        files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
-                               capture_output=True, text=True).stdout.splitlines()
+        files = subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout.splitlines()
         for name in files:
             src = ROOT / name
             if src.is_file():
@@ -126,15 +140,23 @@ def timed(cmd: list[str], cwd: Path, env: dict, log: Path) -> float:
 def run_notebook(script: Path, mnist: Path, work: Path, env: dict, log: Path) -> dict:
     out_dir = work / "notebook_out"
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(script), "--mnist", str(mnist), "--out", str(out_dir)], env=env, check=True,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(script), "--mnist", str(mnist), "--out", str(out_dir)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - start
     with open(log, "a") as out:
         out.write(f"\n$ notebook\n{proc.stdout}{proc.stderr}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"wall": wall, "train": result["seconds"]["train_ae"] + result["seconds"]["train_deep"],
-            "seconds": result["seconds"],
-            "mse": {NOTEBOOK_MODELS[k]: v for k, v in result["mse"].items() if k in NOTEBOOK_MODELS}}
+    return {
+        "wall": wall,
+        "train": result["seconds"]["train_ae"] + result["seconds"]["train_deep"],
+        "seconds": result["seconds"],
+        "mse": {NOTEBOOK_MODELS[k]: v for k, v in result["mse"].items() if k in NOTEBOOK_MODELS},
+    }
 
 
 def run_pipeline(repo: Path, env: dict, log: Path, force: bool = True) -> dict:
@@ -152,9 +174,15 @@ def run_pipeline(repo: Path, env: dict, log: Path, force: bool = True) -> dict:
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     seconds = timings["train_seconds"]
     deep = max(v for k, v in seconds.items() if k.startswith("deep_"))  # trained side by side: one wall time
-    return {"wall": wall, "stages": stages, "train": seconds["ae"] + deep, "train_seconds": seconds,
-            "train_device": timings["train_device"], "mse": {k: m["mse"]["mean"] for k, m in metrics.items()},
-            "mse_summary": {k: m["mse"] for k, m in metrics.items()}}
+    return {
+        "wall": wall,
+        "stages": stages,
+        "train": seconds["ae"] + deep,
+        "train_seconds": seconds,
+        "train_device": timings["train_device"],
+        "mse": {k: m["mse"]["mean"] for k, m in metrics.items()},
+        "mse_summary": {k: m["mse"] for k, m in metrics.items()},
+    }
 
 
 def verdict(ours: float, notebook: list[float]) -> str:
@@ -171,8 +199,10 @@ def med(runs: list[dict], key: str) -> float:
 
 
 def machine_line(m: dict) -> str:
-    return (f"{m['cpu']}, {m['cores']} usable cores, {m['memory_gib']} GiB, GPU: {m['gpu'] or 'none'}; "
-            f"torch {m['torch']}, Python {m['python']}")
+    return (
+        f"{m['cpu']}, {m['cores']} usable cores, {m['memory_gib']} GiB, GPU: {m['gpu'] or 'none'}; "
+        f"torch {m['torch']}, Python {m['python']}"
+    )
 
 
 def markdown(results: dict) -> str:
@@ -202,23 +232,39 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def serve_markdown(result: dict) -> str:
-    lines = section_head("The champion served over HTTP", result) + [
-        f"- **Model:** `{result['model']}` ({result['codec']}), served by `mlflow models serve --env-manager local` "
-        f"with 1 worker; {result['calls']} calls per size and side, in {result['rounds']} alternating rounds.",
-        "", "| Request | Side | p50 | p99 | images/s |", "|---|---|---:|---:|---:|"]
+    lines = [
+        *section_head("The champion served over HTTP", result),
+        (
+            f"- **Model:** `{result['model']}` ({result['codec']}), served by `mlflow models serve "
+            f"--env-manager local` with 1 worker; {result['calls']} calls per size and side, in "
+            f"{result['rounds']} alternating rounds."
+        ),
+        "",
+        "| Request | Side | p50 | p99 | images/s |",
+        "|---|---|---:|---:|---:|",
+    ]
     for size in ("1", "256"):
         for side, label in (("http", "HTTP (JSON, 127.0.0.1)"), ("inprocess", "in-process `predict`")):
             t = result["timings"][side][size]
             ms = [v * 1000 for v in t]
             rate = int(size) * len(t) / sum(t)
-            lines.append(f"| {size} image{'s' if size != '1' else ''} | {label} | {percentile(ms, 50):.2f} ms | "
-                         f"{percentile(ms, 99):.2f} ms | {rate:,.0f} |")
+            lines.append(
+                f"| {size} image{'s' if size != '1' else ''} | {label} | {percentile(ms, 50):.2f} ms | "
+                f"{percentile(ms, 99):.2f} ms | {rate:,.0f} |"
+            )
     p50 = percentile([v * 1000 for v in result["timings"]["http"]["1"]], 50)
     met = "met" if p50 <= SERVE_TARGET_MS else "**not met**"
-    lines += ["", f"Target: p50 for one image over HTTP at most {SERVE_TARGET_MS:.0f} ms; measured {p50:.2f} ms: {met}.",
-              "", "A 256-image request carries 200,704 numbers as JSON text each way (about 1.5 MB out, in "
-              "full float precision): reading and writing that text in the server and the client, not the "
-              "model, is nearly all of its time, as the in-process row shows.", ""]
+    lines += [
+        "",
+        f"Target: p50 for one image over HTTP at most {SERVE_TARGET_MS:.0f} ms; measured {p50:.2f} ms: {met}.",
+        "",
+        (
+            "A 256-image request carries 200,704 numbers as JSON text each way (about 1.5 MB out, in "
+            "full float precision): reading and writing that text in the server and the client, not the "
+            "model, is nearly all of its time, as the in-process row shows."
+        ),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -246,10 +292,27 @@ def bench_serve(args, work: Path, env: dict, log: Path) -> dict:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with open(log, "a") as fh:
-        server = subprocess.Popen(["mlflow", "models", "serve", "-m", "models:/mnist-codec@champion",
-                                   "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port),
-                                   "--workers", "1"], env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        server = subprocess.Popen(
+            [
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                "models:/mnist-codec@champion",
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     timings: dict = {"http": {k: [] for k in batches}, "inprocess": {k: [] for k in batches}}
     try:
         deadline = time.monotonic() + 120
@@ -262,7 +325,7 @@ def bench_serve(args, work: Path, env: dict, log: Path) -> dict:
                 conn = c
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"serve: the scoring server did not start; see {log}")
+                    raise SystemExit(f"serve: the scoring server did not start; see {log}") from None
                 time.sleep(0.3)
 
         def over_http(size: str) -> float:
@@ -293,8 +356,13 @@ def bench_serve(args, work: Path, env: dict, log: Path) -> dict:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
     codec = champion.tags.get("mnist_codec.codec", "?")
-    return {"model": f"models:/mnist-codec/{champion.version}", "codec": codec, "timings": timings,
-            "calls": per_round * args.rounds, "rounds": args.rounds}
+    return {
+        "model": f"models:/mnist-codec/{champion.version}",
+        "codec": codec,
+        "timings": timings,
+        "calls": per_round * args.rounds,
+        "rounds": args.rounds,
+    }
 
 
 CLUSTER_TARGET = 0.10  # the cluster's own work, at most this share of an experiment's run
@@ -312,15 +380,22 @@ def bench_cluster(args, work: Path, env: dict, log: Path) -> dict:
 
     from mnist_codec.experiments.node import HOME_ENV
 
-    git_id = {f"GIT_{w}_{k}": v for w in ("AUTHOR", "COMMITTER") for k, v in (("NAME", "bench"), ("EMAIL", "bench@localhost"))}
+    git_id = {
+        f"GIT_{w}_{k}": v for w in ("AUTHOR", "COMMITTER") for k, v in (("NAME", "bench"), ("EMAIL", "bench@localhost"))
+    }
     env = {**env, **git_id, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
     origin, store, seed, driver = work / "origin.git", work / "dvc-store", work / "seed", work / "driver"
     seed.mkdir()
     copy_tree(seed, {})
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
-    for cmd in (["dvc", "remote", "add", "-d", "team", str(store)], ["git", "add", ".dvc/config"],
-                ["git", "commit", "-qm", "the team's DVC remote"], ["git", "branch", "-M", "main"],
-                ["git", "remote", "add", "origin", str(origin)], ["git", "push", "-q", "origin", "main"]):
+    for cmd in (
+        ["dvc", "remote", "add", "-d", "team", str(store)],
+        ["git", "add", ".dvc/config"],
+        ["git", "commit", "-qm", "the team's DVC remote"],
+        ["git", "branch", "-M", "main"],
+        ["git", "remote", "add", "origin", str(origin)],
+        ["git", "push", "-q", "origin", "main"],
+    ):
         subprocess.run(cmd, cwd=seed, env=env, check=True, capture_output=True)
     subprocess.run(["git", "clone", "-q", str(origin), str(driver)], check=True)
     timed(["dvc", "repro", "preprocess"], driver, env, log)
@@ -328,8 +403,13 @@ def bench_cluster(args, work: Path, env: dict, log: Path) -> dict:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with open(log, "a") as fh:
-        server = subprocess.Popen(["mnist-codec", "server", "--port", str(port), "--dir", str(work / "server")], env=env,
-                                  stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            ["mnist-codec", "server", "--port", str(port), "--dir", str(work / "server")],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     saved = {k: os.environ.get(k) for k in (HOME_ENV, *git_id)}
     os.environ.update({HOME_ENV: str(work / "nodes"), **git_id})
@@ -342,7 +422,7 @@ def bench_cluster(args, work: Path, env: dict, log: Path) -> dict:
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"cluster: the tracking server did not start; see {log}")
+                    raise SystemExit(f"cluster: the tracking server did not start; see {log}") from None
                 time.sleep(0.3)
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
         cluster.add_node(num_cpus=2)
@@ -350,8 +430,25 @@ def bench_cluster(args, work: Path, env: dict, log: Path) -> dict:
         outcomes, whole = [], []
         for size in ("32", "16"):  # one sweep each, so neither waits for a free node
             out = work / f"sweep-{size}.json"
-            whole.append(timed(["mnist-codec", "sweep", "--cluster", cluster.address, "--sizes", size, "--cpus", "2",
-                                "--json", str(out)], driver, {**env, "MLFLOW_TRACKING_URI": url}, log))
+            whole.append(
+                timed(
+                    [
+                        "mnist-codec",
+                        "sweep",
+                        "--cluster",
+                        cluster.address,
+                        "--sizes",
+                        size,
+                        "--cpus",
+                        "2",
+                        "--json",
+                        str(out),
+                    ],
+                    driver,
+                    {**env, "MLFLOW_TRACKING_URI": url},
+                    log,
+                )
+            )
             outcomes += json.loads(out.read_text())["outcomes"]
     finally:
         if cluster is not None:
@@ -365,50 +462,78 @@ def bench_cluster(args, work: Path, env: dict, log: Path) -> dict:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return {"outcomes": [{"name": o["name"], "steps": o["steps"], "whole": w} for o, w in zip(outcomes, whole)]}
+    return {
+        "outcomes": [{"name": o["name"], "steps": o["steps"], "whole": w} for o, w in zip(outcomes, whole, strict=True)]
+    }
 
 
 def cluster_markdown(result: dict) -> str:
     steps = ["queued", "check", "clone", "pull", "push"]
-    lines = section_head("The sweep on a Ray cluster: the cluster's own work against the experiment", result) + [
-        "- **Cluster:** Ray's mini-cluster on 127.0.0.1 (a head with no CPUs, one node of 2 CPUs), a bare git "
-        "remote, a DVC directory remote and `mnist-codec server`, all on this machine; two default-size "
-        "experiments (`rd-32`, then `rd-16`: the default params, 3 seeds), each its own `mnist-codec sweep "
-        "--cpus 2`, so `queued` is Ray's scheduling on a free node.", "",
+    lines = [
+        *section_head("The sweep on a Ray cluster: the cluster's own work against the experiment", result),
+        (
+            "- **Cluster:** Ray's mini-cluster on 127.0.0.1 (a head with no CPUs, one node of "
+            "2 CPUs), a bare git remote, a DVC directory remote and `mnist-codec server`, all "
+            "on this machine; two default-size experiments (`rd-32`, then `rd-16`: the default "
+            "params, 3 seeds), each its own `mnist-codec sweep --cpus 2`, so `queued` is Ray's "
+            "scheduling on a free node."
+        ),
+        "",
         "| Experiment | " + " | ".join(steps) + " | overhead | `dvc exp run` | overhead / run |",
-        "|---|" + "---:|" * (len(steps) + 3)]
+        "|---|" + "---:|" * (len(steps) + 3),
+    ]
     worst = 0.0
     for o in result["outcomes"]:
         st = o["steps"]
         overhead = sum(v for k, v in st.items() if k != "run")
         share = overhead / st["run"]
         worst = max(worst, share)
-        lines.append(f"| `{o['name']}` | " + " | ".join(f"{st.get(k, 0.0):.1f} s" for k in steps)
-                     + f" | {overhead:.1f} s | {st['run']:.1f} s | {share * 100:.1f}% |")
+        lines.append(
+            f"| `{o['name']}` | "
+            + " | ".join(f"{st.get(k, 0.0):.1f} s" for k in steps)
+            + f" | {overhead:.1f} s | {st['run']:.1f} s | {share * 100:.1f}% |"
+        )
     met = "met" if worst <= CLUSTER_TARGET else "**not met**"
     wholes = ", ".join(f"{o['whole']:.0f} s for `{o['name']}`" for o in result["outcomes"])
-    lines += ["", f"Target: the cluster's own work at most {CLUSTER_TARGET * 100:.0f}% of an experiment's run; "
-              f"worst measured {worst * 100:.1f}%: {met}. The first experiment cloned the git remote; the second "
-              "found the node's clone and fetched. The whole command, with the driver's checks, Ray's start-up, "
-              f"`dvc exp pull` and the report, took {wholes}.", ""]
+    lines += [
+        "",
+        (
+            f"Target: the cluster's own work at most {CLUSTER_TARGET * 100:.0f}% of an experiment's run; "
+            f"worst measured {worst * 100:.1f}%: {met}. The first experiment cloned the git remote; the second "
+            "found the node's clone and fetched. The whole command, with the driver's checks, Ray's start-up, "
+            f"`dvc exp pull` and the report, took {wholes}."
+        ),
+        "",
+    ]
     return "\n".join(lines)
 
 
 def section_head(title: str, result: dict) -> list[str]:
     """A benchmark section's title, when and how it was measured, and on what machine."""
-    return [f"## {title}", "", f"Measured {result['date']} with `{result['command']}`.", "",
-            f"- **Machine:** {machine_line(result['machine'])}."]
+    return [
+        f"## {title}",
+        "",
+        f"Measured {result['date']} with `{result['command']}`.",
+        "",
+        f"- **Machine:** {machine_line(result['machine'])}.",
+    ]
 
 
 def median_rows(a: list[dict], b: list[dict], whole: str, training: str) -> list[str]:
     """The rows both side-by-side tables have: the whole run's and training's medians, A, B, B/A."""
     wa, wb, ta, tb = med(a, "wall"), med(b, "wall"), med(a, "train"), med(b, "train")
-    return [f"| {whole} | {wa:.1f} s | {wb:.1f} s | **{wb / wa:.2f}** |",
-            f"| {training} | {ta:.1f} s | {tb:.1f} s | {tb / ta:.2f} |"]
+    return [
+        f"| {whole} | {wa:.1f} s | {wb:.1f} s | **{wb / wa:.2f}** |",
+        f"| {training} | {ta:.1f} s | {tb:.1f} s | {tb / ta:.2f} |",
+    ]
 
 
 def rounds_line(a: list[dict], b: list[dict]) -> str:
-    return "Every round: " + "; ".join(f"A {x['wall']:.1f} s, B {y['wall']:.1f} s" for x, y in zip(a, b)) + "."
+    return (
+        "Every round: "
+        + "; ".join(f"A {x['wall']:.1f} s, B {y['wall']:.1f} s" for x, y in zip(a, b, strict=True))
+        + "."
+    )
 
 
 def seeds_markdown(result: dict) -> str:
@@ -416,15 +541,19 @@ def seeds_markdown(result: dict) -> str:
     one, three = med(a, "wall"), med(b, "wall")
     from mnist_codec.evaluation.table import display_name
 
-    lines = section_head("What the intervals cost: 1 seed against 3", result) + [
-        f"- **Run:** the default `dvc repro --force` (holdout protocol, 10 epochs), with `n_seeds: 1` (A) and the "
-        f"default `n_seeds: 3` (B), {len(a)} rounds alternating A B A B.",
+    lines = [
+        *section_head("What the intervals cost: 1 seed against 3", result),
+        (
+            "- **Run:** the default `dvc repro --force` (holdout protocol, 10 epochs), with `n_seeds: "
+            f"1` (A) and the default `n_seeds: 3` (B), {len(a)} rounds alternating A B A B."
+        ),
         "- **Training plan, 3 seeds:** " + "; ".join(f"{k}: {v}" for k, v in b[-1]["train_device"].items()),
         "",
         "| Medians | 1 seed | 3 seeds | 3 seeds / 1 seed |",
         "|---|---:|---:|---:|",
-        *median_rows(a, b, "Whole run (`dvc repro --force`: 7 stages, MLflow, report)",
-                     "Training alone (AE + deep AEs)"),
+        *median_rows(
+            a, b, "Whole run (`dvc repro --force`: 7 stages, MLflow, report)", "Training alone (AE + deep AEs)"
+        ),
         "",
         f"Target: at most 2.00; measured {three / one:.2f}: " + ("met." if three / one <= 2 else "**not met**."),
         "",
@@ -435,10 +564,15 @@ def seeds_markdown(result: dict) -> str:
     ]
     for name, s in b[-1]["mse_summary"].items():
         half = (s["ci95_high"] - s["ci95_low"]) / 2
-        lines.append(f"| {display_name(name)} | {a[-1]['mse'][name]:.6f} | {s['per_seed'][0]:.6f} "
-                     f"| {s['mean']:.6f} ± {half:.6f} |")
-    lines += ["", "The first seed of a 3-seed run is the 1-seed run's model, trained in another stack: the same "
-              "number.", ""]
+        lines.append(
+            f"| {display_name(name)} | {a[-1]['mse'][name]:.6f} | {s['per_seed'][0]:.6f} "
+            f"| {s['mean']:.6f} ± {half:.6f} |"
+        )
+    lines += [
+        "",
+        "The first seed of a 3-seed run is the 1-seed run's model, trained in another stack: the same number.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -454,8 +588,11 @@ def stage_split(runs: list[dict]) -> dict[str, tuple[float, float, float]]:
     out = {}
     for stage in STAGES:
         rows = [(r["stages"][stage]["seconds"], sum(r["stages"][stage]["work"].values())) for r in runs]
-        out[stage] = (statistics.median(a for a, _ in rows), statistics.median(w for _, w in rows),
-                      statistics.median(a - w for a, w in rows))
+        out[stage] = (
+            statistics.median(a for a, _ in rows),
+            statistics.median(w for _, w in rows),
+            statistics.median(a - w for a, w in rows),
+        )
     dvc = statistics.median(r["wall"] - sum(r["stages"][s]["seconds"] for s in STAGES) for r in runs)
     out["dvc"] = (dvc, 0.0, dvc)
     return out
@@ -474,13 +611,17 @@ def stage_table(sides: dict[str, list[dict]]) -> list[str]:
     """Per stage: wall, own work and fixed cost for each side, and the last side's work by label."""
     splits = {side: stage_split(runs) for side, runs in sides.items()}
     last = list(sides)[-1]
-    lines = ["| Stage | " + " | ".join(f"{side}: wall | work | fixed" for side in sides) + f" | {last}: its work |",
-             "|---|" + "---:|---:|---:|" * len(sides) + "---|"]
-    for stage in STAGES + ["dvc"]:
+    lines = [
+        "| Stage | " + " | ".join(f"{side}: wall | work | fixed" for side in sides) + f" | {last}: its work |",
+        "|---|" + "---:|---:|---:|" * len(sides) + "---|",
+    ]
+    for stage in [*STAGES, "dvc"]:
         cells = []
         for side in sides:
             wall, own, fixed = splits[side][stage]
-            cells.append(f"{wall:.1f} s | | {fixed:.1f} s" if stage == "dvc" else f"{wall:.1f} s | {own:.1f} s | {fixed:.1f} s")
+            cells.append(
+                f"{wall:.1f} s | | {fixed:.1f} s" if stage == "dvc" else f"{wall:.1f} s | {own:.1f} s | {fixed:.1f} s"
+            )
         if stage == "dvc":
             name, labels = "DVC itself (start, hashes, cache, lock; process exits)", ""
         else:
@@ -491,8 +632,9 @@ def stage_table(sides: dict[str, list[dict]]) -> list[str]:
     for side, runs in sides.items():
         split = splits[side]
         own = sum(split[s][1] for s in STAGES)
-        totals.append(f"**{med(runs, 'wall'):.1f} s** | {own:.1f} s | **{fixed_total(split):.1f} s** "
-                      f"(+{split['dvc'][2]:.1f})")
+        totals.append(
+            f"**{med(runs, 'wall'):.1f} s** | {own:.1f} s | **{fixed_total(split):.1f} s** (+{split['dvc'][2]:.1f})"
+        )
     lines.append("| Whole run; fixed: the seven stages' (+ DVC's) | " + " | ".join(totals) + " | |")
     return lines
 
@@ -502,8 +644,11 @@ def mse_unchanged(before: list[dict], after: list[dict]) -> str:
     a, b = before[-1]["mse"], after[-1]["mse"]
     moved = {k: (a[k], b.get(k, float("nan"))) for k in a if k not in b or abs(a[k] - b[k]) > 1e-12 * abs(a[k])}
     if not moved:
-        return "every codec's MSE is the same number before and after (" + ", ".join(
-            f"{k} {v:.6f}" for k, v in b.items()) + ")"
+        return (
+            "every codec's MSE is the same number before and after ("
+            + ", ".join(f"{k} {v:.6f}" for k, v in b.items())
+            + ")"
+        )
     return "**MSE moved:** " + ", ".join(f"{k} {x:.6f} -> {y:.6f}" for k, (x, y) in moved.items())
 
 
@@ -515,11 +660,16 @@ def notebook_markdown(result: dict) -> str:
 
     runs = "notebook (A) and `dvc repro --force` (B) alternating A B A B"
     if before:
-        runs = (f"the notebook (A), `dvc repro --force` at `{result['before_ref']}` (before) and in this tree "
-                f"(after, B) alternating A before B, A before B")
-    lines = section_head("The notebook and the pipeline", result) + [
-        f"- **Protocol:** all 70,000 images, 10 epochs, batch 128, Adam 1e-3 (`data.protocol=notebook`), one seed "
-        f"as the notebook. {len(a)} rounds: {runs}.",
+        runs = (
+            f"the notebook (A), `dvc repro --force` at `{result['before_ref']}` (before) and in this tree "
+            f"(after, B) alternating A before B, A before B"
+        )
+    lines = [
+        *section_head("The notebook and the pipeline", result),
+        (
+            "- **Protocol:** all 70,000 images, 10 epochs, batch 128, Adam 1e-3 (`data.protocol=notebook`), "
+            f"one seed as the notebook. {len(a)} rounds: {runs}."
+        ),
         "- **Pipeline devices:** " + "; ".join(f"{k}: {v}" for k, v in b[-1]["train_device"].items()),
         "",
         "| Medians | Notebook | Pipeline | Pipeline / notebook |",
@@ -527,44 +677,73 @@ def notebook_markdown(result: dict) -> str:
     ]
     if before:
         bw = med(before, "wall")
-        lines.append(f"| Whole run, before (`{result['before_ref']}`) | {nb_wall:.1f} s | {bw:.1f} s | "
-                     f"{bw / nb_wall:.2f} |")
+        lines.append(
+            f"| Whole run, before (`{result['before_ref']}`) | {nb_wall:.1f} s | {bw:.1f} s | {bw / nb_wall:.2f} |"
+        )
     lines += [
-        *median_rows(a, b, "Whole run: notebook script vs `dvc repro --force` (7 stages, MLflow, report)",
-                     "Training alone: 1-layer AE + three deep AEs"),
+        *median_rows(
+            a,
+            b,
+            "Whole run: notebook script vs `dvc repro --force` (7 stages, MLflow, report)",
+            "Training alone: 1-layer AE + three deep AEs",
+        ),
         f"| `dvc repro` in a fresh copy (no cache, no MLflow store) | | {result['fresh']['wall']:.1f} s | |",
         "",
         f"Target for the whole run on a CPU: at most {RATIO_TARGET:.2f} of the notebook; measured "
         f"{pl_wall / nb_wall:.2f}: " + ("met." if pl_wall / nb_wall <= RATIO_TARGET else "**not met**."),
-        "GPU: " + (f"{m['gpu']} (this run)." if m["gpu"] else
-                   "none on this machine, so no GPU figures in this run; run the same command on a GPU machine."),
+        "GPU: "
+        + (
+            f"{m['gpu']} (this run)."
+            if m["gpu"]
+            else "none on this machine, so no GPU figures in this run; run the same command on a GPU machine."
+        ),
         "",
-        "Every round: " + "; ".join(
+        "Every round: "
+        + "; ".join(
             f"A {x['wall']:.1f} s" + (f", before {z['wall']:.1f} s" if before else "") + f", B {y['wall']:.1f} s"
-            for x, y, z in zip(a, b, before or b)) + ".",
+            for x, y, z in zip(a, b, before or b, strict=True)
+        )
+        + ".",
         "The notebook trains its 1-layer AE for 11 epochs (1, then 10 more); the pipeline for 10.",
         "",
     ]
     if all(r.get("stages") for r in b):
         sides = {"before": before, "after": b} if before and all(r.get("stages") for r in before) else {"after": b}
         split = stage_split(b)
-        lines += ["### Where the time goes, stage by stage (notebook protocol)", "",
-                  "Wall: the stage's process, from the interpreter's start to its last output. Work: what the "
-                  "stage is for (a fit, training, scoring, figures), timed inside it. Fixed: the rest "
-                  "(interpreter, imports, params, MLflow's store, logging and registering models, writing "
-                  "files). Medians over the rounds.", "", *stage_table(sides), "",
-                  f"Target: the seven stages' fixed costs together at most {FIXED_TARGET_S:.0f} s; measured "
-                  f"{fixed_total(split):.1f} s: " + ("met." if fixed_total(split) <= FIXED_TARGET_S else "**not met**.")
-                  + (f" Before: {fixed_total(stage_split(before)):.1f} s." if len(sides) == 2 else "")]
+        lines += [
+            "### Where the time goes, stage by stage (notebook protocol)",
+            "",
+            (
+                "Wall: the stage's process, from the interpreter's start to its last output. Work: what the "
+                "stage is for (a fit, training, scoring, figures), timed inside it. Fixed: the rest "
+                "(interpreter, imports, params, MLflow's store, logging and registering models, writing "
+                "files). Medians over the rounds."
+            ),
+            "",
+            *stage_table(sides),
+            "",
+            f"Target: the seven stages' fixed costs together at most {FIXED_TARGET_S:.0f} s; measured "
+            f"{fixed_total(split):.1f} s: "
+            + ("met." if fixed_total(split) <= FIXED_TARGET_S else "**not met**.")
+            + (f" Before: {fixed_total(stage_split(before)):.1f} s." if len(sides) == 2 else ""),
+        ]
         if len(sides) == 2:
             lines.append(f"Under the notebook protocol {mse_unchanged(before, b)}.")
         lines.append("")
         holdout, holdout_before = result.get("holdout"), result.get("holdout_before")
         if holdout:
             hs = {"before": holdout_before, "after": holdout} if holdout_before else {"after": holdout}
-            lines += ["### The default run, stage by stage (holdout protocol, 3 seeds)", "",
-                      "One `dvc repro` in a fresh copy of each (as a first `make repro` after cloning: the MLflow "
-                      "store is created in it), run one after the other.", "", *stage_table(hs), ""]
+            lines += [
+                "### The default run, stage by stage (holdout protocol, 3 seeds)",
+                "",
+                (
+                    "One `dvc repro` in a fresh copy of each (as a first `make repro` after cloning: the MLflow "
+                    "store is created in it), run one after the other."
+                ),
+                "",
+                *stage_table(hs),
+                "",
+            ]
             if holdout_before:
                 lines += [f"Under the holdout protocol {mse_unchanged(holdout_before, holdout)}.", ""]
     lines += [
@@ -577,11 +756,19 @@ def notebook_markdown(result: dict) -> str:
         runs = [r["mse"][name] for r in a if name in r["mse"]]
         published = NOTEBOOK_MSE.get(name)
         seen = runs + ([published] if published else [])
-        lines.append(f"| {display_name(name)} | {ours:.6f} | {', '.join(f'{v:.6f}' for v in runs)} | "
-                     f"{published if published else ''} | {verdict(ours, seen) if seen else ''} |")
-    lines += ["", "The notebook is not seeded: its runs differ from each other and from its published figures; "
-              "that spread is the noise the verdict uses. The pipeline is seeded and gives the same numbers "
-              "on every run on one machine.", ""]
+        lines.append(
+            f"| {display_name(name)} | {ours:.6f} | {', '.join(f'{v:.6f}' for v in runs)} | "
+            f"{published if published else ''} | {verdict(ours, seen) if seen else ''} |"
+        )
+    lines += [
+        "",
+        (
+            "The notebook is not seeded: its runs differ from each other and from its published figures; "
+            "that spread is the noise the verdict uses. The pipeline is seeded and gives the same numbers "
+            "on every run on one machine."
+        ),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -611,9 +798,15 @@ def bench_notebook(args, work: Path, env: dict, log: Path) -> dict:
     for side in sides:  # the default run, as a user's first `make repro` in a fresh clone
         print(f"notebook: {side}: the default run (holdout, 3 seeds) in a fresh copy: dvc repro", flush=True)
         holdout[side] = [run_pipeline(repos[side, "holdout"], env, log, force=False)]
-    return {"fresh": fresh["after"], "notebook": notebook, "pipeline": pipeline["after"],
-            "before_ref": args.before, "before": pipeline.get("before"),
-            "holdout": holdout["after"], "holdout_before": holdout.get("before")}
+    return {
+        "fresh": fresh["after"],
+        "notebook": notebook,
+        "pipeline": pipeline["after"],
+        "before_ref": args.before,
+        "before": pipeline.get("before"),
+        "holdout": holdout["after"],
+        "holdout_before": holdout.get("before"),
+    }
 
 
 def bench_seeds(args, work: Path, env: dict, log: Path) -> dict:
@@ -625,8 +818,9 @@ def bench_seeds(args, work: Path, env: dict, log: Path) -> dict:
     runs: dict[str, list] = {"one": [], "three": []}
     for k in range(args.rounds):
         for key in ("one", "three"):
-            print(f"seeds: round {k + 1}/{args.rounds}: n_seeds={1 if key == 'one' else 3}: dvc repro --force",
-                  flush=True)
+            print(
+                f"seeds: round {k + 1}/{args.rounds}: n_seeds={1 if key == 'one' else 3}: dvc repro --force", flush=True
+            )
             runs[key].append(run_pipeline(repos[key], env, log))
     return runs
 
@@ -648,32 +842,54 @@ def bench_plans(args, work: Path, env: dict, log: Path) -> dict:
     cores = device.usable_cores()
     device.configure_cpu(cores)
     acts = ["relu", "tanh", "leaky_relu"]
-    plans = {"one model per core": lambda n: n, "stacks per core (the trainer's plan)": lambda n: None,
-             "one stack on every core": lambda n: 1}
+    plans = {
+        "one model per core": lambda n: n,
+        "stacks per core (the trainer's plan)": lambda n: None,
+        "one stack on every core": lambda n: 1,
+    }
     seconds: dict = {str(n): {p: [] for p in plans} for n in (3, 9)}
     for k in range(args.rounds):
         for n in (3, 9):
             for plan, parts in plans.items():
                 print(f"plans: round {k + 1}/{args.rounds}: {n} models: {plan}", flush=True)
-                jobs = [train.Job(f"{a}/{r}", models.build({"kind": "deep", "latent_dim": 32, "hidden": [256, 64],
-                                                             "activation": a}), torch.Generator().manual_seed(r))
-                        for r in range(n // len(acts)) for a in acts]
+                jobs = [
+                    train.Job(
+                        f"{a}/{r}",
+                        models.build({"kind": "deep", "latent_dim": 32, "hidden": [256, 64], "activation": a}),
+                        torch.Generator().manual_seed(r),
+                    )
+                    for r in range(n // len(acts))
+                    for a in acts
+                ]
                 start = time.perf_counter()
-                train.fit_many(jobs, x, x[:2000], epochs=PLAN_EPOCHS, batch_size=128, lr=1e-3,
-                               stacks_per_group=parts(n))
+                train.fit_many(
+                    jobs, x, x[:2000], epochs=PLAN_EPOCHS, batch_size=128, lr=1e-3, stacks_per_group=parts(n)
+                )
                 seconds[str(n)][plan].append(time.perf_counter() - start)
-    return {"seconds": seconds, "epochs": PLAN_EPOCHS, "rounds": args.rounds, "cores": cores,
-            "stacks": {str(n): device.stack_sizes(n, cores) for n in (3, 9)}}
+    return {
+        "seconds": seconds,
+        "epochs": PLAN_EPOCHS,
+        "rounds": args.rounds,
+        "cores": cores,
+        "stacks": {str(n): device.stack_sizes(n, cores) for n in (3, 9)},
+    }
 
 
 def plans_markdown(result: dict) -> str:
-    lines = section_head("Training several models at once on a CPU", result) + [
-        f"- **Work:** the default run's deep autoencoders (784-256-64-32, ReLU, Tanh and LeakyReLU; 1 seed: 3 "
-        f"models, 3 seeds: 9), {result['epochs']} epochs on the 60,000 training images, batch 128, on "
-        f"{result['cores']} cores; {result['rounds']} rounds, the plans alternating. The trainer's plan cuts "
-        f"n models into stacks of n // cores (3 models: {result['stacks']['3']}; 9: {result['stacks']['9']}), the "
-        f"activations sharing stacks, each stack stepped by one thread, stacks taken epoch by epoch.", "",
-        "| Plan | 3 models | per model-epoch | 9 models | per model-epoch |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        *section_head("Training several models at once on a CPU", result),
+        (
+            "- **Work:** the default run's deep autoencoders (784-256-64-32, ReLU, Tanh and LeakyReLU; "
+            f"1 seed: 3 models, 3 seeds: 9), {result['epochs']} epochs on the 60,000 training "
+            f"images, batch 128, on {result['cores']} cores; {result['rounds']} rounds, the plans "
+            "alternating. The trainer's plan cuts n models into stacks of n // cores (3 models: "
+            f"{result['stacks']['3']}; 9: {result['stacks']['9']}), the activations sharing stacks, "
+            "each stack stepped by one thread, stacks taken epoch by epoch."
+        ),
+        "",
+        "| Plan | 3 models | per model-epoch | 9 models | per model-epoch |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for plan in result["seconds"]["3"]:
         cells = []
         for n in ("3", "9"):
@@ -712,7 +928,7 @@ def step_times(device_name: str, rounds: int) -> dict:
             job = train.Job("deep_relu", models.build(DEEP_RELU).to(dev), torch.Generator().manual_seed(0))
             t = train.StackTrainer([job], [[]], [None], x, 128, 1e-3, precision=precision)
             t.new_epoch()
-            batches = [t.perm[:, i * 128: (i + 1) * 128] for i in range(WARM_STEPS + STEPS)]
+            batches = [t.perm[:, i * 128 : (i + 1) * 128] for i in range(WARM_STEPS + STEPS)]
             for b in batches[:WARM_STEPS]:
                 t.step(b)
             if dev.type == "cuda":
@@ -731,8 +947,9 @@ def step_times(device_name: str, rounds: int) -> dict:
 def refusal(repo: Path, env: dict) -> str:
     """The line `dvc repro` stops with when the copy asks for bf16 on a machine without it."""
     dvc = str(Path(sys.executable).parent / "dvc")
-    proc = subprocess.run([dvc, "repro"], cwd=repo, env={**env, "PYTHONPATH": str(repo / "src")},
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [dvc, "repro"], cwd=repo, env={**env, "PYTHONPATH": str(repo / "src")}, capture_output=True, text=True
+    )
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "train.precision" in ln]
     if proc.returncode == 0 or not lines:
         raise RuntimeError(f"bf16 was not refused on a machine without native bf16 (exit {proc.returncode})")
@@ -758,8 +975,12 @@ def bench_precision(args, work: Path, env: dict, log: Path) -> dict:
         result["refused"] = refusal(repo, env)
         return result
     repos = {}
-    for key, overrides in (("fp32", NOTEBOOK_PROTOCOL), ("bf16", {**NOTEBOOK_PROTOCOL, **bf16}),
-                           ("holdout_fp32", {}), ("holdout_bf16", bf16)):
+    for key, overrides in (
+        ("fp32", NOTEBOOK_PROTOCOL),
+        ("bf16", {**NOTEBOOK_PROTOCOL, **bf16}),
+        ("holdout_fp32", {}),
+        ("holdout_bf16", bf16),
+    ):
         repos[key] = work / key
         repos[key].mkdir()
         copy_tree(repos[key], overrides)
@@ -780,67 +1001,109 @@ def bench_precision(args, work: Path, env: dict, log: Path) -> dict:
 def precision_markdown(result: dict) -> str:
     from mnist_codec.evaluation.table import display_name
 
-    lines = section_head("bf16 against fp32", result) + [
-        f"- **Per step:** the deep AE (784-256-64-32, ReLU), batch 128, fused Adam, the trainer's own step, "
-        f"{STEPS} steps after {WARM_STEPS} of warm-up, one CPU thread; {len(next(iter(result['steps'].values()))['ms']['fp32'])} "
-        f"rounds alternating fp32 and bf16 from the same weights and batches.",
-        *(f"- **bf16 on {s['device']}:** {'native' if s['native'] else 'not native'}: {s['support']}."
-          for s in result["steps"].values()), "",
+    n_rounds = len(next(iter(result["steps"].values()))["ms"]["fp32"])
+    lines = [
+        *section_head("bf16 against fp32", result),
+        (
+            "- **Per step:** the deep AE (784-256-64-32, ReLU), batch 128, fused Adam, the trainer's "
+            f"own step, {STEPS} steps after {WARM_STEPS} of warm-up, one CPU thread; {n_rounds} "
+            "rounds alternating fp32 and bf16 from the same weights and batches."
+        ),
+        *(
+            f"- **bf16 on {s['device']}:** {'native' if s['native'] else 'not native'}: {s['support']}."
+            for s in result["steps"].values()
+        ),
+        "",
         "| Device | ms per step: fp32 | bf16 | bf16 / fp32 | MSE after the steps: fp32 | bf16 |",
-        "|---|---:|---:|---:|---:|---:|"]
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for s in result["steps"].values():
         a, b = statistics.median(s["ms"]["fp32"]), statistics.median(s["ms"]["bf16"])
-        lines.append(f"| {s['device'].split(',')[0]}{'' if s['native'] else ' (emulated bf16)'} | {a:.2f} | {b:.2f} | "
-                     f"**{b / a:.2f}** | {s['mse']['fp32']:.6f} | {s['mse']['bf16']:.6f} |")
+        lines.append(
+            f"| {s['device'].split(',')[0]}{'' if s['native'] else ' (emulated bf16)'} | {a:.2f} | {b:.2f} | "
+            f"**{b / a:.2f}** | {s['mse']['fp32']:.6f} | {s['mse']['bf16']:.6f} |"
+        )
     lines.append("")
     if "refused" in result:
-        lines += ["This CPU has no native bf16, so bf16 autocast is emulated (its products widened to fp32 and "
-                  "rounded back on every step), slower than fp32, as the row shows: the pipeline refuses "
-                  "`train.precision=bf16` here instead of running slowly. `dvc repro` with it stops with:", "",
-                  f"> {result['refused']}", "",
-                  "The whole-run figures (the notebook protocol in fp32 and bf16 against the notebook; each codec's "
-                  "3-seed interval in both) come from a machine with AVX512-BF16 or AMX-BF16: run "
-                  "`make bench BENCH_ARGS=\"--only precision\"` there.", ""]
+        lines += [
+            (
+                "This CPU has no native bf16, so bf16 autocast is emulated (its products widened to fp32 and "
+                "rounded back on every step), slower than fp32, as the row shows: the pipeline refuses "
+                "`train.precision=bf16` here instead of running slowly. `dvc repro` with it stops with:"
+            ),
+            "",
+            f"> {result['refused']}",
+            "",
+            (
+                "The whole-run figures (the notebook protocol in fp32 and bf16 against the notebook; each codec's "
+                "3-seed interval in both) come from a machine with AVX512-BF16 or AMX-BF16: run "
+                '`make bench BENCH_ARGS="--only precision"` there.'
+            ),
+            "",
+        ]
         return "\n".join(lines)
     runs = result["notebook_protocol"]
     nb, a, b = (med(runs[k], "wall") for k in ("notebook", "fp32", "bf16"))
     ta, tb = med(runs["fp32"], "train"), med(runs["bf16"], "train")
-    lines += ["Notebook protocol (all 70,000 images, 10 epochs, one seed), rounds alternating the notebook script, "
-              "`dvc repro --force` in fp32 and in bf16:", "",
-              "| Medians | Notebook | fp32 | bf16 | fp32 / notebook | bf16 / notebook |", "|---|---:|---:|---:|---:|---:|",
-              f"| Whole run | {nb:.1f} s | {a:.1f} s | {b:.1f} s | {a / nb:.2f} | **{b / nb:.2f}** |",
-              f"| Training alone | {med(runs['notebook'], 'train'):.1f} s | {ta:.1f} s | {tb:.1f} s | | |", "",
-              f"Target on a CPU with native bf16: the whole run at most {BF16_RATIO_TARGET:.2f} of the notebook; "
-              f"measured {b / nb:.2f}: " + ("met." if b / nb <= BF16_RATIO_TARGET else "**not met**."), "",
-              "| Codec | notebook protocol: fp32 | bf16 | default run, 3 seeds: fp32 mean ± 95% CI | bf16 | intervals |",
-              "|---|---:|---:|---:|---:|---|"]
+    lines += [
+        (
+            "Notebook protocol (all 70,000 images, 10 epochs, one seed), rounds alternating the notebook script, "
+            "`dvc repro --force` in fp32 and in bf16:"
+        ),
+        "",
+        "| Medians | Notebook | fp32 | bf16 | fp32 / notebook | bf16 / notebook |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| Whole run | {nb:.1f} s | {a:.1f} s | {b:.1f} s | {a / nb:.2f} | **{b / nb:.2f}** |",
+        f"| Training alone | {med(runs['notebook'], 'train'):.1f} s | {ta:.1f} s | {tb:.1f} s | | |",
+        "",
+        f"Target on a CPU with native bf16: the whole run at most {BF16_RATIO_TARGET:.2f} of the notebook; "
+        f"measured {b / nb:.2f}: " + ("met." if b / nb <= BF16_RATIO_TARGET else "**not met**."),
+        "",
+        "| Codec | notebook protocol: fp32 | bf16 | default run, 3 seeds: fp32 mean ± 95% CI | bf16 | intervals |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     h = result["holdout"]
     for name, s32 in h["fp32"]["mse_summary"].items():
         s16 = h["bf16"]["mse_summary"][name]
         overlap = s16["ci95_low"] <= s32["ci95_high"] and s32["ci95_low"] <= s16["ci95_high"]
         moved = "overlap" if overlap else f"apart: the bf16 mean moves {(s16['mean'] / s32['mean'] - 1) * 100:+.1f}%"
-        lines.append(f"| {display_name(name)} | {runs['fp32'][-1]['mse'][name]:.6f} | {runs['bf16'][-1]['mse'][name]:.6f} "
-                     f"| {s32['mean']:.6f} ± {(s32['ci95_high'] - s32['ci95_low']) / 2:.6f} "
-                     f"| {s16['mean']:.6f} ± {(s16['ci95_high'] - s16['ci95_low']) / 2:.6f} | {moved} |")
+        lines.append(
+            f"| {display_name(name)} | {runs['fp32'][-1]['mse'][name]:.6f} | {runs['bf16'][-1]['mse'][name]:.6f} "
+            f"| {s32['mean']:.6f} ± {(s32['ci95_high'] - s32['ci95_low']) / 2:.6f} "
+            f"| {s16['mean']:.6f} ± {(s16['ci95_high'] - s16['ci95_low']) / 2:.6f} | {moved} |"
+        )
     lines.append("")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["notebook", "seeds", "precision", "plans", "cluster", "serve"],
-                        help="run one benchmark (default: all)")
+    parser.add_argument(
+        "--only",
+        choices=["notebook", "seeds", "precision", "plans", "cluster", "serve"],
+        help="run one benchmark (default: all)",
+    )
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--before", metavar="REF",
-                        help="notebook: also time the pipeline at this commit, stage by stage (e.g. HEAD~3)")
+    parser.add_argument(
+        "--before", metavar="REF", help="notebook: also time the pipeline at this commit, stage by stage (e.g. HEAD~3)"
+    )
     parser.add_argument("--calls", type=int, default=400, help="serve: requests per size and side")
-    parser.add_argument("--notebook", type=Path, default=ROOT / "benchmarks/notebook_baseline.py",
-                        help="the notebook as a script (default: the repository's own)")
-    parser.add_argument("--mnist", type=Path, default=ROOT / "src/mnist_codec/datasets/mnist",
-                        help="the four MNIST .gz files the notebook script reads (default: the bundled ones)")
+    parser.add_argument(
+        "--notebook",
+        type=Path,
+        default=ROOT / "benchmarks/notebook_baseline.py",
+        help="the notebook as a script (default: the repository's own)",
+    )
+    parser.add_argument(
+        "--mnist",
+        type=Path,
+        default=ROOT / "src/mnist_codec/datasets/mnist",
+        help="the four MNIST .gz files the notebook script reads (default: the bundled ones)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/RESULTS.md")
-    parser.add_argument("--render-only", action="store_true",
-                        help="rewrite the Markdown from the JSON beside it, without measuring")
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite the Markdown from the JSON beside it, without measuring"
+    )
     args = parser.parse_args(argv)
     store = args.out.with_suffix(".json")
     results = json.loads(store.read_text()) if store.exists() else {}
@@ -858,14 +1121,27 @@ def main(argv: list[str] | None = None) -> int:
     for what in which:
         with tempfile.TemporaryDirectory(prefix="mnist-codec-bench-") as tmp:
             work = Path(tmp)
-            env = {**os.environ, "DVC_NO_ANALYTICS": "1",
-                   "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+            env = {
+                **os.environ,
+                "DVC_NO_ANALYTICS": "1",
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            }
             env.pop("MLFLOW_TRACKING_URI", None)
-            bench = {"notebook": bench_notebook, "seeds": bench_seeds, "precision": bench_precision,
-                     "plans": bench_plans, "cluster": bench_cluster, "serve": bench_serve}[what]
+            bench = {
+                "notebook": bench_notebook,
+                "seeds": bench_seeds,
+                "precision": bench_precision,
+                "plans": bench_plans,
+                "cluster": bench_cluster,
+                "serve": bench_serve,
+            }[what]
             measured = bench(args, work, env, log)
-        results[what] = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                         "command": command.strip(), "machine": machine(), **measured}
+        results[what] = {
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": command.strip(),
+            "machine": machine(),
+            **measured,
+        }
         store.write_text(json.dumps(results, indent=2) + "\n")
     args.out.write_text(markdown(results))
     print(args.out.read_text())

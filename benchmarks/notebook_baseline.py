@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 BUNDLED = Path(__file__).resolve().parents[1] / "src/mnist_codec/datasets/mnist"
 
@@ -46,15 +46,17 @@ def read_idx(path: Path) -> np.ndarray:
     big-endian uint32 per dimension, then the uint8 values."""
     raw = gzip.decompress(path.read_bytes())
     ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
 def load_mnist(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    images = np.concatenate([read_idx(folder / "train-images-idx3-ubyte.gz"),
-                             read_idx(folder / "t10k-images-idx3-ubyte.gz")])
-    labels = np.concatenate([read_idx(folder / "train-labels-idx1-ubyte.gz"),
-                             read_idx(folder / "t10k-labels-idx1-ubyte.gz")])
+    images = np.concatenate(
+        [read_idx(folder / "train-images-idx3-ubyte.gz"), read_idx(folder / "t10k-images-idx3-ubyte.gz")]
+    )
+    labels = np.concatenate(
+        [read_idx(folder / "train-labels-idx1-ubyte.gz"), read_idx(folder / "t10k-labels-idx1-ubyte.gz")]
+    )
     return images.reshape(len(images), 784).astype(np.float32) / 255.0, labels.astype(np.int64)
 
 
@@ -75,10 +77,10 @@ class DeepAE(nn.Module):
 
     def __init__(self, act: type[nn.Module]):
         super().__init__()
-        self.encoder = nn.Sequential(nn.Linear(784, 256), act(), nn.Linear(256, 64), act(),
-                                     nn.Linear(64, 32), act())
-        self.decoder = nn.Sequential(nn.Linear(32, 64), act(), nn.Linear(64, 256), act(),
-                                     nn.Linear(256, 784), nn.Sigmoid())
+        self.encoder = nn.Sequential(nn.Linear(784, 256), act(), nn.Linear(256, 64), act(), nn.Linear(64, 32), act())
+        self.decoder = nn.Sequential(
+            nn.Linear(32, 64), act(), nn.Linear(64, 256), act(), nn.Linear(256, 784), nn.Sigmoid()
+        )
 
     def forward(self, x):
         return self.decoder(self.encoder(x))
@@ -113,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mnist", type=Path, default=BUNDLED, help="folder of the four MNIST .gz files")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "notebook_baseline")
     parser.add_argument("--limit", type=int, default=None, help="keep the first N images")
-    parser.add_argument("--epochs", type=int, default=10, help="the deep AEs' epochs, and the shallow AE's after its first")
+    parser.add_argument(
+        "--epochs", type=int, default=10, help="the deep AEs' epochs, and the shallow AE's after its first"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     x, y = load_mnist(args.mnist)
-    x, y = x[:args.limit], y[:args.limit]
+    x, y = x[: args.limit], y[: args.limit]
     seconds["fetch"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -157,8 +161,16 @@ def main(argv: list[str] | None = None) -> int:
         seconds[f"train_deep_{act.__name__}"] = time.perf_counter() - began
     seconds["train_deep"] = time.perf_counter() - start
 
-    print(json.dumps({"device": str(device), "torch_threads": torch.get_num_threads(), "mse": mse,
-                      "seconds": {k: round(v, 2) for k, v in seconds.items()}}))
+    print(
+        json.dumps(
+            {
+                "device": str(device),
+                "torch_threads": torch.get_num_threads(),
+                "mse": mse,
+                "seconds": {k: round(v, 2) for k, v in seconds.items()},
+            }
+        )
+    )
     return 0
 
 

@@ -46,8 +46,8 @@ def synthetic_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     labels = rng.integers(0, 10, size=n).astype(np.uint8)
     images = np.zeros((n, 28, 28), dtype=np.float32)
     for i, d in enumerate(labels):
-        images[i, 4 + 2 * d: 8 + 2 * d, 6:22] = 1.0
-        images[i, 6:22, 4 + 2 * ((d + 3) % 10): 7 + 2 * ((d + 3) % 10)] = 0.7
+        images[i, 4 + 2 * d : 8 + 2 * d, 6:22] = 1.0
+        images[i, 6:22, 4 + 2 * ((d + 3) % 10) : 7 + 2 * ((d + 3) % 10)] = 0.7
     images += rng.normal(0, 0.05, images.shape)
     return (np.clip(images, 0, 1) * 255).astype(np.uint8), labels
 
@@ -136,6 +136,7 @@ def params_text(overrides: dict | None = None) -> str:
 
 # --- a throw-away copy of the project, for tests that run DVC --------------------------------
 
+
 def clean_env() -> dict[str, str]:
     """This process's environment without MLflow and DVC settings (a test's store stays its own)."""
     return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
@@ -165,8 +166,9 @@ def project_copy(root: Path, overrides: dict[str, dict]) -> Path:
     """A git repo at ``root`` holding the project's files (what a clone has), params overridden."""
     import yaml
 
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
     for rel in filter(None, listed):
         src = REPO / rel
         if src.is_file():

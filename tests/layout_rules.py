@@ -26,8 +26,13 @@ P = "src/mnist_codec/"
 
 # module -> (stages it is a side channel of, why editing it changes none of their outputs)
 SIDE_CHANNELS: dict[str, tuple[set[str], str]] = {
-    P + "params.py": (EVERY, "validation only: a stage reads every value from params.yaml, which DVC tracks "
-                             "key by key, and refuses a file missing a key instead of using a default"),
+    P + "params.py": (
+        EVERY,
+        (
+            "validation only: a stage reads every value from params.yaml, which DVC tracks "
+            "key by key, and refuses a file missing a key instead of using a default"
+        ),
+    ),
     P + "runner.py": (EVERY, "runs the stage body after checking params and paths; errors, signals, logging"),
     P + "interrupts.py": (EVERY, "when Ctrl-C and SIGTERM are raised, not what is written"),
     P + "timing.py": (EVERY, "times the stage for the benchmark"),
@@ -45,8 +50,10 @@ SIDE_CHANNELS: dict[str, tuple[set[str], str]] = {
     P + "reporting/__init__.py": (TRAININGS, "figures logged to MLflow by the training runs"),
     P + "reporting/plots.py": (TRAININGS, "figures logged to MLflow by the training runs"),
     P + "evaluation/__init__.py": (TRAININGS, "the seeds' summary logged on a codec's parent run"),
-    P + "evaluation/stats.py": (TRAININGS, "the seeds' summary logged on a codec's parent run, the bands of "
-                                           "logged loss curves"),
+    P + "evaluation/stats.py": (
+        TRAININGS,
+        "the seeds' summary logged on a codec's parent run, the bands of logged loss curves",
+    ),
 }
 
 _face = {P + "__init__.py", P + "errors.py", P + "pipeline/__init__.py"}
@@ -60,32 +67,79 @@ _groups: list[tuple[set[str], set[str]]] = [
     ({"stages/pca.py", P + "pipeline/pca.py"}, {"pca"}),
     ({P + "codecs/pca.py"}, {"pca", "evaluate"}),
     ({P + "codecs/__init__.py", P + "codecs/models.py"}, {"pca", "train_ae", "train_deep", "evaluate"}),
-    ({P + f"codecs/{m}.py" for m in ("train", "checkpoints", "graphs", "schedules", "stacking", "seeding", "device")}
-     | {P + "pipeline/training.py"}, {"train_ae", "train_deep"}),
+    (
+        {P + f"codecs/{m}.py" for m in ("train", "checkpoints", "graphs", "schedules", "stacking", "seeding", "device")}
+        | {P + "pipeline/training.py"},
+        {"train_ae", "train_deep"},
+    ),
     ({"stages/train_ae.py", P + "pipeline/train_ae.py"}, {"train_ae"}),
     ({"stages/train_deep.py", P + "pipeline/train_deep.py"}, {"train_deep"}),
-    ({"stages/evaluate.py", P + "pipeline/evaluate.py", P + "evaluation/metrics.py", P + "evaluation/promotion.py"},
-     {"evaluate"}),
+    (
+        {"stages/evaluate.py", P + "pipeline/evaluate.py", P + "evaluation/metrics.py", P + "evaluation/promotion.py"},
+        {"evaluate"},
+    ),
     ({P + "evaluation/__init__.py", P + "evaluation/stats.py", P + "evaluation/table.py"}, {"evaluate", "report"}),
-    ({"stages/report.py", P + "pipeline/report.py", P + "reporting/__init__.py", P + "reporting/html.py",
-      P + "reporting/plots.py", P + "reporting/templates/report.html.j2"}, {"report"}),
+    (
+        {
+            "stages/report.py",
+            P + "pipeline/report.py",
+            P + "reporting/__init__.py",
+            P + "reporting/html.py",
+            P + "reporting/plots.py",
+            P + "reporting/templates/report.html.j2",
+        },
+        {"report"},
+    ),
     # side channels and commands: no stage
-    ({m for m, (_, _) in SIDE_CHANNELS.items() if not m.startswith((P + "evaluation/", P + "reporting/"))}
-     | {P + "cli.py", P + "evaluation/gate.py", P + "tracking/server.py", P + "serving/served_model.py",
-        P + "serving/digits.py", P + "experiments/__init__.py", P + "experiments/exps.py", P + "experiments/sweep.py",
-        P + "experiments/frontier.py", P + "experiments/protocols.py", P + "experiments/cluster.py",
-        P + "experiments/node.py", P + "readme.py", P + "tracking/ui.py", P + "serving/http.py",
-        P + "tuning/__init__.py", P + "tuning/space.py", P + "tuning/trial.py", P + "tuning/search.py",
-        P + "tuning/proof.py",
-        "benchmarks/bench_pipeline.py", "benchmarks/notebook_baseline.py"}, set()),
+    (
+        {m for m, (_, _) in SIDE_CHANNELS.items() if not m.startswith((P + "evaluation/", P + "reporting/"))}
+        | {
+            P + "cli.py",
+            P + "evaluation/gate.py",
+            P + "tracking/server.py",
+            P + "serving/served_model.py",
+            P + "serving/digits.py",
+            P + "experiments/__init__.py",
+            P + "experiments/exps.py",
+            P + "experiments/sweep.py",
+            P + "experiments/frontier.py",
+            P + "experiments/protocols.py",
+            P + "experiments/cluster.py",
+            P + "experiments/node.py",
+            P + "readme.py",
+            P + "tracking/ui.py",
+            P + "serving/http.py",
+            P + "tuning/__init__.py",
+            P + "tuning/space.py",
+            P + "tuning/trial.py",
+            P + "tuning/search.py",
+            P + "tuning/proof.py",
+            "benchmarks/bench_pipeline.py",
+            "benchmarks/notebook_baseline.py",
+        },
+        set(),
+    ),
 ]
 STATUS: dict[str, set[str]] = {m: stages for group, stages in _groups for m in group}
 
 # What each kind of module may re-run at most (the rule above), and what the trainings' code
 # must re-run at least.
-AT_MOST = {P + "reporting/": {"report"}, P + "evaluation/": {"evaluate", "report"}, P + "tracking/": set(),
-           P + "serving/": set(), P + "experiments/": set(), P + "tuning/": set(), P + "cli.py": set(),
-           "benchmarks/": set()}
-AT_LEAST = {**{P + f"codecs/{m}.py": {"train_ae", "train_deep"} for m in
-                ("models", "train", "checkpoints", "graphs", "schedules", "stacking", "seeding", "device")},
-            P + "codecs/pca.py": {"pca"}, P + "data/splits.py": TRAININGS, P + "data/idx.py": {"preprocess"}}
+AT_MOST = {
+    P + "reporting/": {"report"},
+    P + "evaluation/": {"evaluate", "report"},
+    P + "tracking/": set(),
+    P + "serving/": set(),
+    P + "experiments/": set(),
+    P + "tuning/": set(),
+    P + "cli.py": set(),
+    "benchmarks/": set(),
+}
+AT_LEAST = {
+    **{
+        P + f"codecs/{m}.py": {"train_ae", "train_deep"}
+        for m in ("models", "train", "checkpoints", "graphs", "schedules", "stacking", "seeding", "device")
+    },
+    P + "codecs/pca.py": {"pca"},
+    P + "data/splits.py": TRAININGS,
+    P + "data/idx.py": {"preprocess"},
+}

@@ -5,6 +5,7 @@ test that asked for it, with its log; nothing is skipped."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -30,12 +31,20 @@ def free_port() -> int:
 class Service:
     """A process in its own session (so its children stop with it), logging to a file."""
 
-    def __init__(self, name: str, cmd: list[str], log: Path, env: dict[str, str] | None = None,
-                 cwd: Path | None = None, user: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        cmd: list[str],
+        log: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        user: str | None = None,
+    ):
         self.name, self.cmd, self.log_path = name, cmd, log
-        self.log = open(log, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                     start_new_session=True, user=user)
+        self.log = open(log, "ab")  # noqa: SIM115 -- the service writes to it until stop() closes it
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True, user=user
+        )
         self.pid = self.proc.pid
 
     def wait_until(self, ready, timeout: float = 90) -> None:
@@ -56,20 +65,16 @@ class Service:
     def stop(self, timeout: float = 10) -> None:
         """SIGTERM to the process group led by our PID, SIGKILL if it lingers."""
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(self.pid, signal.SIGKILL)
                 self.proc.wait(10)
         # a worker the group leader left behind
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         self.log.close()
 
 
@@ -90,6 +95,7 @@ def port_open(port: int) -> bool:
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------
+
 
 def pg_bindir() -> Path:
     """Debian's PostgreSQL server binaries (apt-get install postgresql)."""
@@ -121,22 +127,66 @@ class Postgres:
             ids = pwd.getpwnam(self.user)
             for p in (folder, sockets, pwfile):
                 os.chown(p, ids.pw_uid, ids.pw_gid)
-        init = subprocess.run([str(self.bindir / "initdb"), "-D", str(data), "-U", "mlflow", "-A", "scram-sha-256",
-                               "--pwfile", str(pwfile), "-E", "UTF8", "--no-sync"], cwd=folder,
-                              capture_output=True, text=True, user=self.user, timeout=120)
+        init = subprocess.run(
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "mlflow",
+                "-A",
+                "scram-sha-256",
+                "--pwfile",
+                str(pwfile),
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            user=self.user,
+            timeout=120,
+        )
         if init.returncode != 0:
             raise RuntimeError(f"initdb failed:\n{init.stdout}\n{init.stderr}")
-        self.service = Service("postgres", [str(self.bindir / "postgres"), "-D", str(data), "-h", "127.0.0.1",
-                                            "-p", str(self.port), "-k", str(sockets), "-c", "fsync=off"],
-                               folder / "postgres.log", user=self.user, cwd=folder)
-        self.service.wait_until(lambda: subprocess.run(
-            [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-            capture_output=True).returncode == 0)
+        self.service = Service(
+            "postgres",
+            [
+                str(self.bindir / "postgres"),
+                "-D",
+                str(data),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-k",
+                str(sockets),
+                "-c",
+                "fsync=off",
+            ],
+            folder / "postgres.log",
+            user=self.user,
+            cwd=folder,
+        )
+        self.service.wait_until(
+            lambda: (
+                subprocess.run(
+                    [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True
+                ).returncode
+                == 0
+            )
+        )
 
     def create_database(self, name: str) -> str:
         env = {**os.environ, "PGPASSWORD": self.password}
-        out = subprocess.run([str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "mlflow",
-                              name], capture_output=True, text=True, env=env, timeout=60)
+        out = subprocess.run(
+            [str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "mlflow", name],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"createdb {name} failed: {out.stderr}")
         return f"postgresql://mlflow:{self.password}@127.0.0.1:{self.port}/{name}"
@@ -148,12 +198,19 @@ class Postgres:
 
 # --- the tracking server ---------------------------------------------------------------------
 
+
 class TrackingServer:
     """``mnist-codec server`` on a free port; ``restart()`` brings it back on the same port
     with the same store."""
 
-    def __init__(self, folder: Path, backend: str | None = None, auth: bool = False,
-                 env: dict[str, str] | None = None, port: int | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        backend: str | None = None,
+        auth: bool = False,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+    ):
         self.folder, self.backend, self.auth = folder, backend, auth
         self.port = port or free_port()
         self.env = dict(env or os.environ)
@@ -188,6 +245,7 @@ class TrackingServer:
 
 # --- S3 stand-in -----------------------------------------------------------------------------
 
+
 class S3Server:
     """moto's S3-compatible server: a stand-in for S3 (state in memory, gone when stopped)."""
 
@@ -197,8 +255,9 @@ class S3Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         folder.mkdir(parents=True, exist_ok=True)
-        self.service = Service("moto_server", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
-                               folder / "moto.log")
+        self.service = Service(
+            "moto_server", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)], folder / "moto.log"
+        )
         self.service.wait_until(lambda: http_ok(f"{self.url}/moto-api/"), timeout=60)
 
     def env(self) -> dict[str, str]:
@@ -207,8 +266,13 @@ class S3Server:
     def client(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.url, aws_access_key_id=self.KEY,
-                            aws_secret_access_key=self.SECRET, region_name="us-east-1")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id=self.KEY,
+            aws_secret_access_key=self.SECRET,
+            region_name="us-east-1",
+        )
 
     def stop(self) -> None:
         self.service.stop()

@@ -12,7 +12,6 @@ import os
 import sys
 from pathlib import Path
 
-from conftest import clean_env, write_raw_dir
 from mnist_codec.data import prepare
 from mnist_codec.params import validate
 from mnist_codec.pipeline import evaluate as evaluate_stage
@@ -23,9 +22,17 @@ from mnist_codec.pipeline import report as report_stage
 from mnist_codec.pipeline import train_ae as train_ae_stage
 from mnist_codec.pipeline import train_deep as train_deep_stage
 
+from conftest import clean_env, write_raw_dir
+
 CODECS = ["pca", "ae", "deep_relu"]
-SMOKE = {"n_seeds": 2, "activation": ["relu"], "deep": {"hidden": [64]}, "train": {"epochs": 2},
-         "data": {"train_limit": 300, "eval_limit": 100}, "evaluate": {"n_projection": 50}}
+SMOKE = {
+    "n_seeds": 2,
+    "activation": ["relu"],
+    "deep": {"hidden": [64]},
+    "train": {"epochs": 2},
+    "data": {"train_limit": 300, "eval_limit": 100},
+    "evaluate": {"n_projection": 50},
+}
 
 
 def params_for(**overrides):
@@ -37,10 +44,18 @@ def train_and_evaluate(root: Path, params, data_dir: Path) -> None:
     pca_stage.run(params, data_dir, root / "models/pca.npz", root / "models/pca.json")
     train_ae_stage.run(params, data_dir, root / "models/ae", root / "reports/curves/ae")
     train_deep_stage.run(params, data_dir, root / "models/deep", root / "reports/curves/deep")
-    evaluate_stage.run(params, data_dir, root / "models/pca.npz", root / "models/ae", root / "models/deep",
-                       root / "reports/metrics.json", root / "reports/comparison.md",
-                       root / "reports/comparison.csv", root / "reports/timings.json",
-                       root / "data/evaluation/samples.npz")
+    evaluate_stage.run(
+        params,
+        data_dir,
+        root / "models/pca.npz",
+        root / "models/ae",
+        root / "models/deep",
+        root / "reports/metrics.json",
+        root / "reports/comparison.md",
+        root / "reports/comparison.csv",
+        root / "reports/timings.json",
+        root / "data/evaluation/samples.npz",
+    )
 
 
 def run_all(root: Path, params) -> None:
@@ -49,8 +64,14 @@ def run_all(root: Path, params) -> None:
     fetch_stage.run(params, root / "data/raw")
     preprocess_stage.run(params, root / "data/raw", root / "data/processed")
     train_and_evaluate(root, params, root / "data/processed")
-    report_stage.run(root / "reports/metrics.json", root / "reports/comparison.csv", root / "reports/curves",
-                     root / "data/evaluation/samples.npz", root / "reports/figures", root / "reports/report.html")
+    report_stage.run(
+        root / "reports/metrics.json",
+        root / "reports/comparison.csv",
+        root / "reports/curves",
+        root / "data/evaluation/samples.npz",
+        root / "reports/figures",
+        root / "reports/report.html",
+    )
 
 
 def make_project(root: Path, n_train: int = 300) -> Path:
@@ -63,6 +84,9 @@ def make_project(root: Path, n_train: int = 300) -> Path:
 
 def env_for(root: Path) -> dict[str, str]:
     env = clean_env()
-    env.update(MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}", DVC_ROOT=str(root),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
+    env.update(
+        MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}",
+        DVC_ROOT=str(root),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+    )
     return env

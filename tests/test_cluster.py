@@ -9,6 +9,7 @@ those marked ``full`` start them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,12 +25,18 @@ import psutil
 import pytest
 import yaml
 
-from conftest import project_copy, project_env
 from mnist_codec.experiments import cluster, node
 from mnist_codec.experiments.node import Job, Outcome, Point
 
-TINY = {"n_seeds": 1, "activation": ["relu"], "data": {"train_limit": 600, "eval_limit": 200},
-        "train": {"epochs": 1}, "evaluate": {"n_examples": 4, "n_projection": 100}}
+from conftest import project_copy, project_env
+
+TINY = {
+    "n_seeds": 1,
+    "activation": ["relu"],
+    "data": {"train_limit": 600, "eval_limit": 200},
+    "train": {"epochs": 1},
+    "evaluate": {"n_examples": 4, "n_projection": 100},
+}
 BIN = Path(sys.executable).parent
 
 
@@ -41,17 +48,29 @@ def git(root: Path, *args: str) -> str:
 
 # --- without a cluster -----------------------------------------------------------------------------
 
+
 def test_the_plan_names_each_code_size_as_the_one_machine_sweep_does():
     points = cluster.plan([2, 8, 2], ("train.epochs=1",))
-    assert points == [Point("rd-2", ("latent_dim=2", "train.epochs=1")), Point("rd-8", ("latent_dim=8", "train.epochs=1"))]
+    assert points == [
+        Point("rd-2", ("latent_dim=2", "train.epochs=1")),
+        Point("rd-8", ("latent_dim=8", "train.epochs=1")),
+    ]
     with pytest.raises(cluster.ClusterError, match=r"code sizes must be whole numbers from 1: \[0\]"):
         cluster.plan([0, 4])
 
 
 def test_the_table_says_where_each_experiment_ran_how_long_and_how_it_ended():
-    ok = Outcome("rd-2", "a" * 56, "vm-a", ok=True, rev="1" * 40, steps={"queued": 0.5, "clone": 1.0, "run": 40.0, "push": 2.0})
-    bad = Outcome("rd-4", "b" * 56, "vm-b", ok=False, error="node vm-b (bbbbbbbbbbbb): experiment rd-4 failed: x",
-                  steps={"run": 3.0})
+    ok = Outcome(
+        "rd-2", "a" * 56, "vm-a", ok=True, rev="1" * 40, steps={"queued": 0.5, "clone": 1.0, "run": 40.0, "push": 2.0}
+    )
+    bad = Outcome(
+        "rd-4",
+        "b" * 56,
+        "vm-b",
+        ok=False,
+        error="node vm-b (bbbbbbbbbbbb): experiment rd-4 failed: x",
+        steps={"run": 3.0},
+    )
     old = Outcome("rd-8", "-", "-", ok=True, already=True, rev="2" * 40)
     lines = cluster.table([bad, old, ok], {"rd-2": "ae 0.05000", "rd-8": "ae 0.03000"}).splitlines()
     assert lines[0].split() == ["experiment", "node", "host", "queued", "s", "wall", "s", "overhead", "s", "result"]
@@ -62,15 +81,23 @@ def test_the_table_says_where_each_experiment_ran_how_long_and_how_it_ended():
 
 
 def test_a_failed_step_is_told_by_the_stages_own_line():
-    text = ("Running stage 'fetch':\n> python stages/fetch.py --out data/raw\n"
-            "fetch: error: params: 'latent_dim' = 1000: less than or equal to 783\n"
-            "ERROR: failed to reproduce 'fetch': failed to run: python stages/fetch.py, exited with 2\n")
+    text = (
+        "Running stage 'fetch':\n> python stages/fetch.py --out data/raw\n"
+        "fetch: error: params: 'latent_dim' = 1000: less than or equal to 783\n"
+        "ERROR: failed to reproduce 'fetch': failed to run: python stages/fetch.py, exited with 2\n"
+    )
     assert node._last_line(text) == "fetch: error: params: 'latent_dim' = 1000: less than or equal to 783"
-    assert node._last_line("fatal: repository '/nowhere.git' does not exist\n") == \
-        "fatal: repository '/nowhere.git' does not exist"
-    assert node._last_line("ERROR: failed to connect to s3 (b/x) - Could not connect\n"
-                           "ERROR: failed to pull data from the cloud - 1 files failed to download\n") == \
-        "ERROR: failed to connect to s3 (b/x) - Could not connect"
+    assert (
+        node._last_line("fatal: repository '/nowhere.git' does not exist\n")
+        == "fatal: repository '/nowhere.git' does not exist"
+    )
+    assert (
+        node._last_line(
+            "ERROR: failed to connect to s3 (b/x) - Could not connect\n"
+            "ERROR: failed to pull data from the cloud - 1 files failed to download\n"
+        )
+        == "ERROR: failed to connect to s3 (b/x) - Could not connect"
+    )
     assert node._last_line("") == "(no output)"
 
 
@@ -80,9 +107,11 @@ def test_a_guarded_command_and_its_children_die_with_the_process_that_ran_it(tmp
     Two ways a Ray worker goes: killed outright (the node dies), or, on a forced cancel, it
     first SIGKILLs its own child processes (the guard, not what the guard started) and exits."""
     pidfile = tmp_path / "grandchild"
-    script = (f"import sys; sys.path[:0] = {sys.path!r}\n"
-              "from pathlib import Path\nfrom mnist_codec.experiments.node import guarded\n"
-              f"guarded(['sh', '-c', 'sleep 300 & echo $! > {pidfile}; wait'], Path('.'), dict(__import__('os').environ))\n")
+    script = (
+        f"import sys; sys.path[:0] = {sys.path!r}\n"
+        "from pathlib import Path\nfrom mnist_codec.experiments.node import guarded\n"
+        f"guarded(['sh', '-c', 'sleep 300 & echo $! > {pidfile}; wait'], Path('.'), dict(__import__('os').environ))\n"
+    )
     parent = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
     deadline = time.monotonic() + 30
     while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
@@ -96,8 +125,11 @@ def test_a_guarded_command_and_its_children_die_with_the_process_that_ran_it(tmp
     parent.kill()  # no chance to clean up
     parent.wait()
     deadline = time.monotonic() + 15
-    while psutil.pid_exists(grandchild) and psutil.Process(grandchild).status() != psutil.STATUS_ZOMBIE \
-            and time.monotonic() < deadline:
+    while (
+        psutil.pid_exists(grandchild)
+        and psutil.Process(grandchild).status() != psutil.STATUS_ZOMBIE
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.1)
     assert not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
 
@@ -151,10 +183,14 @@ def test_the_driver_refuses_what_the_nodes_could_not_run(tmp_path):
 
 def test_the_command_needs_an_address(tmp_path, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    out = subprocess.run([str(BIN / "mnist-codec"), "sweep", "--sizes", "2"], cwd=tmp_path, capture_output=True, text=True)
+    out = subprocess.run(
+        [str(BIN / "mnist-codec"), "sweep", "--sizes", "2"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert out.returncode != 0
-    assert out.stderr.strip().splitlines()[-1] == \
-        "mnist-codec sweep: error: no cluster address: pass --cluster HOST:PORT or set RAY_ADDRESS"
+    assert (
+        out.stderr.strip().splitlines()[-1]
+        == "mnist-codec sweep: error: no cluster address: pass --cluster HOST:PORT or set RAY_ADDRESS"
+    )
 
 
 def test_make_sweep_with_a_cluster_runs_the_cluster_command():
@@ -162,8 +198,13 @@ def test_make_sweep_with_a_cluster_runs_the_cluster_command():
 
     for how in (["CLUSTER=127.0.0.1:6379"], []):
         env = {**os.environ, "RAY_ADDRESS": "127.0.0.1:6379"} if not how else dict(os.environ)
-        out = subprocess.run(["make", "-n", "sweep", *how, "SWEEP_SIZES=2 4", "SWEEP_ARGS=-S n_seeds=1"], cwd=REPO,
-                             capture_output=True, text=True, env=env)
+        out = subprocess.run(
+            ["make", "-n", "sweep", *how, "SWEEP_SIZES=2 4", "SWEEP_ARGS=-S n_seeds=1"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         assert out.returncode == 0, out.stderr
         assert "mnist-codec sweep --cluster 127.0.0.1:6379 --sizes 2 4 -S n_seeds=1" in out.stdout
         assert "dvc queue start" not in out.stdout
@@ -174,9 +215,15 @@ def test_make_sweep_with_a_cluster_runs_the_cluster_command():
 
 # --- a real cluster ---------------------------------------------------------------------------------
 
-NODE_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "DVC_NO_ANALYTICS": "1",
-            "GIT_AUTHOR_NAME": "mnist-codec tests", "GIT_AUTHOR_EMAIL": "tests@mnist-codec.invalid",
-            "GIT_COMMITTER_NAME": "mnist-codec tests", "GIT_COMMITTER_EMAIL": "tests@mnist-codec.invalid"}
+NODE_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "DVC_NO_ANALYTICS": "1",
+    "GIT_AUTHOR_NAME": "mnist-codec tests",
+    "GIT_AUTHOR_EMAIL": "tests@mnist-codec.invalid",
+    "GIT_COMMITTER_NAME": "mnist-codec tests",
+    "GIT_COMMITTER_EMAIL": "tests@mnist-codec.invalid",
+}
 
 
 @pytest.fixture(scope="module")
@@ -215,10 +262,8 @@ def ray_cluster(base):
     c.shutdown()
     shutil.rmtree(session, ignore_errors=True)
     for pid in started:  # anything the cluster's own shutdown left
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)
@@ -235,13 +280,19 @@ def team(base) -> dict[str, Path]:
     seed = project_copy(base / "seed", TINY)
     env = project_env(seed)
     subprocess.run([str(BIN / "dvc"), "remote", "add", "-d", "team", str(store)], cwd=seed, env=env, check=True)
-    for args in (["add", ".dvc/config"], ["commit", "-qm", "the team's DVC remote"], ["branch", "-M", "main"],
-                 ["remote", "add", "origin", str(origin)], ["push", "-q", "origin", "main"]):
+    for args in (
+        ["add", ".dvc/config"],
+        ["commit", "-qm", "the team's DVC remote"],
+        ["branch", "-M", "main"],
+        ["remote", "add", "origin", str(origin)],
+        ["push", "-q", "origin", "main"],
+    ):
         git(seed, *args)
     driver = base / "driver"
     subprocess.run(["git", "clone", "-q", str(origin), str(driver)], check=True)
-    subprocess.run([str(BIN / "dvc"), "repro", "-q", "preprocess"], cwd=driver, env=project_env(driver), check=True,
-                   timeout=600)
+    subprocess.run(
+        [str(BIN / "dvc"), "repro", "-q", "preprocess"], cwd=driver, env=project_env(driver), check=True, timeout=600
+    )
     return {"origin": origin, "store": store, "driver": driver}
 
 
@@ -262,8 +313,12 @@ def sweep_runs(server, point: str | None = None) -> list:
     client = mlflow.MlflowClient(server.url)
     exp = client.get_experiment_by_name("mnist-codec")
     runs = client.search_runs([exp.experiment_id], max_results=5000) if exp else []
-    return [r for r in runs if "mnist_codec.sweep_point" in r.data.tags
-            and (point is None or r.data.tags["mnist_codec.sweep_point"] == point)]
+    return [
+        r
+        for r in runs
+        if "mnist_codec.sweep_point" in r.data.tags
+        and (point is None or r.data.tags["mnist_codec.sweep_point"] == point)
+    ]
 
 
 def ran_on(driver: Path, name: str) -> dict:
@@ -340,15 +395,23 @@ def test_a_sweep_over_two_nodes_runs_pushes_and_reports_every_experiment(ray_clu
     leaves the loopback. Run again, the finished ones are found on origin and not re-run."""
     driver = team["driver"]
     watch = LoopbackWatch()
-    proc = subprocess.run(sweep_cmd(ray_cluster, "--sizes", "2", "4", "8", "1000"), cwd=driver,
-                          env=driver_env(team, server), capture_output=True, text=True, timeout=1500)
+    proc = subprocess.run(
+        sweep_cmd(ray_cluster, "--sizes", "2", "4", "8", "1000"),
+        cwd=driver,
+        env=driver_env(team, server),
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     bad = watch.stop()
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert bad == [] and watch.checks > 3
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
     assert errors[-2] == "mnist-codec sweep: error: 1 of 4 experiment(s) failed:"
-    assert errors[-1].startswith("  rd-1000: node ") and \
-        "experiment rd-1000 failed: pca: error: params: 'latent_dim' = 1000 is not allowed" in errors[-1], proc.stderr
+    assert (
+        errors[-1].startswith("  rd-1000: node ")
+        and "experiment rd-1000 failed: pca: error: params: 'latent_dim' = 1000 is not allowed" in errors[-1]
+    ), proc.stderr
 
     # every experiment that ran is in dvc exp show on the driver, with the node that ran it
     nodes = {w.node_id for w in ray_cluster.workers}
@@ -375,21 +438,30 @@ def test_a_sweep_over_two_nodes_runs_pushes_and_reports_every_experiment(ray_clu
 
     # again: found on origin, nothing run
     before = len(sweep_runs(server))
-    again = subprocess.run(sweep_cmd(ray_cluster, "--sizes", "2", "4", "8"), cwd=driver, env=driver_env(team, server),
-                           capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        sweep_cmd(ray_cluster, "--sizes", "2", "4", "8"),
+        cwd=driver,
+        env=driver_env(team, server),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.count("is on origin already") == 3 and "on the Ray cluster" not in again.stdout
     assert len(sweep_runs(server)) == before
 
 
-def _wait_for_training(server, point: str, proc: subprocess.Popen, timeout: float = 600,
-                       stage: str | None = None):
+def _wait_for_training(server, point: str, proc: subprocess.Popen, timeout: float = 600, stage: str | None = None):
     """The first run of ``point`` that a training stage (or ``stage``) has open."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
-        running = [r for r in sweep_runs(server, point) if r.info.status == "RUNNING"
-                   and r.data.tags.get("mnist_codec.stage") in ((stage,) if stage else ("train_ae", "train_deep"))]
+        running = [
+            r
+            for r in sweep_runs(server, point)
+            if r.info.status == "RUNNING"
+            and r.data.tags.get("mnist_codec.stage") in ((stage,) if stage else ("train_ae", "train_deep"))
+        ]
         if running:
             return running[0]
         time.sleep(0.5)
@@ -409,8 +481,14 @@ def _processes_in(folder: Path) -> list[int]:
 @pytest.mark.full
 def test_a_node_that_dies_mid_experiment_is_run_again_elsewhere_pushed_once_its_runs_failed(ray_cluster, team, server):
     driver = team["driver"]
-    proc = subprocess.Popen(sweep_cmd(ray_cluster, "--sizes", "16"), cwd=driver, env=driver_env(team, server),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        sweep_cmd(ray_cluster, "--sizes", "16"),
+        cwd=driver,
+        env=driver_env(team, server),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     first = _wait_for_training(server, "rd-16", proc, stage="train_deep")
     dead_id = first.data.tags["mnist_codec.ray_node"]
     dead = next(w for w in ray_cluster.workers if w.node_id == dead_id)
@@ -429,7 +507,9 @@ def test_a_node_that_dies_mid_experiment_is_run_again_elsewhere_pushed_once_its_
     assert where["node"] != dead_id and where["node"] in {w.node_id for w in ray_cluster.workers}
     refs = node.remote_experiments(str(team["origin"]), git(driver, "rev-parse", "HEAD").strip())
     assert "rd-16" in refs
-    assert "16" in {line.split(",")[1] for line in (driver / "reports" / "rate_distortion.csv").read_text().splitlines()}
+    assert "16" in {
+        line.split(",")[1] for line in (driver / "reports" / "rate_distortion.csv").read_text().splitlines()
+    }
     # the runs the dead attempt had open ended FAILED (those of stages it had finished stay
     # FINISHED); every run of the second attempt FINISHED
     runs = sweep_runs(server, "rd-16")
@@ -444,8 +524,14 @@ def test_ctrl_c_cancels_the_tasks_and_writes_nothing_in_the_driver(ray_cluster, 
     driver = team["driver"]
     before = {p: p.read_bytes() for p in (driver / "reports").glob("rate_distortion.*")}
     status_before = git(driver, "status", "--porcelain")
-    proc = subprocess.Popen(sweep_cmd(ray_cluster, "--sizes", "3"), cwd=driver, env=driver_env(team, server),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        sweep_cmd(ray_cluster, "--sizes", "3"),
+        cwd=driver,
+        env=driver_env(team, server),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for_training(server, "rd-3", proc, stage="train_deep")
     open_at_interrupt = [r.info.run_id for r in sweep_runs(server, "rd-3") if r.info.status == "RUNNING"]
     proc.send_signal(signal.SIGINT)
@@ -464,14 +550,17 @@ def test_ctrl_c_cancels_the_tasks_and_writes_nothing_in_the_driver(ray_cluster, 
 
 
 @pytest.mark.full
-def test_a_node_that_cannot_reach_a_remote_or_the_server_says_which_from_which_node(team, server, tmp_path,
-                                                                                    monkeypatch):
+def test_a_node_that_cannot_reach_a_remote_or_the_server_says_which_from_which_node(
+    team, server, tmp_path, monkeypatch
+):
     monkeypatch.setenv(node.HOME_ENV, str(tmp_path / "nodes"))
     commit = git(team["driver"], "rev-parse", "HEAD").strip()
     point = Point("rd-5", ("latent_dim=5",))
     gone = Job(str(tmp_path / "gone.git"), commit, server.url, "s1")
     out = node.run_point(gone, point, "f" * 56, host="vm-x")
-    assert not out.ok and out.error.startswith(f"node vm-x ({'f' * 12}): cannot reach the git remote {tmp_path / 'gone.git'}: ")
+    assert not out.ok and out.error.startswith(
+        f"node vm-x ({'f' * 12}): cannot reach the git remote {tmp_path / 'gone.git'}: "
+    )
     from services import free_port
 
     down = f"http://127.0.0.1:{free_port()}"
@@ -482,17 +571,24 @@ def test_a_node_that_cannot_reach_a_remote_or_the_server_says_which_from_which_n
     other = tmp_path / "other"
     subprocess.run(["git", "clone", "-q", str(team["origin"]), str(other)], check=True)
     dead_s3 = f"http://127.0.0.1:{free_port()}"
-    for args in (["remote", "add", "-f", "-d", "gone", "s3://mnist-codec/dvc"], ["remote", "modify", "gone", "endpointurl", dead_s3]):
+    for args in (
+        ["remote", "add", "-f", "-d", "gone", "s3://mnist-codec/dvc"],
+        ["remote", "modify", "gone", "endpointurl", dead_s3],
+    ):
         subprocess.run([str(BIN / "dvc"), *args], cwd=other, env=project_env(other), check=True, capture_output=True)
-    for args in (["commit", "-qam", "a DVC remote nobody serves"], ["push", "-q", "origin", "HEAD:refs/heads/gone-remote"]):
+    for args in (
+        ["commit", "-qam", "a DVC remote nobody serves"],
+        ["push", "-q", "origin", "HEAD:refs/heads/gone-remote"],
+    ):
         git(other, *args)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # one try per file: the failure, not botocore's back-off, is the point
     job = Job(str(team["origin"]), git(other, "rev-parse", "HEAD").strip(), server.url, "s1")
     out = node.run_point(job, point, "f" * 56, host="vm-x")
-    assert not out.ok and out.error.startswith(f"node vm-x ({'f' * 12}): cannot pull from the DVC remote: ERROR: failed to "
-                                               f"connect to s3"), out.error
+    assert not out.ok and out.error.startswith(
+        f"node vm-x ({'f' * 12}): cannot pull from the DVC remote: ERROR: failed to connect to s3"
+    ), out.error
     assert dead_s3 in out.error
 
 
@@ -505,17 +601,36 @@ def test_a_tune_search_runs_its_trials_on_the_clusters_nodes(ray_cluster, server
 
     from mnist_codec.tuning import search
 
-    spec = {"study": "on-cluster", "precision": "fp32", "budget": {"trials": 4, "time_s": 600, "cpus_per_trial": 1},
-            "asha": {"max_epochs": 2, "grace_epochs": 1, "reduction_factor": 2},
-            "fixed": {"data.train_limit": 600, "data.eval_limit": 200},
-            "space": {"deep.hidden": {"choice": [[32], [64, 16]]}, "train.lr": {"float": [1.0e-4, 1.0e-2], "log": True}}}
+    spec = {
+        "study": "on-cluster",
+        "precision": "fp32",
+        "budget": {"trials": 4, "time_s": 600, "cpus_per_trial": 1},
+        "asha": {"max_epochs": 2, "grace_epochs": 1, "reduction_factor": 2},
+        "fixed": {"data.train_limit": 600, "data.eval_limit": 200},
+        "space": {"deep.hidden": {"choice": [[32], [64, 16]]}, "train.lr": {"float": [1.0e-4, 1.0e-2], "log": True}},
+    }
     repo = project_copy(tmp_path / "repo", {"n_seeds": 1, "activation": ["relu"]})
     (repo / "tiny.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     env = {**project_env(repo), "MLFLOW_TRACKING_URI": server.url}
     watch = LoopbackWatch()
-    proc = subprocess.run([sys.executable, "-m", "mnist_codec.cli", "tune", "--spec", "tiny.yaml", "--search-only",
-                           "--cluster", ray_cluster.address], cwd=repo, env=env, capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mnist_codec.cli",
+            "tune",
+            "--spec",
+            "tiny.yaml",
+            "--search-only",
+            "--cluster",
+            ray_cluster.address,
+        ],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     bad = watch.stop()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert bad == [] and watch.checks > 3
@@ -525,7 +640,9 @@ def test_a_tune_search_runs_its_trials_on_the_clusters_nodes(ray_cluster, server
 
     client = MlflowClient(server.url)
     exp = client.get_experiment_by_name("mnist-codec")
-    runs = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("mnist_codec.tune_study") == "on-cluster"]
+    runs = [
+        r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("mnist_codec.tune_study") == "on-cluster"
+    ]
     trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(runs) == 5 and len(trials) == 4
     workers = {n.node_id for n in ray_cluster.workers}

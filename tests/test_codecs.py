@@ -11,8 +11,6 @@ import sys
 
 import pytest
 import torch
-from smoke import env_for, make_project
-from smoke import train_and_evaluate as run_pipeline
 
 from mnist_codec.codecs import models
 from mnist_codec.params import validate
@@ -20,13 +18,23 @@ from mnist_codec.pipeline import evaluate as evaluate_stage
 from mnist_codec.pipeline import train_deep as train_deep_stage
 from mnist_codec.tracking import registry
 
+from smoke import env_for, make_project
+from smoke import train_and_evaluate as run_pipeline
+
 
 @pytest.fixture(scope="module")
 def conv_project(tmp_path_factory):
     """pca -> train_ae -> train_deep (deep.arch conv, 2 activations, 2 seeds) -> evaluate."""
     root = make_project(tmp_path_factory.mktemp("codecs") / "p")
-    params = validate({"n_seeds": 2, "activation": ["relu", "elu"], "train": {"epochs": 2, "schedule": "onecycle"},
-                       "deep": {"arch": "conv", "channels": [4, 8]}, "evaluate": {"n_projection": 50}})
+    params = validate(
+        {
+            "n_seeds": 2,
+            "activation": ["relu", "elu"],
+            "train": {"epochs": 2, "schedule": "onecycle"},
+            "deep": {"arch": "conv", "channels": [4, 8]},
+            "evaluate": {"n_projection": 50},
+        }
+    )
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env_for(root).items():
             mp.setenv(key, value)
@@ -47,8 +55,12 @@ def test_conv_codecs_are_trained_logged_and_registered_per_seed(conv_project):
         assert client.get_run(parent["mlflow_run_id"]).data.params["deep.arch"] == "conv"
         for r in range(2):
             record = json.loads((conv_project / f"models/deep/{codec}/seed{r}.json").read_text())
-            assert record["spec"] == {"kind": "conv", "latent_dim": 32, "channels": [4, 8],
-                                      "activation": codec.removeprefix("conv_")}
+            assert record["spec"] == {
+                "kind": "conv",
+                "latent_dim": 32,
+                "channels": [4, 8],
+                "activation": codec.removeprefix("conv_"),
+            }
             run = client.get_run(record["mlflow_run_id"])
             assert run.info.status == "FINISHED" and run.data.tags["mnist_codec.codec"] == codec
             assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
@@ -73,13 +85,21 @@ def test_the_comparison_table_names_the_conv_codecs_with_their_stored_numbers(co
 def test_a_fresh_process_loads_a_conv_version_from_mlflow_with_its_number(conv_project):
     metrics = json.loads((conv_project / "reports/metrics.json").read_text())
     record = json.loads((conv_project / "models/deep/conv_elu/seed1.json").read_text())
-    script = ("import sys, mlflow, numpy as np\n"
-              "from mnist_codec.data import splits\n"
-              "x = splits.load_split('data/processed', 'eval')[0]\n"
-              "m = mlflow.pyfunc.load_model(f'models:/mnist-codec/{sys.argv[1]}')\n"
-              "print(float(((m.predict(x).astype(np.float64) - x) ** 2).mean()))\n")
-    proc = subprocess.run([sys.executable, "-c", script, str(record["model_version"])], cwd=conv_project,
-                          env=env_for(conv_project), capture_output=True, text=True, timeout=300)
+    script = (
+        "import sys, mlflow, numpy as np\n"
+        "from mnist_codec.data import splits\n"
+        "x = splits.load_split('data/processed', 'eval')[0]\n"
+        "m = mlflow.pyfunc.load_model(f'models:/mnist-codec/{sys.argv[1]}')\n"
+        "print(float(((m.predict(x).astype(np.float64) - x) ** 2).mean()))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(record["model_version"])],
+        cwd=conv_project,
+        env=env_for(conv_project),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     served = float(proc.stdout.strip().splitlines()[-1])
     assert served == pytest.approx(metrics["conv_elu"]["mse"]["per_seed"][1], abs=1e-6)
@@ -90,10 +110,11 @@ def test_a_wider_mlp_is_a_params_change_away(tmp_path, monkeypatch):
     for key, value in env_for(root).items():
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(root)
-    params = validate({"n_seeds": 1, "activation": "leaky_relu", "deep": {"hidden": [100, 50, 25]},
-                       "train": {"epochs": 1}})
+    params = validate(
+        {"n_seeds": 1, "activation": "leaky_relu", "deep": {"hidden": [100, 50, 25]}, "train": {"epochs": 1}}
+    )
     train_deep_stage.run(params, root / "data/processed", root / "models/deep", root / "reports/curves/deep")
-    model, spec = models.load(root / "models/deep/deep_leaky_relu/seed0.pt")
+    model, _spec = models.load(root / "models/deep/deep_leaky_relu/seed0.pt")
     widths = [(m.in_features, m.out_features) for m in model.modules() if hasattr(m, "in_features")]
     assert widths == [(784, 100), (100, 50), (50, 25), (25, 32), (32, 25), (25, 50), (50, 100), (100, 784)]
 

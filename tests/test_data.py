@@ -3,12 +3,14 @@ import gzip
 import numpy as np
 import pytest
 
-from conftest import MirrorServer, idx_bytes, synthetic_digits, write_raw_dir
 from mnist_codec import fileio
 from mnist_codec.data import idx, mnist, prepare, splits
 from mnist_codec.errors import DataError
 
+from conftest import MirrorServer, idx_bytes, synthetic_digits, write_raw_dir
+
 # --- IDX parsing ---------------------------------------------------------------------------
+
 
 def test_parse_images_and_labels_round_trip():
     images, labels = synthetic_digits(12)
@@ -18,7 +20,7 @@ def test_parse_images_and_labels_round_trip():
 
 
 @pytest.mark.parametrize(
-    "blob, match",
+    ("blob", "match"),
     [
         (idx_bytes(np.zeros((3, 28, 28)), 2049), "wrong magic number 2049, expected 2051"),
         (idx_bytes(np.zeros((3, 28 * 28)), 2050), "wrong magic number 2050"),  # two dimensions
@@ -50,12 +52,13 @@ def test_image_and_label_counts_must_agree(tmp_path):
 
 # --- splits and preprocess -----------------------------------------------------------------
 
+
 def test_holdout_and_notebook_splits(raw_dir, tmp_path):
     meta = prepare.preprocess(raw_dir, tmp_path / "hold", "holdout")
-    x, y = splits.load_split(tmp_path / "hold", "train")
+    x, _y = splits.load_split(tmp_path / "hold", "train")
     ex, ey = splits.load_split(tmp_path / "hold", "eval")
     assert (len(x), len(ex)) == (300, 100) and meta["eval_is_train"] is False
-    assert x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+    assert x.dtype == np.float32 and x.min() >= 0.0 and x.max() <= 1.0
     assert ey.dtype == np.uint8 and ey.max() <= 9
 
     prepare.preprocess(raw_dir, tmp_path / "nb", "notebook")
@@ -104,8 +107,11 @@ def test_a_splits_digest_is_that_of_its_float32_pixels_as_npy_whatever_the_stora
 def test_a_float_split_from_before_uint8_storage_is_refused_by_name(raw_dir, tmp_path):
     prepare.preprocess(raw_dir, tmp_path / "p", "holdout")
     np.save(tmp_path / "p" / "train_x.npy", np.zeros((300, 784), np.float32))
-    with pytest.raises(DataError, match=r"split 'train' has shape \(300, 784\) float32, expected .* uint8 "
-                                        r"\(re-run the preprocess stage\)"):
+    with pytest.raises(
+        DataError,
+        match=r"split 'train' has shape \(300, 784\) float32, expected .* uint8 "
+        r"\(re-run the preprocess stage\)",
+    ):
         splits.load_split(tmp_path / "p", "train")
 
 
@@ -119,6 +125,7 @@ def test_limits_keep_the_first_images(raw_dir, tmp_path):
 
 
 # --- fetch (real MNIST: the bundled copy and mirrors of it) ---------------------------------
+
 
 def test_fetch_bundled_verifies_and_writes_all_four(tmp_path):
     hashes = mnist.fetch("bundled", tmp_path / "raw")

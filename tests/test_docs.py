@@ -20,8 +20,9 @@ def test_the_readme_is_short_and_its_table_is_the_one_make_repro_wrote():
     text = (REPO / "README.md").read_text()
     assert len(text.splitlines()) <= 150
     block = text.split(readme.START, 1)[1].split(readme.END, 1)[0].strip()
-    assert block == readme.headline((REPO / "reports/comparison.md").read_text()), \
+    assert block == readme.headline((REPO / "reports/comparison.md").read_text()), (
         "README.md's table is not reports/comparison.md's: run `make repro` (or `mnist-codec readme`)"
+    )
     assert _table_rows(block)
 
 
@@ -77,8 +78,13 @@ def test_the_docs_site_builds_strictly_with_the_reports_included(tmp_path):
 
     mkdocs = Path(sys.executable).parent / "mkdocs"
     site = tmp_path / "site"
-    proc = subprocess.run([str(mkdocs), "build", "--strict", "--site-dir", str(site)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(mkdocs), "build", "--strict", "--site-dir", str(site)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     def page(name: str) -> str:
@@ -90,8 +96,10 @@ def test_the_docs_site_builds_strictly_with_the_reports_included(tmp_path):
             assert row.split("|")[1].strip() in results, (report, row)
     rec = json.loads((REPO / "reports/frontier.json").read_text())
     assert f"{rec['test_mse']:.6f}" in results and frontier.markdown(rec).split("**")[1] in results
-    for png in ["reports/rate_distortion.png", *sorted(str(p.relative_to(REPO)) for p in
-                                                       (REPO / "reports/figures").glob("*.png"))]:
+    for png in [
+        "reports/rate_distortion.png",
+        *sorted(str(p.relative_to(REPO)) for p in (REPO / "reports/figures").glob("*.png")),
+    ]:
         assert (site / png).read_bytes() == (REPO / png).read_bytes() and png in results
     reference = page("params")
     assert all(f"<code>{key}</code>" in reference for key in params.SCHEMA)
@@ -115,9 +123,11 @@ def test_the_committed_frontier_record_is_what_this_code_runs():
         best = min(full, key=lambda t: t["validation_mse"])
         assert s["winner"]["optuna_trial"] == best["optuna_trial"] and s["winner"]["searched"] == best["searched"]
         assert s["trials"] == len(s["table"]) and s["asha_stopped"] == sum(
-            t["ended"].startswith("asha stopped") for t in s["table"])
+            t["ended"].startswith("asha stopped") for t in s["table"]
+        )
         assert shlex.split(rec["experiment_command"]) == frontier.exp_run_command(
-            proof.NAME, proof.overrides(spec, best["searched"], rec["precision"]["test run"]))
+            proof.NAME, proof.overrides(spec, best["searched"], rec["precision"]["test run"])
+        )
         assert rec["replaces"]["command"] == "make frontier"
         assert rec["interval_below_replaced"] == (rec["test_mse_ci95"][1] < rec["replaces"]["test_mse_ci95"][0])
         assert rec["meets_target"] == (rec["test_mse"] <= rec["target_mse"] == proof.TARGET_MSE)
@@ -125,7 +135,8 @@ def test_the_committed_frontier_record_is_what_this_code_runs():
     # make frontier's: the chosen candidate's overrides, no others
     assert rec["command"] == "make frontier" and "frontier:" in (REPO / "Makefile").read_text()
     assert shlex.split(rec["experiment_command"]) == frontier.exp_run_command(
-        frontier.NAME, frontier.CANDIDATES[rec["selection"]["chosen"]])
+        frontier.NAME, frontier.CANDIDATES[rec["selection"]["chosen"]]
+    )
     assert [c["name"] for c in rec["selection"]["candidates"]] == list(frontier.CANDIDATES)
     assert rec["meets_target"] == (rec["test_mse"] <= rec["target_mse"] == frontier.TARGET_MSE)
 
@@ -140,7 +151,7 @@ def test_the_committed_dvc_lock_and_reports_were_made_by_this_code():
     for name, stage in lock["stages"].items():
         for dep in stage["deps"]:
             path = REPO / dep["path"]
-            if dep["path"].startswith(("src/", "stages/")) and path.is_file():
-                if hashlib.md5(path.read_bytes()).hexdigest() != dep["md5"]:
-                    stale.append(f"{name}: {dep['path']}")
+            code = dep["path"].startswith(("src/", "stages/")) and path.is_file()
+            if code and hashlib.md5(path.read_bytes()).hexdigest() != dep["md5"]:
+                stale.append(f"{name}: {dep['path']}")
     assert not stale, f"dvc.lock predates these files (run `make repro` and commit): {stale}"

@@ -43,13 +43,21 @@ def test_project_2d_is_deterministic_and_centred(digits):
 def _codec(values):
     from mnist_codec.evaluation.stats import summarize
 
-    return {"mse": summarize(values), "psnr": summarize([scoring.psnr(v) for v in values]), "code_size": 32,
-            "stored_numbers": 10}
+    return {
+        "mse": summarize(values),
+        "psnr": summarize([scoring.psnr(v) for v in values]),
+        "code_size": 32,
+        "stored_numbers": 10,
+    }
 
 
 def test_comparison_table_gives_intervals_and_does_not_rank_overlapping_codecs():
-    metrics = {"pca": _codec([0.0172]), "ae": _codec([0.0110, 0.0112, 0.0111]),
-               "deep_relu": _codec([0.0090, 0.0100, 0.0095]), "deep_leaky_relu": _codec([0.0092, 0.0096, 0.0094])}
+    metrics = {
+        "pca": _codec([0.0172]),
+        "ae": _codec([0.0110, 0.0112, 0.0111]),
+        "deep_relu": _codec([0.0090, 0.0100, 0.0095]),
+        "deep_leaky_relu": _codec([0.0092, 0.0096, 0.0094]),
+    }
     frame = ctable.comparison_table(metrics, "holdout")
     rows = frame.to_dict("records")
     assert [r["name"] for r in rows] == ["PCA", "AE (1 layer)", "Deep AE (ReLU)", "Deep AE (LeakyReLU)"]
@@ -68,8 +76,11 @@ def test_comparison_table_gives_intervals_and_does_not_rank_overlapping_codecs()
 
 
 def test_notebook_table_compares_the_published_figure_with_the_interval():
-    metrics = {"pca": _codec([0.017180]), "deep_leaky_relu": _codec([0.0083, 0.0098, 0.0090]),
-               "deep_relu": _codec([0.0110, 0.0111, 0.0109])}
+    metrics = {
+        "pca": _codec([0.017180]),
+        "deep_leaky_relu": _codec([0.0083, 0.0098, 0.0090]),
+        "deep_relu": _codec([0.0110, 0.0111, 0.0109]),
+    }
     frame = ctable.comparison_table(metrics, "notebook")
     rows = frame.to_dict("records")
     by = {r["codec"]: r for r in rows}

@@ -9,10 +9,14 @@ from mnist_codec import atomic, fileio
 def test_atomic_path_replaces_only_on_success(tmp_path):
     target = tmp_path / "out.txt"
     fileio.write_text(target, "old")
-    with pytest.raises(RuntimeError):
+
+    def killed_mid_write() -> None:
         with atomic.atomic_path(target) as tmp:
             tmp.write_text("half")
             raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        killed_mid_write()
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]  # no temp file left
 
@@ -33,10 +37,14 @@ def test_atomic_dir_swaps_whole_folders(tmp_path):
     target = tmp_path / "models"
     with atomic.atomic_dir(target) as d:
         (d / "a").write_text("1")
-    with pytest.raises(ValueError):
+
+    def fails_half_way() -> None:
         with atomic.atomic_dir(target) as d:
             (d / "b").write_text("2")
             raise ValueError("fails half way")
+
+    with pytest.raises(ValueError, match="fails half way"):
+        fails_half_way()
     assert sorted(p.name for p in target.iterdir()) == ["a"]
     with atomic.atomic_dir(target) as d:
         (d / "c").write_text("3")

@@ -25,12 +25,21 @@ def _m(v, n):
 def _exp_show(runs: dict[str, tuple[str, dict]], older: dict[str, tuple[str, dict]] | None = None) -> list[dict]:
     """name -> (protocol, metrics), newest first, as ``dvc.api.exp_show`` rows; ``older``
     under an earlier commit."""
+
     def row(name, protocol, metrics, typ="branch_commit"):
-        r = {"Experiment": name, "rev": f"sha-{name}", "typ": typ, "State": "Success", "latent_dim": 32.0,
-             "data.protocol": protocol, "train.epochs": 40.0}
+        r = {
+            "Experiment": name,
+            "rev": f"sha-{name}",
+            "typ": typ,
+            "State": "Success",
+            "latent_dim": 32.0,
+            "data.protocol": protocol,
+            "train.epochs": 40.0,
+        }
         for codec, m in metrics.items():
-            r.update({f"reports/metrics.json:{codec}.mse.{stat}": v for stat, v in m["mse"].items()
-                      if stat != "per_seed"})
+            r.update(
+                {f"reports/metrics.json:{codec}.mse.{stat}": v for stat, v in m["mse"].items() if stat != "per_seed"}
+            )
         return r
 
     out = [{"Experiment": None, "rev": "main", "typ": "baseline"}]
@@ -55,16 +64,34 @@ def test_every_candidate_is_valid_params_and_selection_never_sees_the_test_image
         p = validate(raw)
         assert p.data.protocol == "validation" and p.n_seeds == 1 and p.latent_dim == 32
     cmd = frontier.exp_run_command("frontier-val-x", (*frontier.VALIDATION, "train.epochs=3"))
-    assert cmd == ["dvc", "exp", "run", "--temp", "-n", "frontier-val-x", "-S", "data.protocol=validation",
-                   "-S", "n_seeds=1", "-S", "train.epochs=3"]
+    assert cmd == [
+        "dvc",
+        "exp",
+        "run",
+        "--temp",
+        "-n",
+        "frontier-val-x",
+        "-S",
+        "data.protocol=validation",
+        "-S",
+        "n_seeds=1",
+        "-S",
+        "train.epochs=3",
+    ]
 
 
 def test_the_best_deep_codec_is_found_choice_is_by_validation_and_the_record_says_it_all():
-    shown = _exp_show({
-        "frontier": ("holdout", {"pca": _m(0.017, 1), "conv_leaky_relu": _m(0.0031, 3)}),
-        "frontier-val-wide-mlp": ("validation", {"pca": _m(0.01, 1), "deep_leaky_relu": _m(0.0050, 1)}),
-        "frontier-val-conv": ("validation", {"pca": _m(0.01, 1), "ae": _m(0.002, 1), "conv_leaky_relu": _m(0.0035, 1)}),
-    }, older={"frontier": ("holdout", {"deep_relu": _m(0.009, 3)})})  # an older run of the name loses to the latest
+    shown = _exp_show(
+        {
+            "frontier": ("holdout", {"pca": _m(0.017, 1), "conv_leaky_relu": _m(0.0031, 3)}),
+            "frontier-val-wide-mlp": ("validation", {"pca": _m(0.01, 1), "deep_leaky_relu": _m(0.0050, 1)}),
+            "frontier-val-conv": (
+                "validation",
+                {"pca": _m(0.01, 1), "ae": _m(0.002, 1), "conv_leaky_relu": _m(0.0035, 1)},
+            ),
+        },
+        older={"frontier": ("holdout", {"deep_relu": _m(0.009, 3)})},
+    )  # an older run of the name loses to the latest
     scores = {n: frontier.find(shown, frontier.VAL_PREFIX + n) for n in ("conv", "wide-mlp")}
     assert scores["conv"].codec == "conv_leaky_relu"  # the 1-layer AE is not a candidate's codec
     assert frontier.choose(scores) == "conv"
@@ -100,8 +127,20 @@ def test_make_frontier_selects_on_validation_and_logs_the_test_run_to_mlflow(tmp
     stamp = tmp_path / "installed"  # this environment is installed: make must not reinstall into it
     stamp.touch()
     extra = "data.train_limit=600 data.eval_limit=200 train.epochs=1"
-    proc = subprocess.run(["make", "frontier", f"VENV={sys.prefix}", f"STAMP={stamp}", "FRONTIER_ARGS=" + " ".join(f"-S {o}" for o in extra.split())],
-                          cwd=repo, env=project_env(repo), capture_output=True, text=True, timeout=1500)
+    proc = subprocess.run(
+        [
+            "make",
+            "frontier",
+            f"VENV={sys.prefix}",
+            f"STAMP={stamp}",
+            "FRONTIER_ARGS=" + " ".join(f"-S {o}" for o in extra.split()),
+        ],
+        cwd=repo,
+        env=project_env(repo),
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     rec = json.loads((repo / "reports/frontier.json").read_text())
     chosen = rec["selection"]["chosen"]
@@ -112,8 +151,13 @@ def test_make_frontier_selects_on_validation_and_logs_the_test_run_to_mlflow(tmp
     assert rec["device"].startswith("cpu:") and rec["wall_seconds"]["total"] > 0
     # the experiment's models are MLflow runs and registered versions with the recorded numbers
     runs, client = store_runs(repo)
-    tagged = [r for r in runs if r.data.tags.get("mnist_codec.dvc_exp") == "frontier"
-              and r.data.tags.get("mnist_codec.codec") == rec["codec"] and "mnist_codec.replicate" in r.data.tags]
+    tagged = [
+        r
+        for r in runs
+        if r.data.tags.get("mnist_codec.dvc_exp") == "frontier"
+        and r.data.tags.get("mnist_codec.codec") == rec["codec"]
+        and "mnist_codec.replicate" in r.data.tags
+    ]
     assert len(tagged) == 2 and all(r.info.status == "FINISHED" for r in tagged)
     by_seed = {int(r.data.tags["mnist_codec.replicate"]): r for r in tagged}
     for seed, mse in enumerate(rec["test_mse_per_seed"]):
@@ -137,14 +181,24 @@ def test_make_notebook_table_writes_the_notebook_protocols_table_from_its_experi
     repo = project_copy(tmp_path / "repo", {"n_seeds": 2, "activation": ["relu"], "evaluate": {"n_projection": 100}})
     stamp = tmp_path / "installed"
     stamp.touch()
+
     def results():  # the workspace's reports, the protocol tables aside
-        return sorted((p.relative_to(repo), p.read_bytes()) for p in (repo / "reports").rglob("*")
-                      if p.is_file() and "protocols" not in p.parts)
+        return sorted(
+            (p.relative_to(repo), p.read_bytes())
+            for p in (repo / "reports").rglob("*")
+            if p.is_file() and "protocols" not in p.parts
+        )
 
     before = results()
     args = "-S data.train_limit=600 -S train.epochs=1"
-    proc = subprocess.run(["make", "notebook-table", f"VENV={sys.prefix}", f"STAMP={stamp}", f"PROTOCOL_ARGS={args}"],
-                          cwd=repo, env=project_env(repo), capture_output=True, text=True, timeout=1500)
+    proc = subprocess.run(
+        ["make", "notebook-table", f"VENV={sys.prefix}", f"STAMP={stamp}", f"PROTOCOL_ARGS={args}"],
+        cwd=repo,
+        env=project_env(repo),
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     table = (repo / "reports/protocols/notebook.md").read_text()
     assert "-S data.protocol=notebook -S data.train_limit=600 -S train.epochs=1" in table.splitlines()[0]

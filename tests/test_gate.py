@@ -10,19 +10,26 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from conftest import REPO
 from mnist_codec import cli
 from mnist_codec.errors import GateError
 from mnist_codec.evaluation import gate
 from mnist_codec.evaluation.stats import summarize, welch
 
-RULES = [gate.Rule("pca.mse", "lower", rel_floor=0.002), gate.Rule("*.mse", "lower", rel_floor=0.005),
-         gate.Rule("*.psnr", "higher", abs_floor=0.02), gate.Rule("*.code_size", "equal")]
+from conftest import REPO
+
+RULES = [
+    gate.Rule("pca.mse", "lower", rel_floor=0.002),
+    gate.Rule("*.mse", "lower", rel_floor=0.005),
+    gate.Rule("*.psnr", "higher", abs_floor=0.02),
+    gate.Rule("*.code_size", "equal"),
+]
 
 
 def _metrics(mse_values, code_size=32, pca=0.0168):
-    return {"pca": {"mse": summarize([pca]), "code_size": code_size},
-            "deep": {"mse": summarize(mse_values), "code_size": code_size}}
+    return {
+        "pca": {"mse": summarize([pca]), "code_size": code_size},
+        "deep": {"mse": summarize(mse_values), "code_size": code_size},
+    }
 
 
 def _deep(checks):
@@ -90,7 +97,7 @@ def test_missing_metric_fails_and_unruled_metric_is_an_error():
     cur = {"pca": {"mse": summarize([0.0168]), "code_size": 32}, "deep": {"code_size": 32}}
     (check,) = [c for c in gate.compare(_metrics([0.01, 0.011]), cur, RULES) if not c.ok]
     assert check.metric == "deep.mse" and check.why == "missing"
-    with pytest.raises(GateError, match="no rule matches metric 'ae.stored_numbers'"):
+    with pytest.raises(GateError, match=r"no rule matches metric 'ae\.stored_numbers'"):
         gate.compare({"ae": {"stored_numbers": 3}}, {"ae": {"stored_numbers": 3}}, RULES)
     changed = gate.compare(_metrics([0.01, 0.011]), _metrics([0.01, 0.011], code_size=16), RULES)
     assert sorted(c.metric for c in changed if not c.ok) == ["deep.code_size", "pca.code_size"]
@@ -102,7 +109,7 @@ def test_rules_file_errors_are_named(tmp_path):
     with pytest.raises(GateError, match="unknown keys \\['rel_tol'\\]"):
         gate.load_rules(f)
     f.write_text("rules:\n  - {metric: '*.mse', direction: lower, alpha: 0.9}\n")
-    with pytest.raises(GateError, match="alpha must be between 0 and 0.5"):
+    with pytest.raises(GateError, match=r"alpha must be between 0 and 0\.5"):
         gate.load_rules(f)
     f.write_text("alpha: 0.01\nrules:\n  - {metric: '*.mse', direction: lower}\n")
     assert gate.load_rules(f)[0].alpha == 0.01

@@ -31,8 +31,12 @@ from conftest import project_copy, sh
 
 pytestmark = pytest.mark.full
 
-SMALL = {"data": {"train_limit": 3000, "eval_limit": 500}, "train": {"epochs": 4, "batch_size": 64},
-         "n_seeds": 10, "evaluate": {"n_projection": 200}}
+SMALL = {
+    "data": {"train_limit": 3000, "eval_limit": 500},
+    "train": {"epochs": 4, "batch_size": 64},
+    "n_seeds": 10,
+    "evaluate": {"n_projection": 200},
+}
 DEEP = ["deep_relu", "deep_tanh", "deep_leaky_relu"]
 
 
@@ -46,8 +50,18 @@ def repo(tmp_path_factory) -> Path:
 
 def _gate(repo: Path) -> subprocess.CompletedProcess:
     gate = Path(sys.executable).parent / "mnist-codec"
-    return sh(repo, str(gate), "gate", "--baseline", str(repo.parent / "baseline.json"),
-              "--current", "reports/metrics.json", "--rules", "metrics_gate.yaml", check=False)
+    return sh(
+        repo,
+        str(gate),
+        "gate",
+        "--baseline",
+        str(repo.parent / "baseline.json"),
+        "--current",
+        "reports/metrics.json",
+        "--rules",
+        "metrics_gate.yaml",
+        check=False,
+    )
 
 
 def _run(repo: Path, changes: dict, *prefix: str) -> tuple[dict, subprocess.CompletedProcess]:
@@ -80,7 +94,7 @@ def test_the_baseline_passes_against_itself(repo):
 
 
 def test_another_thread_plan_passes(repo):
-    current, proc = _run(repo, {}, "taskset", "-c", "0")
+    _current, proc = _run(repo, {}, "taskset", "-c", "0")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     timings = json.loads((repo / "reports/timings.json").read_text())
     assert timings["train_device"]["deep_relu"].startswith("cpu:1 cores")  # it did run on one core
@@ -91,7 +105,9 @@ def test_another_base_seed_passes(repo):
     current, proc = _run(repo, {"seed": 7})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for codec in ["ae", *DEEP]:  # every model was retrained from other weights: every seed's number moved
-        assert all(a != b for a, b in zip(current[codec]["mse"]["per_seed"], base[codec]["mse"]["per_seed"]))
+        assert all(
+            a != b for a, b in zip(current[codec]["mse"]["per_seed"], base[codec]["mse"]["per_seed"], strict=True)
+        )
 
 
 def test_a_regression_of_a_few_percent_fails(repo):

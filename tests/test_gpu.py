@@ -9,11 +9,12 @@ import torch
 from mnist_codec.codecs import models, train
 from mnist_codec.codecs.seeding import derive_seed, seed_everything
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
-SPECS = {name: {"kind": "deep", "latent_dim": 8, "hidden": [64, 16], "activation": name.removeprefix("deep_")}
-         for name in ["deep_relu", "deep_tanh", "deep_leaky_relu"]}
+SPECS = {
+    name: {"kind": "deep", "latent_dim": 8, "hidden": [64, 16], "activation": name.removeprefix("deep_")}
+    for name in ["deep_relu", "deep_tanh", "deep_leaky_relu"]
+}
 
 
 def _train(x, device, names, cuda_graphs=None, epochs=3):
@@ -33,17 +34,17 @@ def test_graphed_steps_give_the_losses_of_eager_steps(digits):
     x, _ = digits  # 400 images at batch 96: the partial batch of 16 runs outside the graph
     graphed, g_jobs = _train(x, "cuda", list(SPECS), cuda_graphs=True)
     eager, e_jobs = _train(x, "cuda", list(SPECS), cuda_graphs=False)
-    for g, e in zip(_losses(graphed), _losses(eager)):
+    for g, e in zip(_losses(graphed), _losses(eager), strict=True):
         assert g == pytest.approx(e, rel=1e-5)
-    for a, b in zip(g_jobs, e_jobs):
-        for p, q in zip(a.model.parameters(), b.model.parameters()):
+    for a, b in zip(g_jobs, e_jobs, strict=True):
+        for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True):
             torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
 
 
 def test_models_stepped_together_match_each_stepped_alone(digits):
     x, _ = digits
     together, _ = _train(x, "cuda", list(SPECS))
-    for name, history in zip(SPECS, together):
+    for name, history in zip(SPECS, together, strict=True):
         alone, _ = _train(x, "cuda", [name])
         assert _losses(alone)[0] == pytest.approx(_losses([history])[0], rel=1e-5)
 
@@ -63,8 +64,11 @@ def test_bf16_on_cuda_graphed_equals_eager_and_tracks_fp32(digits):
     def run(precision, cuda_graphs):
         generator = seed_everything(derive_seed(11, "deep_relu"))
         job = train.Job("deep_relu", models.build(SPECS["deep_relu"]).to("cuda"), generator)
-        return _losses(train.fit_many([job], xt, xt, epochs=3, batch_size=96, lr=1e-3, precision=precision,
-                                      cuda_graphs=cuda_graphs))[0]
+        return _losses(
+            train.fit_many(
+                [job], xt, xt, epochs=3, batch_size=96, lr=1e-3, precision=precision, cuda_graphs=cuda_graphs
+            )
+        )[0]
 
     graphed, eager, fp32 = run("bf16", True), run("bf16", False), run("fp32", True)
     assert graphed == pytest.approx(eager, rel=1e-5)

@@ -15,8 +15,12 @@ from conftest import REPO
 
 def make_n(*args: str) -> str:
     """What make would run (-n), in this environment (already installed: no reinstall)."""
-    stamps = [f"STAMP={REPO}/Makefile", f"TEAM_STAMP={REPO}/Makefile", f"DEV_STAMP={REPO}/Makefile",
-              f"DOCS_STAMP={REPO}/Makefile"]
+    stamps = [
+        f"STAMP={REPO}/Makefile",
+        f"TEAM_STAMP={REPO}/Makefile",
+        f"DEV_STAMP={REPO}/Makefile",
+        f"DOCS_STAMP={REPO}/Makefile",
+    ]
     proc = subprocess.run(["make", "-n", *stamps, *args], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
@@ -68,8 +72,21 @@ def test_an_unknown_protocol_is_refused_before_anything_runs(capsys, tmp_path, m
 def test_the_benchmarks_notebook_baseline_runs_from_the_repository_alone(tmp_path):
     """`make bench` needs nothing outside the repository: its notebook script reads the bundled
     MNIST. A shrunken run (500 images, 1 epoch) gives every model's MSE and the step times."""
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/notebook_baseline.py"), "--limit", "500",
-                           "--epochs", "1", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks/notebook_baseline.py"),
+            "--limit",
+            "500",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert sorted(result["mse"]) == ["ae", "deep_LeakyReLU", "deep_ReLU", "deep_Tanh", "pca32"]

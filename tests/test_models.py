@@ -1,4 +1,3 @@
-
 import numpy as np
 import pytest
 import torch
@@ -9,9 +8,17 @@ from mnist_codec.params import ACTIVATIONS
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-@pytest.mark.parametrize("arch", [{"kind": "deep", "hidden": [256, 64]}, {"kind": "deep", "hidden": [1000, 500, 250]},
-                                  {"kind": "conv", "channels": [32, 64]}, {"kind": "conv", "channels": [4]},
-                                  {"kind": "conv", "channels": [2, 4, 8]}, {"kind": "conv", "channels": [2, 2, 4, 4]}])
+@pytest.mark.parametrize(
+    "arch",
+    [
+        {"kind": "deep", "hidden": [256, 64]},
+        {"kind": "deep", "hidden": [1000, 500, 250]},
+        {"kind": "conv", "channels": [32, 64]},
+        {"kind": "conv", "channels": [4]},
+        {"kind": "conv", "channels": [2, 4, 8]},
+        {"kind": "conv", "channels": [2, 2, 4, 4]},
+    ],
+)
 def test_deep_and_conv_autoencoder_shapes_for_every_activation(arch, activation):
     model = models.build({**arch, "latent_dim": 16, "activation": activation})
     x = torch.rand(5, 784)
@@ -24,7 +31,13 @@ def test_architectures_match_the_notebook():
     deep = models.deep_autoencoder(32, (256, 64), "relu")
     linear = [m for m in deep.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linear] == [
-        (784, 256), (256, 64), (64, 32), (32, 64), (64, 256), (256, 784)]
+        (784, 256),
+        (256, 64),
+        (64, 32),
+        (32, 64),
+        (64, 256),
+        (256, 784),
+    ]
     assert isinstance(deep.encoder[-1], torch.nn.ReLU)  # activation after the bottleneck too
     assert isinstance(deep.decoder[-1], torch.nn.Sigmoid)
     ae = models.shallow_autoencoder(32)
@@ -42,13 +55,19 @@ def test_conv_architecture():
     assert model.encoder[-1].in_features == 64 * 7 * 7
     assert isinstance(model.decoder[-2], torch.nn.Sigmoid)
     # the stored numbers: 2 convs, the linear maps to and from the code, 2 transposed convs
-    assert models.count_parameters(model) == (1 * 32 * 9 + 32) + (32 * 64 * 9 + 64) + (3136 * 32 + 32) \
-        + (32 * 3136 + 3136) + (64 * 32 * 9 + 32) + (32 * 1 * 9 + 1)
+    assert models.count_parameters(model) == (1 * 32 * 9 + 32) + (32 * 64 * 9 + 64) + (3136 * 32 + 32) + (
+        32 * 3136 + 3136
+    ) + (64 * 32 * 9 + 32) + (32 * 1 * 9 + 1)
     assert models.conv_sides(4) == [28, 14, 7, 4, 2]
 
 
-@pytest.mark.parametrize("spec", [{"kind": "deep", "latent_dim": 8, "hidden": [32], "activation": "tanh"},
-                                  {"kind": "conv", "latent_dim": 8, "channels": [4, 8], "activation": "elu"}])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"kind": "deep", "latent_dim": 8, "hidden": [32], "activation": "tanh"},
+        {"kind": "conv", "latent_dim": 8, "channels": [4, 8], "activation": "elu"},
+    ],
+)
 def test_save_and_load_round_trip(tmp_path, spec):
     model = models.build(spec)
     models.save(model, spec, tmp_path / "m.pt")

@@ -1,9 +1,10 @@
 import pytest
 import yaml
 
-from conftest import REPO
 from mnist_codec import params
 from mnist_codec.errors import ParamsError
+
+from conftest import REPO
 
 
 def test_repo_params_file_is_valid_and_matches_the_defaults():
@@ -40,9 +41,10 @@ def test_lr_typed_as_1e_minus_3_is_caught_with_a_hint(tmp_path):
         params.load(f)
 
 
-@pytest.mark.parametrize("raw, key", [({"activations": "relu"}, "activations"),
-                                      ({"train": {"epoch": 3}}, "train.epoch"),
-                                      ({"model": {}}, "model")])
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [({"activations": "relu"}, "activations"), ({"train": {"epoch": 3}}, "train.epoch"), ({"model": {}}, "model")],
+)
 def test_unknown_keys_are_rejected_by_name(raw, key):
     with pytest.raises(ParamsError, match=f"unknown key '{key}'"):
         params.validate(raw)

@@ -18,8 +18,7 @@ pytestmark = pytest.mark.full
 
 CODECS = ["pca", "ae", "deep_relu", "deep_tanh", "deep_leaky_relu"]
 N_SEEDS = 3  # the default
-SMALL = {"data": {"train_limit": 3000, "eval_limit": 500}, "train": {"epochs": 2},
-         "evaluate": {"n_projection": 200}}
+SMALL = {"data": {"train_limit": 3000, "eval_limit": 500}, "train": {"epochs": 2}, "evaluate": {"n_projection": 200}}
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +52,11 @@ def first_repro(repo: Path) -> subprocess.CompletedProcess:
     traces.mkdir()
     (hook / "sitecustomize.py").write_text(TRACE_HOOK)
     env = project_env(repo)
-    env.update(PYTHONPATH=f"{hook}{os.pathsep}{env['PYTHONPATH']}", MNIST_CODEC_IMPORT_TRACE=str(traces),
-               MNIST_CODEC_TIMINGS=str(repo.parent / "timings.jsonl"))
+    env.update(
+        PYTHONPATH=f"{hook}{os.pathsep}{env['PYTHONPATH']}",
+        MNIST_CODEC_IMPORT_TRACE=str(traces),
+        MNIST_CODEC_TIMINGS=str(repo.parent / "timings.jsonl"),
+    )
     proc = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"dvc repro failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
@@ -96,11 +98,15 @@ def imported_libraries(repo: Path, stage: str) -> set[str]:
 
 
 # What each stage's work needs; anything more is start-up time paid for nothing.
-LIBRARIES = {"fetch": set(), "preprocess": set(), "report": {"matplotlib", "pandas"},
-             "pca": {"torch", "mlflow", "pandas", "sklearn", "matplotlib"},
-             "train_ae": {"torch", "mlflow", "pandas", "matplotlib"},
-             "train_deep": {"torch", "mlflow", "pandas", "matplotlib"},
-             "evaluate": {"torch", "mlflow", "pandas"}}
+LIBRARIES = {
+    "fetch": set(),
+    "preprocess": set(),
+    "report": {"matplotlib", "pandas"},
+    "pca": {"torch", "mlflow", "pandas", "sklearn", "matplotlib"},
+    "train_ae": {"torch", "mlflow", "pandas", "matplotlib"},
+    "train_deep": {"torch", "mlflow", "pandas", "matplotlib"},
+    "evaluate": {"torch", "mlflow", "pandas"},
+}
 
 
 def test_no_stage_imports_a_library_its_work_does_not_use(repo, first_repro):
@@ -112,12 +118,25 @@ def test_no_stage_imports_a_library_its_work_does_not_use(repo, first_repro):
 
 def test_every_stage_records_its_own_work_and_its_whole_process(repo, first_repro):
     records = [json.loads(line) for line in (repo.parent / "timings.jsonl").read_text().splitlines()]
-    assert [r["stage"] for r in records] == ["fetch", "preprocess", "pca", "train_ae", "train_deep", "evaluate",
-                                              "report"]
+    assert [r["stage"] for r in records] == [
+        "fetch",
+        "preprocess",
+        "pca",
+        "train_ae",
+        "train_deep",
+        "evaluate",
+        "report",
+    ]
     work = {r["stage"]: set(r["work"]) for r in records}
-    assert work == {"fetch": {"fetch"}, "preprocess": {"preprocess"}, "pca": {"fit", "scoring", "figures"},
-                    "train_ae": {"training", "scoring", "figures"}, "train_deep": {"training", "scoring", "figures"},
-                    "evaluate": {"scoring", "figure data"}, "report": {"figures"}}
+    assert work == {
+        "fetch": {"fetch"},
+        "preprocess": {"preprocess"},
+        "pca": {"fit", "scoring", "figures"},
+        "train_ae": {"training", "scoring", "figures"},
+        "train_deep": {"training", "scoring", "figures"},
+        "evaluate": {"scoring", "figure data"},
+        "report": {"figures"},
+    }
     for r in records:
         assert 0 < sum(r["work"].values()) < r["seconds"], r
 
@@ -125,15 +144,29 @@ def test_every_stage_records_its_own_work_and_its_whole_process(repo, first_repr
 def test_every_stage_runs_and_writes_its_outputs(repo, first_repro):
     for stage in ("fetch", "preprocess", "pca", "train_ae", "train_deep", "evaluate", "report"):
         assert f"Running stage '{stage}'" in first_repro.stdout
-    for rel in ("data/raw/train-images-idx3-ubyte.gz", "data/processed/train_x.npy", "models/pca.npz",
-                "models/ae/index.json", "models/deep/deep_tanh/index.json", "reports/metrics.json",
-                "reports/comparison.md", "reports/comparison.csv", "reports/timings.json", "reports/report.html",
-                "reports/figures/reconstructions.png", "reports/figures/pca_scatter.png",
-                "reports/figures/codes_2d.png", "reports/figures/training_curves.png",
-                "reports/figures/per_digit_mse.png", "reports/figures/mse_intervals.png"):
+    for rel in (
+        "data/raw/train-images-idx3-ubyte.gz",
+        "data/processed/train_x.npy",
+        "models/pca.npz",
+        "models/ae/index.json",
+        "models/deep/deep_tanh/index.json",
+        "reports/metrics.json",
+        "reports/comparison.md",
+        "reports/comparison.csv",
+        "reports/timings.json",
+        "reports/report.html",
+        "reports/figures/reconstructions.png",
+        "reports/figures/pca_scatter.png",
+        "reports/figures/codes_2d.png",
+        "reports/figures/training_curves.png",
+        "reports/figures/per_digit_mse.png",
+        "reports/figures/mse_intervals.png",
+    ):
         assert (repo / rel).is_file(), rel
-    for codec_dir, curve_dir in (("models/ae", "reports/curves/ae"),
-                                 ("models/deep/deep_leaky_relu", "reports/curves/deep/deep_leaky_relu")):
+    for codec_dir, curve_dir in (
+        ("models/ae", "reports/curves/ae"),
+        ("models/deep/deep_leaky_relu", "reports/curves/deep/deep_leaky_relu"),
+    ):
         for r in range(N_SEEDS):  # a model, its record and its curve for every seed
             assert (repo / codec_dir / f"seed{r}.pt").is_file() and (repo / codec_dir / f"seed{r}.json").is_file()
             assert (repo / curve_dir / f"seed{r}.csv").is_file()
@@ -164,8 +197,11 @@ def test_metrics_and_table(repo, first_repro):
     shown = sh(repo, "dvc", "metrics", "show", "--json").stdout
     assert "deep_tanh" in shown
     plots = json.loads(sh(repo, "dvc", "plots", "show", "--json").stdout)["data"]
-    assert sorted(plots) == sorted(f"reports/curves/{folder}/seed{r}.csv" for r in range(N_SEEDS) for folder in
-                                   ("ae", "deep/deep_relu", "deep/deep_tanh", "deep/deep_leaky_relu"))
+    assert sorted(plots) == sorted(
+        f"reports/curves/{folder}/seed{r}.csv"
+        for r in range(N_SEEDS)
+        for folder in ("ae", "deep/deep_relu", "deep/deep_tanh", "deep/deep_leaky_relu")
+    )
     assert all('"eval_loss"' in json.dumps(p) and '"train_loss"' in json.dumps(p) for p in plots.values())
 
 
@@ -177,7 +213,7 @@ def test_mlflow_has_a_run_per_codec_with_a_child_per_seed(repo, first_repro):
     runs = client.search_runs([exp.experiment_id])
     by_name = {r.info.run_name: r for r in runs}
     children = [f"{c} seed{r}" for c in CODECS[1:] for r in range(N_SEEDS)]
-    assert sorted(by_name) == sorted(CODECS + ["evaluate"] + children) and len(runs) == len(by_name)
+    assert sorted(by_name) == sorted([*CODECS, "evaluate", *children]) and len(runs) == len(by_name)
     assert len({r.data.tags["mnist_codec.pipeline"] for r in runs}) == 1  # one execution, found together
     for name in CODECS + children:
         run = by_name[name]
@@ -200,8 +236,9 @@ def test_mlflow_has_a_run_per_codec_with_a_child_per_seed(repo, first_repro):
             seeds.add(child.data.tags["mnist_codec.seed"])
             assert child.data.params["model_seed"] == child.data.tags["mnist_codec.seed"]
             assert len(client.get_metric_history(child.info.run_id, "train_loss")) == 2
-            models = client.search_logged_models(experiment_ids=[exp.experiment_id],
-                                                 filter_string=f"source_run_id = '{child.info.run_id}'")
+            models = client.search_logged_models(
+                experiment_ids=[exp.experiment_id], filter_string=f"source_run_id = '{child.info.run_id}'"
+            )
             assert len(models) == 1, child.info.run_name
         assert len(seeds) == N_SEEDS
     pca = by_name["pca"]
@@ -259,9 +296,11 @@ def test_an_edit_reruns_only_the_stages_whose_outputs_it_can_change(repo, first_
     """Every module of the package, every stage script and the benchmark, edited one at a
     time in the copy: DVC's own verdict is the one layout_rules.STATUS states."""
     assert json.loads(sh(repo, "dvc", "status", "--json").stdout) == {}
-    files = sorted({p.relative_to(repo).as_posix() for p in (repo / "src/mnist_codec").rglob("*")
-                    if p.suffix in (".py", ".j2")} | {p.relative_to(repo).as_posix() for p in
-                                                      (repo / "stages").glob("*.py")} | {"benchmarks/bench_pipeline.py"})
+    files = sorted(
+        {p.relative_to(repo).as_posix() for p in (repo / "src/mnist_codec").rglob("*") if p.suffix in (".py", ".j2")}
+        | {p.relative_to(repo).as_posix() for p in (repo / "stages").glob("*.py")}
+        | {"benchmarks/bench_pipeline.py"}
+    )
     unclassified = [f for f in files if f not in STATUS]
     assert not unclassified, f"add these to tests/layout_rules.py STATUS: {unclassified}"
     verdicts = {f: changed_stages(repo, f) for f in files}
@@ -275,15 +314,18 @@ def test_an_edit_reruns_only_the_stages_whose_outputs_it_can_change(repo, first_
     assert json.loads(sh(repo, "dvc", "status", "--json").stdout) == {}
 
 
-@pytest.mark.parametrize("key, value, stale", [
-    ("latent_dim", 16, ["pca", "train_ae", "train_deep"]),
-    ("activation", "tanh", ["train_deep"]),
-    ("seed", 7, ["train_ae", "train_deep"]),
-    ("n_seeds", 2, ["train_ae", "train_deep"]),
-    ("train.epochs", 3, ["train_ae", "train_deep"]),
-    ("evaluate.n_examples", 4, ["evaluate"]),
-    ("data.protocol", "notebook", ["preprocess"]),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "stale"),
+    [
+        ("latent_dim", 16, ["pca", "train_ae", "train_deep"]),
+        ("activation", "tanh", ["train_deep"]),
+        ("seed", 7, ["train_ae", "train_deep"]),
+        ("n_seeds", 2, ["train_ae", "train_deep"]),
+        ("train.epochs", 3, ["train_ae", "train_deep"]),
+        ("evaluate.n_examples", 4, ["evaluate"]),
+        ("data.protocol", "notebook", ["preprocess"]),
+    ],
+)
 def test_each_param_invalidates_only_the_stages_that_read_it(repo, first_repro, key, value, stale):
     path = repo / "params.yaml"
     original = path.read_text()

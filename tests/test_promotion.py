@@ -28,11 +28,14 @@ def test_a_candidate_wholly_below_the_champion_takes_the_alias():
     assert d.promote and "lies wholly below champion v2" in d.reason
 
 
-@pytest.mark.parametrize("mean, half", [
-    (0.0090, 0.0003),  # lower mean, but the intervals overlap: within noise
-    (0.0094, 0.0001),  # level
-    (0.0120, 0.0003),  # worse (one epoch instead of ten)
-])
+@pytest.mark.parametrize(
+    ("mean", "half"),
+    [
+        (0.0090, 0.0003),  # lower mean, but the intervals overlap: within noise
+        (0.0094, 0.0001),  # level
+        (0.0120, 0.0003),  # worse (one epoch instead of ten)
+    ],
+)
 def test_a_candidate_not_separated_from_the_champion_does_not(mean, half):
     d = decide(standing("5", mean=mean, half=half), standing("2"))
     assert not d.promote and "not better by more than noise" in d.reason
@@ -85,9 +88,10 @@ def test_the_champions_question_is_the_default_params():
     params.py); they stay the defaults of params.yaml's schema and of the committed file."""
     import yaml
 
-    from conftest import REPO
     from mnist_codec.evaluation import promotion
     from mnist_codec.params import Params
+
+    from conftest import REPO
 
     defaults = Params().to_dict()
     committed = yaml.safe_load((REPO / "params.yaml").read_text())

@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, clean_env, full_params
 from mnist_codec.data import prepare, splits
 from mnist_codec.pipeline import train_ae as train_ae_stage
 from mnist_codec.tracking import registry
 from mnist_codec.tracking import runs as truns
 
+from conftest import REPO, clean_env, full_params
 from smoke import CODECS, env_for, make_project, params_for
 from smoke import train_and_evaluate as run_pipeline
 
@@ -59,6 +59,7 @@ def eval_split(root: Path) -> np.ndarray:
 
 # --- registration and lineage --------------------------------------------------------------
 
+
 def test_every_trained_model_is_a_version_with_tags_that_tie_it_back(project, client):
     vs = versions(client)
     assert len(vs) == 1 + 2 + 2  # PCA once, each autoencoder on both seeds
@@ -76,9 +77,12 @@ def test_every_trained_model_is_a_version_with_tags_that_tie_it_back(project, cl
         assert v.run_id == t["mnist_codec.run_id"]
     assert sorted(by_codec) == sorted(CODECS)
     assert sorted(v.tags["mnist_codec.seed"] for v in by_codec["ae"]) == sorted(
-        str(json.loads((project / f"models/ae/seed{r}.json").read_text())["seed"]) for r in range(2))
+        str(json.loads((project / f"models/ae/seed{r}.json").read_text())["seed"]) for r in range(2)
+    )
     record = json.loads((project / "models/ae/seed1.json").read_text())
-    assert client.get_model_version(registry.REGISTERED_MODEL, record["model_version"]).run_id == record["mlflow_run_id"]
+    assert (
+        client.get_model_version(registry.REGISTERED_MODEL, record["model_version"]).run_id == record["mlflow_run_id"]
+    )
 
 
 def test_training_runs_show_their_datasets_and_source(project, client):
@@ -103,8 +107,10 @@ def test_the_best_codec_is_champion_and_the_decision_is_recorded(project, client
     assert champion.tags["mnist_codec.codec"] == best
     assert champion.tags["mnist_codec.promotion"].startswith("promoted: no champion yet")
     assert float(champion.tags["mnist_codec.codec_mse_mean"]) == pytest.approx(metrics[best]["mse"]["mean"])
-    runs = client.search_runs([client.get_experiment_by_name("mnist-codec").experiment_id],
-                              filter_string="tags.`mnist_codec.stage` = 'evaluate'")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("mnist-codec").experiment_id],
+        filter_string="tags.`mnist_codec.stage` = 'evaluate'",
+    )
     assert runs[0].data.tags["mnist_codec.champion.promoted"] == "true"
     assert runs[0].data.tags["mnist_codec.champion.candidate"] == f"mnist-codec/{champion.version}"
 
@@ -120,10 +126,17 @@ def test_a_fresh_process_loads_each_version_with_the_evaluations_numbers(project
         "    m = mlflow.pyfunc.load_model(f'models:/mnist-codec/{v}')\n"
         "    r = m.predict(x.astype(np.float32)).astype(np.float64)\n"
         "    out[v] = float(((r - x) ** 2).mean())\n"
-        "print(json.dumps(out))\n")
+        "print(json.dumps(out))\n"
+    )
     vs = versions(client)
-    proc = subprocess.run([sys.executable, "-c", script, *[str(v.version) for v in vs]], cwd=project,
-                          env=env_for(project), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *[str(v.version) for v in vs]],
+        cwd=project,
+        env=env_for(project),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     served = json.loads(proc.stdout.strip().splitlines()[-1])
     for v in vs:
@@ -145,11 +158,19 @@ def test_a_planted_pickle_is_never_executed_when_the_champion_loads(project, cli
     for rel in ("python_model.pkl", "model.pkl", "artifacts/weights.pkl", "data/model.pth"):
         (model_dir / rel).parent.mkdir(parents=True, exist_ok=True)
         (model_dir / rel).write_bytes(pickle.dumps(Planted(str(marker))))
-    script = ("import sys, mlflow, numpy as np\n"
-              "m = mlflow.pyfunc.load_model(sys.argv[1])\n"
-              "print(m.predict(np.full((1, 784), 0.5, np.float32)).shape)\n")
-    proc = subprocess.run([sys.executable, "-c", script, str(model_dir)], cwd=project, env=env_for(project),
-                          capture_output=True, text=True, timeout=300)
+    script = (
+        "import sys, mlflow, numpy as np\n"
+        "m = mlflow.pyfunc.load_model(sys.argv[1])\n"
+        "print(m.predict(np.full((1, 784), 0.5, np.float32)).shape)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(model_dir)],
+        cwd=project,
+        env=env_for(project),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "(1, 784)" in proc.stdout
     assert not marker.exists()
@@ -158,13 +179,14 @@ def test_a_planted_pickle_is_never_executed_when_the_champion_loads(project, cli
 def test_retraining_with_the_same_inputs_registers_no_duplicate(project, client):
     before = [v.version for v in versions(client)]
     first = json.loads((project / "models/ae/seed0.json").read_text())
-    train_ae_stage.run(params_for(), project / "data/processed", project / "models/ae",
-                          project / "reports/curves/ae")
+    train_ae_stage.run(params_for(), project / "data/processed", project / "models/ae", project / "reports/curves/ae")
     again = json.loads((project / "models/ae/seed0.json").read_text())
     assert [v.version for v in versions(client)] == before
     assert again["model_version"] == first["model_version"] and again["mlflow_run_id"] != first["mlflow_run_id"]
-    assert client.get_run(again["mlflow_run_id"]).data.tags["mnist_codec.model_version"] == \
-        f"mnist-codec/{first['model_version']}"
+    assert (
+        client.get_run(again["mlflow_run_id"]).data.tags["mnist_codec.model_version"]
+        == f"mnist-codec/{first['model_version']}"
+    )
 
 
 def test_the_fingerprint_covers_the_code_that_makes_a_model_and_nothing_else(tmp_path):
@@ -172,13 +194,19 @@ def test_the_fingerprint_covers_the_code_that_makes_a_model_and_nothing_else(tmp
     (a forced re-run registers no new version); editing the model code changes them."""
     import shutil
 
-    shutil.copytree(REPO / "src" / "mnist_codec", tmp_path / "mnist_codec",
-                    ignore=shutil.ignore_patterns("__pycache__", "datasets"))
+    shutil.copytree(
+        REPO / "src" / "mnist_codec", tmp_path / "mnist_codec", ignore=shutil.ignore_patterns("__pycache__", "datasets")
+    )
 
     def digest() -> str:
-        out = subprocess.run([sys.executable, "-c", "from mnist_codec.tracking.registry import code_digest; "
-                              "print(code_digest())"], env={**clean_env(), "PYTHONPATH": str(tmp_path)},
-                             capture_output=True, text=True, timeout=60, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", "from mnist_codec.tracking.registry import code_digest; print(code_digest())"],
+            env={**clean_env(), "PYTHONPATH": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         return out.stdout.strip()
 
     def touch(rel: str) -> None:
@@ -215,6 +243,7 @@ def test_the_precision_is_part_of_both_fingerprints():
 
 # --- the promotion rule over three runs ----------------------------------------------------
 
+
 @pytest.mark.full
 def test_a_better_run_takes_the_alias_and_a_worse_one_does_not(tmp_path, monkeypatch):
     import mlflow
@@ -236,8 +265,10 @@ def test_a_better_run_takes_the_alias_and_a_worse_one_does_not(tmp_path, monkeyp
     run_pipeline(root, params_for(train={"epochs": 3}), full)  # strong: all 300 images
     strong = champion()
     assert strong.version != weak.version
-    assert strong.tags["mnist_codec.promotion"].startswith("promoted:") and "wholly below" in strong.tags[
-        "mnist_codec.promotion"]
+    assert (
+        strong.tags["mnist_codec.promotion"].startswith("promoted:")
+        and "wholly below" in strong.tags["mnist_codec.promotion"]
+    )
     n_strong = len(versions(client))
     assert n_strong > n_weak
     run_pipeline(root, params_for(train={"epochs": 1}), few)  # the weak run again: same inputs, same versions
@@ -248,18 +279,28 @@ def test_a_better_run_takes_the_alias_and_a_worse_one_does_not(tmp_path, monkeyp
     # a variant with another code size registers but never competes
     run_pipeline(root, params_for(latent_dim=16, train={"epochs": 1}), full)
     assert len(versions(client)) > n_strong and champion().version == strong.version
-    evaluate = client.search_runs([client.get_experiment_by_name("mnist-codec").experiment_id],
-                                  filter_string="tags.`mnist_codec.stage` = 'evaluate'",
-                                  order_by=["attributes.start_time DESC"])[0]
+    evaluate = client.search_runs(
+        [client.get_experiment_by_name("mnist-codec").experiment_id],
+        filter_string="tags.`mnist_codec.stage` = 'evaluate'",
+        order_by=["attributes.start_time DESC"],
+    )[0]
     assert evaluate.data.tags["mnist_codec.champion.promoted"] == "false"
     assert "latent_dim 16 is not the champion's 32" in evaluate.data.tags["mnist_codec.champion.reason"]
 
 
 # --- the command line ----------------------------------------------------------------------
 
+
 def mnist_codec(root: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "mnist-codec"), *args], cwd=root, env=env_for(root),
-                          input=stdin, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "mnist-codec"), *args],
+        cwd=root,
+        env=env_for(root),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_encode_and_decode_a_png_through_the_champion(project, client, tmp_path):
@@ -304,6 +345,7 @@ def test_the_command_line_refuses_bad_input_clearly(project, client, tmp_path):
 
 # --- the scoring server --------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -328,7 +370,12 @@ def server(project):
     env = {**env_for(project), "PATH": "/usr/bin:/bin"}
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "mnist-codec"), "serve", "--port", str(port)],
-        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -373,19 +420,22 @@ def test_the_server_answers_like_the_model_in_process(project, server):
 ROW = "[" + ",".join(["0.5"] * 783)
 
 
-@pytest.mark.parametrize("body, says", [
-    (json.dumps({"inputs": [[0.5] * 783]}), "expected 784 pixels per row, got 783"),
-    (json.dumps({"inputs": [[0.5] * 785]}), "expected 784 pixels per row, got 785"),
-    ('{"inputs": [' + ROW + ',NaN]]}', "NaN or infinite (first at row 0, column 783)"),
-    ('{"inputs": [' + ROW + ',Infinity]]}', "NaN or infinite"),
-    (json.dumps({"inputs": [[1.5] * 784]}), "pixels must lie in [0, 1]"),
-    (json.dumps({"inputs": [["0.5"] * 783 + ["dark"]]}), "could not convert string to float: 'dark'"),
-    (json.dumps({"inputs": []}), "SCHEMA_ENFORCEMENT_FAILED"),  # MLflow's own check answers first
-    (json.dumps({"inputs": [[0] * 784] * 10_001}), "batch of 10001 rows is over the limit of 10000"),
-    ('{"inputs": [[0.5, 0.5', "valid JSON"),
-    (json.dumps({"inputs": [[0.5] * 784], "params": {"mode": "compress"}}), "mode 'compress' is not one of"),
-    (json.dumps({"inputs": [[0.5] * 784], "params": {"mode": "decode"}}), "expected 32 code values per row"),
-])
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (json.dumps({"inputs": [[0.5] * 783]}), "expected 784 pixels per row, got 783"),
+        (json.dumps({"inputs": [[0.5] * 785]}), "expected 784 pixels per row, got 785"),
+        ('{"inputs": [' + ROW + ",NaN]]}", "NaN or infinite (first at row 0, column 783)"),
+        ('{"inputs": [' + ROW + ",Infinity]]}", "NaN or infinite"),
+        (json.dumps({"inputs": [[1.5] * 784]}), "pixels must lie in [0, 1]"),
+        (json.dumps({"inputs": [["0.5"] * 783 + ["dark"]]}), "could not convert string to float: 'dark'"),
+        (json.dumps({"inputs": []}), "SCHEMA_ENFORCEMENT_FAILED"),  # MLflow's own check answers first
+        (json.dumps({"inputs": [[0] * 784] * 10_001}), "batch of 10001 rows is over the limit of 10000"),
+        ('{"inputs": [[0.5, 0.5', "valid JSON"),
+        (json.dumps({"inputs": [[0.5] * 784], "params": {"mode": "compress"}}), "mode 'compress' is not one of"),
+        (json.dumps({"inputs": [[0.5] * 784], "params": {"mode": "decode"}}), "expected 32 code values per row"),
+    ],
+)
 def test_each_bad_request_gets_a_4xx_naming_it_and_the_server_keeps_serving(server, body, says):
     status, answer = post(server, body)
     assert 400 <= status < 500, answer
@@ -401,10 +451,16 @@ def test_the_docs_curl_commands_work_as_written(project, server):
     block = page.split("In another shell, send one digit", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
     port = server.split(":")[2].split("/")[0]
     script = block.replace("127.0.0.1:5001", f"127.0.0.1:{port}").replace(".venv/bin/python", sys.executable)
-    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=project, env=env_for(project),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=project,
+        env=env_for(project),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     code = json.loads((project / "code.json").read_text())["predictions"]
     assert len(code) == 1 and len(code[0]) == 32
-    decoded = json.loads(proc.stdout[proc.stdout.rindex('{"predictions"'):])["predictions"]
+    decoded = json.loads(proc.stdout[proc.stdout.rindex('{"predictions"') :])["predictions"]
     assert len(decoded) == 1 and len(decoded[0]) == 784  # PCA, linear, may step a little outside [0, 1]

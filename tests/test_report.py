@@ -9,8 +9,12 @@ from mnist_codec.reporting import html as report
 
 def _samples(codecs, n=6, m=40):
     rng = np.random.default_rng(0)
-    s = {"originals": rng.random((n, 784), dtype=np.float32), "labels": np.arange(n, dtype=np.uint8),
-         "proj_labels": (np.arange(m) % 10).astype(np.uint8), "pca_2d": rng.random((m, 2), dtype=np.float32)}
+    s = {
+        "originals": rng.random((n, 784), dtype=np.float32),
+        "labels": np.arange(n, dtype=np.uint8),
+        "proj_labels": (np.arange(m) % 10).astype(np.uint8),
+        "pca_2d": rng.random((m, 2), dtype=np.float32),
+    }
     for c in codecs:
         s[f"recon_{c}"] = rng.random((n, 784), dtype=np.float32)
         s[f"proj_{c}"] = rng.random((m, 2), dtype=np.float32)
@@ -18,8 +22,16 @@ def _samples(codecs, n=6, m=40):
 
 
 def _per_seed(mse, n):
-    return [{"mse": mse * (1 + 0.01 * r), "psnr": scoring.psnr(mse * (1 + 0.01 * r)), "code_size": 32, "stored_numbers": 5,
-             "mse_digit": {str(d): mse * (1 + 0.01 * r) for d in range(10)}} for r in range(n)]
+    return [
+        {
+            "mse": mse * (1 + 0.01 * r),
+            "psnr": scoring.psnr(mse * (1 + 0.01 * r)),
+            "code_size": 32,
+            "stored_numbers": 5,
+            "mse_digit": {str(d): mse * (1 + 0.01 * r) for d in range(10)},
+        }
+        for r in range(n)
+    ]
 
 
 def _curve(folder, seeds, epochs):
@@ -38,25 +50,46 @@ def test_build_writes_figures_and_a_self_contained_page(tmp_path):
     _curve(curves / "ae", 3, 2)
     _curve(curves / "deep" / "deep_gelu", 3, 2)
     np.savez(tmp_path / "s.npz", **_samples(codecs))
-    report.build(tmp_path / "metrics.json", tmp_path / "t.csv", curves, tmp_path / "s.npz",
-                 tmp_path / "fig", tmp_path / "r.html")
+    report.build(
+        tmp_path / "metrics.json", tmp_path / "t.csv", curves, tmp_path / "s.npz", tmp_path / "fig", tmp_path / "r.html"
+    )
     pngs = sorted(p.name for p in (tmp_path / "fig").iterdir())
-    assert pngs == ["codes_2d.png", "mse_intervals.png", "pca_scatter.png", "per_digit_mse.png",
-                    "reconstructions.png", "training_curves.png"]
+    assert pngs == [
+        "codes_2d.png",
+        "mse_intervals.png",
+        "pca_scatter.png",
+        "per_digit_mse.png",
+        "reconstructions.png",
+        "training_curves.png",
+    ]
     for p in (tmp_path / "fig").iterdir():
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (tmp_path / "r.html").read_text()
     assert page.count("data:image/png;base64,") == 6
     # the sweep's figure, made outside the pipeline, is shown last when given
     (tmp_path / "rd.png").write_bytes(b"\x89PNG\r\n\x1a\nsweep")
-    report.build(tmp_path / "metrics.json", tmp_path / "t.csv", curves, tmp_path / "s.npz",
-                 tmp_path / "fig", tmp_path / "r.html", rate_distortion=tmp_path / "rd.png")
+    report.build(
+        tmp_path / "metrics.json",
+        tmp_path / "t.csv",
+        curves,
+        tmp_path / "s.npz",
+        tmp_path / "fig",
+        tmp_path / "r.html",
+        rate_distortion=tmp_path / "rd.png",
+    )
     page = (tmp_path / "r.html").read_text()
     assert page.count("data:image/png;base64,") == 7 and "Rate–distortion (make sweep)" in page
     assert "rate_distortion.png" not in {p.name for p in (tmp_path / "fig").iterdir()}
-    with pytest.raises(DataError, match="rd-missing.png: not found; `make sweep` makes it"):
-        report.build(tmp_path / "metrics.json", tmp_path / "t.csv", curves, tmp_path / "s.npz",
-                     tmp_path / "fig", tmp_path / "r.html", rate_distortion=tmp_path / "rd-missing.png")
+    with pytest.raises(DataError, match=r"rd-missing\.png: not found; `make sweep` makes it"):
+        report.build(
+            tmp_path / "metrics.json",
+            tmp_path / "t.csv",
+            curves,
+            tmp_path / "s.npz",
+            tmp_path / "fig",
+            tmp_path / "r.html",
+            rate_distortion=tmp_path / "rd-missing.png",
+        )
     page = (tmp_path / "r.html").read_text()
     assert "<td>Deep AE (GELU)</td>" in page
     assert "95% confidence interval" in page and "<td>1 (deterministic)</td>" in page

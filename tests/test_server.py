@@ -41,10 +41,16 @@ def test_a_strong_admin_password_passes():
     server.check_admin_password("a-long-team-password-42")
 
 
-@pytest.mark.parametrize("change, message", [({"host": "0.0.0.0"}, "127.0.0.1 only"), ({"port": 70000}, "not a TCP port"),
-                                             ({"backend_store_uri": "/srv/mlflow"}, "database URL"),
-                                             ({"default_permission": "WRITE"}, "one of READ"),
-                                             ({"workers": 0}, "at least 1")])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"host": "0.0.0.0"}, "127.0.0.1 only"),
+        ({"port": 70000}, "not a TCP port"),
+        ({"backend_store_uri": "/srv/mlflow"}, "database URL"),
+        ({"default_permission": "WRITE"}, "one of READ"),
+        ({"workers": 0}, "at least 1"),
+    ],
+)
 def test_bad_settings_are_refused_by_name(tmp_path, change, message):
     with pytest.raises(ParamsError, match=message):
         server.check_config(server.ServerConfig(folder=tmp_path, **change))
@@ -52,7 +58,9 @@ def test_bad_settings_are_refused_by_name(tmp_path, change, message):
 
 def test_auth_files_hold_no_password_and_the_secret_key_is_private_and_stable(tmp_path):
     cfg = server.ServerConfig(folder=tmp_path / "srv", auth=True)
-    cmd, env = server.prepare(cfg, {"PATH": os.environ["PATH"], "MLFLOW_AUTH_ADMIN_PASSWORD": "a-long-team-password-42"})
+    cmd, env = server.prepare(
+        cfg, {"PATH": os.environ["PATH"], "MLFLOW_AUTH_ADMIN_PASSWORD": "a-long-team-password-42"}
+    )
     ini = (tmp_path / "srv" / "basic_auth.ini").read_text()
     assert "a-long-team-password-42" not in ini and "admin_password" not in ini
     assert "default_permission = READ" in ini and f"sqlite:///{(tmp_path / 'srv').resolve()}/basic_auth.db" in ini
@@ -72,14 +80,20 @@ def test_the_log_line_hides_the_database_password():
 def test_the_server_command_refuses_auth_without_a_password_and_starts_nothing(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     exe = Path(sys.executable).parent / "mnist-codec"
-    proc = subprocess.run([str(exe), "server", "--auth", "--dir", str(tmp_path / "srv")], env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(exe), "server", "--auth", "--dir", str(tmp_path / "srv")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--auth needs the admin password in MLFLOW_AUTH_ADMIN_PASSWORD" in proc.stderr
     assert not (tmp_path / "srv").exists()
 
 
 # --- the tracking side ---------------------------------------------------------------------------
+
 
 def test_the_retry_window_follows_mlflows_settings(monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "6")
@@ -93,11 +107,15 @@ def test_server_failures_become_one_line_and_other_errors_pass_through(monkeypat
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bob")
-    gone = MlflowException("API request to endpoint /api/2.0/mlflow/runs/log-batch failed with exception "
-                           "HTTPConnectionPool(host='127.0.0.1', port=5999): Max retries exceeded with url")
+    gone = MlflowException(
+        "API request to endpoint /api/2.0/mlflow/runs/log-batch failed with exception "
+        "HTTPConnectionPool(host='127.0.0.1', port=5999): Max retries exceeded with url"
+    )
     assert tstore.failure_message(gone).startswith("the MLflow tracking server http://127.0.0.1:5999 did not answer")
-    denied = MlflowException("API request to endpoint /api/2.0/mlflow/runs/create failed with error code 403 != 200. "
-                             "Response body: 'Permission denied'")
+    denied = MlflowException(
+        "API request to endpoint /api/2.0/mlflow/runs/create failed with error code 403 != 200. "
+        "Response body: 'Permission denied'"
+    )
     assert "refused user 'bob'" in tstore.failure_message(denied)
     login = MlflowException("API request failed with error code 401 != 200. Response body: 'You are not authenticated'")
     assert "refused the login" in tstore.failure_message(login)
@@ -107,8 +125,11 @@ def test_server_failures_become_one_line_and_other_errors_pass_through(monkeypat
 
 def test_an_experiment_with_a_local_artifact_folder_is_refused_on_a_server(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
-    exp = SimpleNamespace(experiment_id="1", artifact_location="file:///home/ann/project/mlruns",
-                          tags={"mlflow.experimentKind": "custom_model_development"})
+    exp = SimpleNamespace(
+        experiment_id="1",
+        artifact_location="file:///home/ann/project/mlruns",
+        tags={"mlflow.experimentKind": "custom_model_development"},
+    )
     client = SimpleNamespace(tracking_uri="http://127.0.0.1:5000", get_experiment_by_name=lambda name: exp)
     with pytest.raises(DataError, match="a folder of one machine"):
         tstore.experiment_id(client, tmp_path)
@@ -138,9 +159,16 @@ def test_a_store_gone_at_the_end_leaves_the_runs_in_the_journal(mlflow_store, tm
     def gone(self, run_id, status=None, end_time=None):
         raise MlflowException("API request failed with exception: Max retries exceeded with url")
 
-    with pytest.raises(MlflowException, match="Max retries"):
+    started = []
+
+    def run_while_the_server_goes() -> None:
         with truns.start_run("pca", "pca", {"latent_dim": 2}) as run:
+            started.append(run)
             monkeypatch.setattr("mlflow.MlflowClient.set_terminated", gone)
+
+    with pytest.raises(MlflowException, match="Max retries"):
+        run_while_the_server_goes()
+    run = started[0]
     assert run.run_id in (tmp_path / tstore.JOURNAL).read_text()
 
 

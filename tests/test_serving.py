@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -19,20 +18,23 @@ def codec():
     return models.build({"kind": "deep", "latent_dim": 8, "hidden": [32], "activation": "relu"}).eval()
 
 
-@pytest.mark.parametrize("values, width, pixels, message", [
-    ([[0.5] * 783], 784, True, "expected 784 pixels per row, got 783"),
-    ([[0.5] * 785], 784, True, "expected 784 pixels per row, got 785"),
-    ([[0.5] * 784, [0.5] * 10], 784, True, "must be numbers"),
-    ([[np.nan] + [0.5] * 783], 784, True, "1 value(s) are NaN or infinite (first at row 0, column 0)"),
-    ([[0.5, np.inf, 0.5]], 3, False, "NaN or infinite (first at row 0, column 1)"),
-    ([[1.5] * 784], 784, True, "pixels must lie in [0, 1]"),
-    ([[-0.01] + [0.5] * 783], 784, True, "found values from -0.01 to 0.5. They are refused, not clipped"),
-    ([["a"] * 784], 784, True, "pixels must be numbers"),
-    (np.zeros((0, 784)), 784, True, "empty batch"),
-    (np.zeros((11, 784)), 784, True, "batch of 11 rows is over the limit of 10 per request"),
-    ([0.5] * 784, 784, True, "expected a 2-D batch"),
-    ([[2.0] * 8], 8, False, None),  # codes are not pixels: any finite value
-])
+@pytest.mark.parametrize(
+    ("values", "width", "pixels", "message"),
+    [
+        ([[0.5] * 783], 784, True, "expected 784 pixels per row, got 783"),
+        ([[0.5] * 785], 784, True, "expected 784 pixels per row, got 785"),
+        ([[0.5] * 784, [0.5] * 10], 784, True, "must be numbers"),
+        ([[np.nan] + [0.5] * 783], 784, True, "1 value(s) are NaN or infinite (first at row 0, column 0)"),
+        ([[0.5, np.inf, 0.5]], 3, False, "NaN or infinite (first at row 0, column 1)"),
+        ([[1.5] * 784], 784, True, "pixels must lie in [0, 1]"),
+        ([[-0.01] + [0.5] * 783], 784, True, "found values from -0.01 to 0.5. They are refused, not clipped"),
+        ([["a"] * 784], 784, True, "pixels must be numbers"),
+        (np.zeros((0, 784)), 784, True, "empty batch"),
+        (np.zeros((11, 784)), 784, True, "batch of 11 rows is over the limit of 10 per request"),
+        ([0.5] * 784, 784, True, "expected a 2-D batch"),
+        ([[2.0] * 8], 8, False, None),  # codes are not pixels: any finite value
+    ],
+)
 def test_check_batch_names_each_problem(values, width, pixels, message):
     if message is None:
         out = serving.check_batch(values, width, pixels, max_rows=10)

@@ -12,8 +12,11 @@ from smoke import CODECS
 
 def test_every_output_dvc_yaml_declares_is_written(smoke):
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    declared = [next(iter(o)) if isinstance(o, dict) else o
-                for stage in stages.values() for o in stage.get("outs", []) + stage.get("metrics", [])]
+    declared = [
+        next(iter(o)) if isinstance(o, dict) else o
+        for stage in stages.values()
+        for o in stage.get("outs", []) + stage.get("metrics", [])
+    ]
     missing = [path for path in declared if not (smoke / path).exists()]
     assert declared and not missing, missing
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import clean_env, write_raw_dir
 from mnist_codec import timing
 from mnist_codec.codecs import models, train
 from mnist_codec.codecs.models import load
@@ -21,11 +20,15 @@ from mnist_codec.params import validate
 from mnist_codec.pipeline import train_ae as train_ae_stage
 from mnist_codec.pipeline import training
 
+from conftest import clean_env, write_raw_dir
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("n, step, rows", [(500, 1, 500), (2_000, 1, 2_000), (2_001, 2, 1001),
-                                           (10_000, 5, 2_000), (70_000, 35, 2_000), (70_001, 36, 1945)])
+@pytest.mark.parametrize(
+    ("n", "step", "rows"),
+    [(500, 1, 500), (2_000, 1, 2_000), (2_001, 2, 1001), (10_000, 5, 2_000), (70_000, 35, 2_000), (70_001, 36, 1945)],
+)
 def test_curve_rows_keep_a_small_split_whole_and_thin_a_large_one_evenly(n, step, rows):
     sl = training.curve_rows(n)
     assert sl.step == step and len(range(n)[sl]) == rows <= training.CURVE_IMAGES == 2_000
@@ -43,7 +46,9 @@ def test_under_the_notebook_protocol_curves_use_the_sample_and_final_mse_the_who
     monkeypatch.setattr(training, "CURVE_IMAGES", 50)  # 400 images: every 8th, 50 of them
     seen = []
     real_fit = train.fit_many
-    monkeypatch.setattr(train, "fit_many", lambda jobs, x, ex, **kw: seen.append(len(ex)) or real_fit(jobs, x, ex, **kw))
+    monkeypatch.setattr(
+        train, "fit_many", lambda jobs, x, ex, **kw: seen.append(len(ex)) or real_fit(jobs, x, ex, **kw)
+    )
     params = validate({"n_seeds": 1, "train": {"epochs": 2}, "data": {"protocol": "notebook"}})
     train_ae_stage.run(params, tmp_path / "data/processed", tmp_path / "models/ae", tmp_path / "reports/curves/ae")
     assert seen == [50]
@@ -67,9 +72,13 @@ def test_work_sums_per_label_and_the_record_is_written_only_when_asked(tmp_path,
         pass
     with timing.work("fit"):
         sum(range(10_000))
-    with pytest.raises(ValueError):
-        with timing.work("figures"):  # time up to a failure still counts
-            raise ValueError
+
+    def failing_figures() -> None:
+        with timing.work("figures"):
+            raise ValueError("figures failed")
+
+    with pytest.raises(ValueError, match="figures failed"):  # time up to a failure still counts
+        failing_figures()
     rec = timing.record("pca")
     assert rec["stage"] == "pca" and set(rec["work"]) == {"fit", "figures"}
     assert 0 <= sum(rec["work"].values()) <= rec["seconds"]
@@ -85,11 +94,14 @@ def test_work_sums_per_label_and_the_record_is_written_only_when_asked(tmp_path,
 
 def test_process_seconds_counts_from_the_interpreters_start():
     """A child that sleeps before importing the module still reports the sleep."""
-    code = ("import time; time.sleep(0.5)\n"
-            "from mnist_codec import timing\n"
-            "print(timing.process_seconds())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**clean_env(), "PYTHONPATH": str(REPO / "src")}).stdout
+    code = "import time; time.sleep(0.5)\nfrom mnist_codec import timing\nprint(timing.process_seconds())"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**clean_env(), "PYTHONPATH": str(REPO / "src")},
+    ).stdout
     assert 0.5 <= float(out) < 5.0
 
 
@@ -100,8 +112,13 @@ def test_a_stage_script_appends_its_timing_record(tmp_path):
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     out = tmp_path / "timings.jsonl"
     env = {**clean_env(), "PYTHONPATH": str(REPO / "src"), timing.ENV: str(out)}
-    subprocess.run([sys.executable, str(REPO / "stages/preprocess.py"), "--raw", str(raw), "--out", "data/processed"],
-                   cwd=tmp_path, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(REPO / "stages/preprocess.py"), "--raw", str(raw), "--out", "data/processed"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     (rec,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert rec["stage"] == "preprocess" and list(rec["work"]) == ["preprocess"]
     assert 0 < rec["work"]["preprocess"] < rec["seconds"]

@@ -11,16 +11,20 @@ from conftest import REPO, full_params, params_text
 
 
 def _run(script, *args, cwd):
-    return subprocess.run([sys.executable, str(REPO / "stages" / script), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(REPO / "stages" / script), *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 # Every key's wording is held once, in tests/faults/test_params_faults.py; here a stage process
 # turns a bad value and an unknown key into that one line, before any work.
-@pytest.mark.parametrize("params_text, expected", [
-    ("train:\n  lr: 1e-3\n", "'train.lr' = '1e-3' is not allowed; expected a positive number"),
-    ("epochs: 3\n", "unknown key 'epochs'"),
-])
+@pytest.mark.parametrize(
+    ("params_text", "expected"),
+    [
+        ("train:\n  lr: 1e-3\n", "'train.lr' = '1e-3' is not allowed; expected a positive number"),
+        ("epochs: 3\n", "unknown key 'epochs'"),
+    ],
+)
 def test_bad_params_fail_before_work(tmp_path, params_text, expected):
     (tmp_path / "params.yaml").write_text(params_text)
     out = tmp_path / "data" / "raw"
@@ -57,13 +61,28 @@ def test_bf16_runs_where_the_cpu_has_it_and_is_refused_in_one_line_where_not(tmp
     import torch
 
     from mnist_codec.codecs import device as devices
+
     from smoke import env_for, make_project
 
     root = make_project(tmp_path / "p")
     (root / "params.yaml").write_text(params_text({"n_seeds": 1, "train": {"epochs": 1, "precision": "bf16"}}))
-    proc = subprocess.run([sys.executable, str(REPO / "stages" / "train_ae.py"), "--data", "data/processed",
-                           "--out", "models/ae", "--curves", "reports/curves/ae"], cwd=root, env=env_for(root),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "stages" / "train_ae.py"),
+            "--data",
+            "data/processed",
+            "--out",
+            "models/ae",
+            "--curves",
+            "reports/curves/ae",
+        ],
+        cwd=root,
+        env=env_for(root),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     native, what = devices.bf16_support(torch.device("cpu"))
     if native:
         assert proc.returncode == 0, proc.stderr
@@ -71,8 +90,10 @@ def test_bf16_runs_where_the_cpu_has_it_and_is_refused_in_one_line_where_not(tmp
         assert ", bf16, " in record["device"]
         return
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    line = (f"train_ae: error: params: 'train.precision' = 'bf16' but {devices.device_label(torch.device('cpu'))} "
-            f"has {what}; bf16 there would be emulated, slower than fp32: use train.precision=fp32")
+    line = (
+        f"train_ae: error: params: 'train.precision' = 'bf16' but {devices.device_label(torch.device('cpu'))} "
+        f"has {what}; bf16 there would be emulated, slower than fp32: use train.precision=fp32"
+    )
     assert line in proc.stderr.splitlines()
     assert "no AVX512-BF16, AMX-BF16 or ARM BF16" in what
     assert not (root / "models").exists() and not (root / "mlflow.db").exists()  # nothing trained, no run opened

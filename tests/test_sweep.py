@@ -23,7 +23,9 @@ def test_pcas_curve_from_one_fit_is_each_sizes_own_fit(digits):
     curve = sweep.pca_curve(train_x, eval_x, 20)
     assert curve.shape == (20,) and np.all(np.diff(curve) <= 1e-12)  # more numbers, less error
     for k in (1, 4, 20):
-        codec = pca.pca_codec_from_arrays(**{n: a for n, a in pca.fit(train_x, k).items() if n != "explained_variance_ratio"})
+        codec = pca.pca_codec_from_arrays(
+            **{n: a for n, a in pca.fit(train_x, k).items() if n != "explained_variance_ratio"}
+        )
         import torch
 
         recon = codec(torch.from_numpy(eval_x)).numpy()
@@ -32,23 +34,39 @@ def test_pcas_curve_from_one_fit_is_each_sizes_own_fit(digits):
 
 def _metrics(ae: float, deep: float, pca_mse: float) -> dict:
     def m(v, n=3):
-        return {"mse": {"mean": v, "ci95_low": v * 0.9, "ci95_high": v * 1.1, "n": n, "std": v / 20, "per_seed": [v] * n}}
+        return {
+            "mse": {"mean": v, "ci95_low": v * 0.9, "ci95_high": v * 1.1, "n": n, "std": v / 20, "per_seed": [v] * n}
+        }
+
     return {"pca": m(pca_mse, 1), "ae": m(ae), "deep_relu": m(deep)}
 
 
 def _row(name: str | None, k: int, metrics: dict | None, typ: str = "branch_commit", state: str | None = "Success"):
     """One row as ``dvc.api.exp_show`` gives it: flat params and metrics columns (lists left out)."""
-    row = {"Experiment": name, "rev": f"{abs(hash(name)) % 10**7:07d}", "typ": typ, "Created": "Nov 27, 2026",
-           "parent": "", "State": state, "Executor": "Dvc-task" if state else None, "latent_dim": float(k),
-           "seed": 42.0, "data.protocol": "holdout", "data/processed": "f51f2415b6d728a24bdccd8220c0abf4.dir"}
+    row = {
+        "Experiment": name,
+        "rev": f"{abs(hash(name)) % 10**7:07d}",
+        "typ": typ,
+        "Created": "Nov 27, 2026",
+        "parent": "",
+        "State": state,
+        "Executor": "Dvc-task" if state else None,
+        "latent_dim": float(k),
+        "seed": 42.0,
+        "data.protocol": "holdout",
+        "data/processed": "f51f2415b6d728a24bdccd8220c0abf4.dir",
+    }
     for codec, m in (metrics or {}).items():
         row.update({f"{codec}.mse.{stat}": v for stat, v in m["mse"].items() if stat != "per_seed"})
         row[f"{codec}.psnr.mean"] = 20.0
     return row
 
 
-def _exp_show(rows: dict[str, tuple[int, dict | None]], running: tuple[str, ...] = (),
-              older: dict[str, tuple[int, dict]] | None = None) -> list[dict]:
+def _exp_show(
+    rows: dict[str, tuple[int, dict | None]],
+    running: tuple[str, ...] = (),
+    older: dict[str, tuple[int, dict]] | None = None,
+) -> list[dict]:
     """Rows of ``dvc.api.exp_show(num=-1)``: HEAD's baseline and its experiments newest first
     (the last one pulled from a remote: no executor), then an earlier commit's."""
     out = [_row(None, 32, _metrics(0.9, 0.9, 0.9), typ="baseline", state=None)]
@@ -62,14 +80,22 @@ def _exp_show(rows: dict[str, tuple[int, dict | None]], running: tuple[str, ...]
 
 
 def test_collect_takes_the_sweeps_experiments_with_results_only():
-    exp = _exp_show({"rd-2": (2, _metrics(0.05, 0.04, 0.055)), "rd-8": (8, _metrics(0.03, 0.02, 0.035)),
-                     "rd-16": (16, None),  # queued or failed: no metrics
-                     "rd-32": (32, _metrics(0.01, 0.01, 0.02)),  # still running: the baseline's metrics
-                     "tanh-try": (32, _metrics(0.01, 0.01, 0.02)),  # not part of the sweep
-                     "rd-64": (64, _metrics(0.004, 0.003, 0.006))},  # pulled from a remote
-                    running=("rd-32",), older={"rd-8": (8, _metrics(0.9, 0.9, 0.9))})  # an earlier sweep's
+    exp = _exp_show(
+        {
+            "rd-2": (2, _metrics(0.05, 0.04, 0.055)),
+            "rd-8": (8, _metrics(0.03, 0.02, 0.035)),
+            "rd-16": (16, None),  # queued or failed: no metrics
+            "rd-32": (32, _metrics(0.01, 0.01, 0.02)),  # still running: the baseline's metrics
+            "tanh-try": (32, _metrics(0.01, 0.01, 0.02)),  # not part of the sweep
+            "rd-64": (64, _metrics(0.004, 0.003, 0.006)),
+        },  # pulled from a remote
+        running=("rd-32",),
+        older={"rd-8": (8, _metrics(0.9, 0.9, 0.9))},
+    )  # an earlier sweep's
     points = sweep.collect(exp)
-    assert sorted({(p.codec, p.size) for p in points}) == [(c, k) for c in ("ae", "deep_relu", "pca") for k in (2, 8, 64)]
+    assert sorted({(p.codec, p.size) for p in points}) == [
+        (c, k) for c in ("ae", "deep_relu", "pca") for k in (2, 8, 64)
+    ]
     ae8 = next(p for p in points if p.codec == "ae" and p.size == 8)
     assert (ae8.mean, ae8.low, ae8.high, ae8.n, ae8.experiment) == (0.03, 0.03 * 0.9, 0.03 * 1.1, 3, "rd-8")
 
@@ -80,12 +106,16 @@ def test_the_sentence_says_where_autoencoders_stop_beating_pca():
     curve = np.linspace(0.06, 0.001, 128)
     curve[1], curve[7] = 0.055, 0.035
     text = sweep.table(points, curve, sweep.display_names(points))
-    assert ("At every code size from 2 to 8 an autoencoder beats PCA. Each beats PCA (by its mean): AE (1 layer) at 2–8; "
-            "Deep AE (ReLU) at 2–8.") in text
+    assert (
+        "At every code size from 2 to 8 an autoencoder beats PCA. Each beats PCA (by its mean): AE (1 layer) at 2–8; "
+        "Deep AE (ReLU) at 2–8."
+    ) in text
     curve[7] = 0.019  # PCA better at 8
     text = sweep.table(points, curve, sweep.display_names(points))
-    assert ("From 8 numbers on, no autoencoder beats PCA (at 8: PCA 0.019000, the best autoencoder 0.020000). "
-            "Each beats PCA (by its mean): AE (1 layer) at 2; Deep AE (ReLU) at 2.") in text
+    assert (
+        "From 8 numbers on, no autoencoder beats PCA (at 8: PCA 0.019000, the best autoencoder 0.020000). "
+        "Each beats PCA (by its mean): AE (1 layer) at 2; Deep AE (ReLU) at 2."
+    ) in text
     assert sweep._ranges([2, 4, 8, 32, 128], [2, 4, 8, 16, 32, 64, 128]) == "2–8, 32, 128"
     assert "| 2 | 0.055000 | 0.050000 ± 0.005000 | 0.040000 ± 0.004000 |" in text
     assert text.splitlines()[0] == "| code size | PCA (exact) | AE (1 layer) | Deep AE (ReLU) |"
@@ -114,8 +144,13 @@ def test_the_command_reads_exp_show_rows(raw_dir, tmp_path):
     (tmp_path / ".dvc").mkdir()
     exp_json = tmp_path / "exp.json"
     exp_json.write_text(json.dumps(_exp_show({"rd-2": (2, _metrics(0.05, 0.04, 0.055))})))
-    proc = subprocess.run([str(Path(sys.executable).parent / "mnist-codec"), "sweep-report", "--exp-json", str(exp_json)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "mnist-codec"), "sweep-report", "--exp-json", str(exp_json)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "sweep-report: 1 experiments, code sizes [2]" in proc.stdout
     assert (tmp_path / "reports" / "rate_distortion.png").is_file()
@@ -127,17 +162,29 @@ def test_make_sweep_runs_the_queue_and_reports_every_size(tmp_path):
     experiments, DVC's queue, the report (PCA's curve on the workspace's splits)."""
     from conftest import project_copy, project_env
 
-    tiny = {"n_seeds": 2, "activation": ["relu"], "data": {"train_limit": 1000, "eval_limit": 300},
-            "train": {"epochs": 2}, "evaluate": {"n_projection": 200}}
+    tiny = {
+        "n_seeds": 2,
+        "activation": ["relu"],
+        "data": {"train_limit": 1000, "eval_limit": 300},
+        "train": {"epochs": 2},
+        "evaluate": {"n_projection": 200},
+    }
     repo = project_copy(tmp_path / "repo", tiny)
     stamp = tmp_path / "installed"  # this environment is installed: make must not reinstall into it
     stamp.touch()
     try:
-        proc = subprocess.run(["make", "sweep", f"VENV={sys.prefix}", f"STAMP={stamp}", "SWEEP_SIZES=2 4"], cwd=repo,
-                              env=project_env(repo), capture_output=True, text=True, timeout=1200)
+        proc = subprocess.run(
+            ["make", "sweep", f"VENV={sys.prefix}", f"STAMP={stamp}", "SWEEP_SIZES=2 4"],
+            cwd=repo,
+            env=project_env(repo),
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
     finally:  # the queue's worker goes with the test
-        subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=repo, env=project_env(repo), capture_output=True,
-                       timeout=120)
+        subprocess.run(
+            ["dvc", "queue", "stop", "--kill"], cwd=repo, env=project_env(repo), capture_output=True, timeout=120
+        )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Queued experiment 'rd-2'" in proc.stdout + proc.stderr
     assert "sweep-report: 2 experiments, code sizes [2, 4]" in proc.stdout
@@ -163,7 +210,9 @@ def test_a_read_that_meets_a_workspace_going_away_is_tried_again(monkeypatch, tm
     from mnist_codec.experiments import exps
 
     count = tmp_path / "reads"
-    _reader(monkeypatch, f"""
+    _reader(
+        monkeypatch,
+        f"""
 import json, pathlib, sys
 count = pathlib.Path({str(count)!r})
 n = int(count.read_text()) + 1 if count.exists() else 1
@@ -171,7 +220,8 @@ count.write_text(str(n))
 if n < 3:
     sys.exit("directory '" + sys.argv[1] + "/.dvc/tmp/exps/tmpx/.dvc' does not exist")
 print(json.dumps([{{"Experiment": "rd-2", "typ": "branch_commit", "State": "Success"}}]))
-""")
+""",
+    )
     assert exps.show(tmp_path, pause=0)[0]["Experiment"] == "rd-2" and count.read_text() == "3"
     _reader(monkeypatch, "import sys; sys.exit('broken')")
     with pytest.raises(DataError, match=r"dvc exp show failed in .* \(2 tries\): broken$"):
@@ -187,12 +237,15 @@ def test_a_read_that_hangs_is_killed_and_tried_again(monkeypatch, tmp_path):
     from mnist_codec.experiments import exps
 
     pids = tmp_path / "pids"
-    _reader(monkeypatch, f"""
+    _reader(
+        monkeypatch,
+        f"""
 import os, time
 with open({str(pids)!r}, "a") as f:
     f.write(str(os.getpid()) + "\\n")
 time.sleep(120)
-""")
+""",
+    )
     start = time.monotonic()
     with pytest.raises(DataError, match=r"\(2 tries\): no answer in 1 s \(the read was killed\)"):
         exps.show(tmp_path, tries=2, pause=0, timeout=1)

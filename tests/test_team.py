@@ -27,14 +27,27 @@ from services import Postgres, S3Server, TrackingServer
 
 pytestmark = pytest.mark.full
 
-TEAM = {"n_seeds": 2, "activation": ["relu"], "data": {"train_limit": 1000, "eval_limit": 300},
-        "train": {"epochs": 2}, "evaluate": {"n_projection": 200}}
-OUTPUTS = ("data/raw/train-images-idx3-ubyte.gz", "data/processed/train_x.npy", "models/pca.npz",
-           "models/ae/index.json", "models/deep/deep_relu/seed1.pt", "reports/metrics.json", "reports/report.html")
+TEAM = {
+    "n_seeds": 2,
+    "activation": ["relu"],
+    "data": {"train_limit": 1000, "eval_limit": 300},
+    "train": {"epochs": 2},
+    "evaluate": {"n_projection": 200},
+}
+OUTPUTS = (
+    "data/raw/train-images-idx3-ubyte.gz",
+    "data/processed/train_x.npy",
+    "models/pca.npz",
+    "models/ae/index.json",
+    "models/deep/deep_relu/seed1.pt",
+    "reports/metrics.json",
+    "reports/report.html",
+)
 
 
-def run(root: Path, *cmd: str, env: dict[str, str] | None = None, check: bool = True,
-        timeout: float = 900) -> subprocess.CompletedProcess:
+def run(
+    root: Path, *cmd: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 900
+) -> subprocess.CompletedProcess:
     full = project_env(root)
     full.update(env or {})
     proc = subprocess.run(cmd, cwd=root, env=full, capture_output=True, text=True, timeout=timeout)
@@ -64,8 +77,11 @@ def server_runs(url: str, **filters: str) -> tuple[list, object]:
 
 def histories_complete(client, runs, epochs: int) -> None:
     """Every seed run of a training stage holds every epoch's point of both curves."""
-    seed_runs = [r for r in runs if r.data.tags.get("mnist_codec.stage") in ("train_ae", "train_deep")
-                 and "mlflow.parentRunId" in r.data.tags]
+    seed_runs = [
+        r
+        for r in runs
+        if r.data.tags.get("mnist_codec.stage") in ("train_ae", "train_deep") and "mlflow.parentRunId" in r.data.tags
+    ]
     assert seed_runs
     for r in seed_runs:
         for metric in ("train_loss", "eval_loss"):
@@ -73,6 +89,7 @@ def histories_complete(client, runs, epochs: int) -> None:
 
 
 # --- the shared pieces -------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def postgres():
@@ -120,6 +137,7 @@ def published(team, server) -> Path:
 
 # --- 1. the tracking server ---------------------------------------------------------------------
 
+
 def test_the_pipeline_logs_runs_metrics_artifacts_and_models_through_the_server(published, server):
     runs, client = server_runs(server.url, dvc_exp="workspace")
     stages = sorted({r.data.tags["mnist_codec.stage"] for r in runs})
@@ -144,11 +162,22 @@ def test_the_pipeline_logs_runs_metrics_artifacts_and_models_through_the_server(
     champion = client.get_model_version_by_alias("mnist-codec", "champion")
     assert champion.tags["mnist_codec.fingerprint"]
     digit = published.parent / "digit.png"
-    run(published, sys.executable, "-c", "import sys; from mnist_codec.data.splits import load_split; "
+    run(
+        published,
+        sys.executable,
+        "-c",
+        "import sys; from mnist_codec.data.splits import load_split; "
         "from mnist_codec.serving.digits import write_digit_png; "
-        "write_digit_png(sys.argv[1], load_split('data/processed', 'eval')[0][0])", str(digit))
-    enc = run(published, str(Path(sys.executable).parent / "mnist-codec"), "encode", str(digit),
-              env={"MLFLOW_TRACKING_URI": server.url})
+        "write_digit_png(sys.argv[1], load_split('data/processed', 'eval')[0][0])",
+        str(digit),
+    )
+    enc = run(
+        published,
+        str(Path(sys.executable).parent / "mnist-codec"),
+        "encode",
+        str(digit),
+        env={"MLFLOW_TRACKING_URI": server.url},
+    )
     assert len(enc.stdout.split()) == 32
     assert "models:/mnist-codec@champion" in enc.stderr
     # machine and experiment are on every run
@@ -156,6 +185,7 @@ def test_the_pipeline_logs_runs_metrics_artifacts_and_models_through_the_server(
 
 
 # --- 2. DVC remotes --------------------------------------------------------------------------------
+
 
 def test_dvc_pull_in_another_clone_brings_every_output_and_repro_runs_nothing(published, team):
     b = clone(team["origin"], team["base"] / "machine-b")
@@ -174,11 +204,20 @@ def test_an_interrupted_push_to_s3_completes_when_run_again(published, team):
         env = s3.env()
         run(published, "dvc", "remote", "add", "s3", "s3://mnist-codec/dvc")
         run(published, "dvc", "remote", "modify", "s3", "endpointurl", s3.url)
-        count = lambda: s3.client().list_objects_v2(Bucket="mnist-codec").get("KeyCount", 0)  # noqa: E731
+
+        def count() -> int:
+            return s3.client().list_objects_v2(Bucket="mnist-codec").get("KeyCount", 0)
+
         full = project_env(published)
         full.update(env)
-        push = subprocess.Popen(["dvc", "push", "-r", "s3", "-j", "1"], cwd=published, env=full,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        push = subprocess.Popen(
+            ["dvc", "push", "-r", "s3", "-j", "1"],
+            cwd=published,
+            env=full,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 120
         while count() == 0 and push.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -207,6 +246,7 @@ def test_an_interrupted_push_to_s3_completes_when_run_again(published, team):
 
 # --- 3. experiments that travel -------------------------------------------------------------------
 
+
 def test_experiments_run_on_two_machines_are_pulled_compared_and_applied_on_a_third(published, team, server):
     env = {"MLFLOW_TRACKING_URI": server.url}
     machines = {}
@@ -223,8 +263,12 @@ def test_experiments_run_on_two_machines_are_pulled_compared_and_applied_on_a_th
     shown = json.loads(run(c, "dvc", "exp", "show", "--json").stdout)
     names = {e["name"] for rev in shown for e in (rev.get("experiments") or []) for e in e.get("revs", [])}
     assert names >= {"seed-7", "seed-8"}, names
-    seeds = {r["name"]: r["data"]["params"]["params.yaml"]["data"]["seed"]
-             for rev in shown for e in (rev.get("experiments") or []) for r in e.get("revs", [])}
+    seeds = {
+        r["name"]: r["data"]["params"]["params.yaml"]["data"]["seed"]
+        for rev in shown
+        for e in (rev.get("experiments") or [])
+        for r in e.get("revs", [])
+    }
     assert seeds["seed-7"] == 7 and seeds["seed-8"] == 8
     run(c, "dvc", "exp", "apply", "seed-7")
     run(c, "dvc", "pull")
@@ -235,7 +279,7 @@ def test_experiments_run_on_two_machines_are_pulled_compared_and_applied_on_a_th
     assert "Running stage" not in repro.stdout, repro.stdout  # its models came from the remote: no retraining
     # both experiments' runs are in the one server, told apart by experiment name, with their host
     for name in machines:
-        runs, client = server_runs(server.url, dvc_exp=name)
+        runs, _client = server_runs(server.url, dvc_exp=name)
         assert sorted({r.data.tags["mnist_codec.stage"] for r in runs}) == ["evaluate", "train_ae", "train_deep"]
         assert {r.info.status for r in runs} == {"FINISHED"}
         assert all(r.data.tags["mnist_codec.host"] for r in runs)
@@ -290,10 +334,15 @@ def set_params(root: Path, **train) -> None:
 
 def start_stage(root: Path, url: str, retries: int) -> subprocess.Popen:
     env = project_env(root)
-    env.update(MLFLOW_TRACKING_URI=url, MLFLOW_HTTP_REQUEST_MAX_RETRIES=str(retries),
-               MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1", MLFLOW_HTTP_REQUEST_BACKOFF_JITTER="0.5")
-    return subprocess.Popen(["dvc", "repro", "train_deep"], cwd=root, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    env.update(
+        MLFLOW_TRACKING_URI=url,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES=str(retries),
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1",
+        MLFLOW_HTTP_REQUEST_BACKOFF_JITTER="0.5",
+    )
+    return subprocess.Popen(
+        ["dvc", "repro", "train_deep"], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def wait_for_first_point(url: str, proc: subprocess.Popen, exclude: set[str]) -> list:
@@ -317,10 +366,12 @@ def test_a_server_restarted_within_the_retry_window_loses_no_metric_point(fault_
     down = time.monotonic()
     import mlflow
 
-    client = mlflow.MlflowClient(f"postgresql://mlflow:{fault_server.postgres_password}@127.0.0.1:"
-                                 f"{fault_server.postgres_port}/faults")  # the database itself, while the server is down
-    before_stop = sum(len(client.get_metric_history(r.info.run_id, m)) for r in seed_runs
-                      for m in ("train_loss", "eval_loss"))
+    client = mlflow.MlflowClient(
+        f"postgresql://mlflow:{fault_server.postgres_password}@127.0.0.1:{fault_server.postgres_port}/faults"
+    )  # the database itself, while the server is down
+    before_stop = sum(
+        len(client.get_metric_history(r.info.run_id, m)) for r in seed_runs for m in ("train_loss", "eval_loss")
+    )
     assert 0 < before_stop < expected  # stopped mid-training
     time.sleep(max(0.0, 3 - (time.monotonic() - down)))
     fault_server.start()  # the same port and store
@@ -330,12 +381,15 @@ def test_a_server_restarted_within_the_retry_window_loses_no_metric_point(fault_
     assert retries >= 1, out  # the client did wait for the server
     runs, client = server_runs(fault_server.url, stage="train_deep")
     assert {r.info.status for r in runs} == {"FINISHED"}
-    logged = sum(len(client.get_metric_history(r.info.run_id, m)) for r in seed_runs
-                 for m in ("train_loss", "eval_loss"))
+    logged = sum(
+        len(client.get_metric_history(r.info.run_id, m)) for r in seed_runs for m in ("train_loss", "eval_loss")
+    )
     assert logged == expected
     histories_complete(client, runs, epochs=FAULT_EPOCHS)
-    print(f"server down during training: {before_stop}/{expected} points when stopped, {logged}/{expected} "
-          f"at the end, {retries} retries seen")
+    print(
+        f"server down during training: {before_stop}/{expected} points when stopped, {logged}/{expected} "
+        f"at the end, {retries} retries seen"
+    )
 
 
 def test_a_server_gone_past_the_window_fails_the_stage_clearly_and_its_runs_end_failed(fault_repo, fault_server):
@@ -359,7 +413,7 @@ def test_a_server_gone_past_the_window_fails_the_stage_clearly_and_its_runs_end_
     proc = start_stage(fault_repo, fault_server.url, retries=6)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
-    runs, client = server_runs(fault_server.url, stage="train_deep")
+    runs, _client = server_runs(fault_server.url, stage="train_deep")
     status = {r.info.run_id: r.info.status for r in runs}
     assert {status[i] for i in left_open} == {"FAILED"}
     new = [r for r in runs if r.info.run_id not in before and r.info.run_id not in left_open]
@@ -373,8 +427,9 @@ ADMIN_PASSWORD = "team-admin-" + "x7Qp2Lm9"
 
 
 def http_status(url: str, user: str | None = None, password: str | None = None, body: dict | None = None) -> int:
-    req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
-                                 method="POST" if body is not None else "GET")
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode() if body is not None else None, method="POST" if body is not None else "GET"
+    )
     req.add_header("Content-Type", "application/json")
     if user:
         req.add_header("Authorization", "Basic " + b64encode(f"{user}:{password}".encode()).decode())
@@ -405,8 +460,10 @@ def test_logins_anonymous_is_refused_a_user_without_permission_cannot_write(publ
                 os.environ.pop(k)
         u = clone(team["origin"], team["base"] / "machine-auth")
         run(u, "dvc", "pull")
-        login = lambda user, pw: {"MLFLOW_TRACKING_URI": srv.url, "MLFLOW_TRACKING_USERNAME": user,  # noqa: E731
-                                  "MLFLOW_TRACKING_PASSWORD": pw}
+
+        def login(user: str, pw: str) -> dict[str, str]:
+            return {"MLFLOW_TRACKING_URI": srv.url, "MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": pw}
+
         # alice logs the PCA stage from the standard environment variables; she creates the
         # experiment and the registered model, so she manages them
         run(u, "dvc", "repro", "--force", "pca", env=login("alice", "alice-password-1"))
@@ -421,8 +478,9 @@ def test_logins_anonymous_is_refused_a_user_without_permission_cannot_write(publ
         assert http_status(f"{srv.url}/api/2.0/mlflow/runs/log-metric", "bob", "wrong-password", metric) == 401
         denied = run(u, "dvc", "repro", "--force", "pca", env=login("bob", "bob-password-22"), check=False)
         assert denied.returncode != 0
-        assert "pca: error: the MLflow tracking server" in denied.stderr and "refused user 'bob'" in denied.stderr, \
+        assert "pca: error: the MLflow tracking server" in denied.stderr and "refused user 'bob'" in denied.stderr, (
             denied.stderr
+        )
         assert "Traceback" not in denied.stderr
         wrong = run(u, "dvc", "repro", "--force", "pca", env=login("bob", "wrong-password"), check=False)
         assert wrong.returncode != 0 and "refused the login" in wrong.stderr, wrong.stderr

@@ -26,7 +26,9 @@ def test_tracking_uri_default_and_override(tmp_path, monkeypatch):
 
 def test_flatten_and_pipeline_id():
     assert truns.flatten({"train": {"lr": 0.001}, "activation": ["relu", "tanh"]}) == {
-        "train.lr": 0.001, "activation": "relu,tanh"}
+        "train.lr": 0.001,
+        "activation": "relu,tanh",
+    }
     a = truns.pipeline_id("abc", "workspace", {"seed": 1})
     assert a == truns.pipeline_id("abc", "workspace", {"seed": 1}) != truns.pipeline_id("abc", "exp-1", {"seed": 1})
 
@@ -63,13 +65,12 @@ def test_an_experiment_created_without_the_kind_tag_gets_it(mlflow_store):
     assert client.get_experiment(exp_id).tags["mlflow.experimentKind"] == "custom_model_development"
 
 
-@pytest.mark.parametrize("exc, status", [(RuntimeError("boom"), "FAILED"), (KeyboardInterrupt(), "KILLED")])
+@pytest.mark.parametrize(("exc", "status"), [(RuntimeError("boom"), "FAILED"), (KeyboardInterrupt(), "KILLED")])
 def test_a_run_that_raises_ends_failed_or_killed(mlflow_store, exc, status):
     import mlflow
 
-    with pytest.raises(type(exc)):
-        with truns.start_run("x", "train_ae", {}) as run:
-            raise exc
+    with pytest.raises(type(exc)), truns.start_run("x", "train_ae", {}) as run:
+        raise exc
     assert mlflow.MlflowClient(mlflow_store).get_run(run.run_id).info.status == status
     assert os.environ["MLFLOW_TRACKING_URI"] == mlflow_store
 
@@ -97,10 +98,14 @@ def test_a_signal_during_a_store_write_is_raised_after_it(monkeypatch):
 
     monkeypatch.setattr(interrupts, "_installed", True)
     order = []
-    with pytest.raises(KeyboardInterrupt):
+
+    def write_while_sigterm_arrives() -> None:
         with interrupts.deferred():
             interrupts._handler(signal.SIGTERM, None)  # as if SIGTERM arrived mid-write
             order.append("write finished")
+
+    with pytest.raises(KeyboardInterrupt):
+        write_while_sigterm_arrives()
     assert order == ["write finished"]
     with pytest.raises(KeyboardInterrupt):  # outside a write it is raised at once
         interrupts._handler(signal.SIGTERM, None)
@@ -124,8 +129,13 @@ def test_make_ui_serves_the_checkouts_store_on_loopback_and_names_the_runs_table
     (root / ".dvc").mkdir(parents=True)
     port = free_port()
     env = {**clean_env(), "PATH": "/usr/bin:/bin", "DVC_ROOT": str(root)}
-    ui = Service("mlflow ui", [str(Path(sys.executable).parent / "mnist-codec"), "ui", "--port", str(port)],
-                 tmp_path / "ui.log", env=env, cwd=root)
+    ui = Service(
+        "mlflow ui",
+        [str(Path(sys.executable).parent / "mnist-codec"), "ui", "--port", str(port)],
+        tmp_path / "ui.log",
+        env=env,
+        cwd=root,
+    )
     try:
         ui.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), timeout=120)
         url = re.search(r"training runs are at (\S+)", ui.tail()).group(1)

@@ -1,3 +1,5 @@
+from itertools import pairwise
+
 import numpy as np
 import pytest
 import torch
@@ -12,8 +14,9 @@ def _fit(x, name="m", epochs=2, seed=0, batch_size=32, lr=1e-3, spec=None):
     generator = seed_everything(derive_seed(seed, name))
     model = models.build(spec)
     xt = torch.from_numpy(x)
-    history = train.fit(model, xt, xt[:100], name=name, epochs=epochs, batch_size=batch_size, lr=lr,
-                        generator=generator)
+    history = train.fit(
+        model, xt, xt[:100], name=name, epochs=epochs, batch_size=batch_size, lr=lr, generator=generator
+    )
     return model, history
 
 
@@ -31,7 +34,7 @@ def test_same_seed_same_numbers(digits):
     m1, h1 = _fit(x, seed=7)
     m2, h2 = _fit(x, seed=7)
     assert [r.train_loss for r in h1] == [r.train_loss for r in h2]
-    for p, q in zip(m1.parameters(), m2.parameters()):
+    for p, q in zip(m1.parameters(), m2.parameters(), strict=True):
         assert torch.equal(p, q)
     _, h3 = _fit(x, seed=8)
     assert h3[-1].train_loss != h1[-1].train_loss
@@ -82,7 +85,9 @@ def test_reconstruction_mse_is_chunk_independent(digits):
     x, _ = digits
     model = models.build({"kind": "ae", "latent_dim": 4})
     xt = torch.from_numpy(x)
-    assert models.reconstruction_mse(model, xt, chunk=7) == pytest.approx(models.reconstruction_mse(model, xt), rel=1e-9)
+    assert models.reconstruction_mse(model, xt, chunk=7) == pytest.approx(
+        models.reconstruction_mse(model, xt), rel=1e-9
+    )
     ref = float(np.mean((model(xt).detach().numpy().astype(np.float64) - x) ** 2))
     assert models.reconstruction_mse(model, xt) == pytest.approx(ref, rel=1e-6)
 
@@ -90,8 +95,11 @@ def test_reconstruction_mse_is_chunk_independent(digits):
 def _plain_notebook_loop(model, x, epochs, batch_size, lr, generator, schedule="constant", weight_decay=0.0):
     """The notebook's loop, written plainly: per-step loss read-back, unfused Adam (AdamW with
     weight decay), the rate set by hand at each epoch's start."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay) if weight_decay else \
-        torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = (
+        torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        if weight_decay
+        else torch.optim.Adam(model.parameters(), lr=lr)
+    )
     losses = []
     for epoch in range(epochs):
         for group in optimizer.param_groups:
@@ -99,7 +107,7 @@ def _plain_notebook_loop(model, x, epochs, batch_size, lr, generator, schedule="
         perm = torch.randperm(len(x), generator=generator)
         running = 0.0
         for i in range(0, len(x), batch_size):
-            xb = x[perm[i: i + batch_size]]
+            xb = x[perm[i : i + batch_size]]
             optimizer.zero_grad()
             loss = torch.nn.functional.mse_loss(model(xb), xb)
             loss.backward()
@@ -109,14 +117,24 @@ def _plain_notebook_loop(model, x, epochs, batch_size, lr, generator, schedule="
     return losses
 
 
-SPECS = {"ae": {"kind": "ae", "latent_dim": 8},
-         "deep": {"kind": "deep", "latent_dim": 8, "hidden": [64, 16], "activation": "relu"},
-         "conv": {"kind": "conv", "latent_dim": 8, "channels": [4, 8], "activation": "leaky_relu"}}
+SPECS = {
+    "ae": {"kind": "ae", "latent_dim": 8},
+    "deep": {"kind": "deep", "latent_dim": 8, "hidden": [64, 16], "activation": "relu"},
+    "conv": {"kind": "conv", "latent_dim": 8, "channels": [4, 8], "activation": "leaky_relu"},
+}
 
 
-@pytest.mark.parametrize("kind, optim", [("ae", {}), ("deep", {}), ("deep", {"schedule": "cosine"}),
-                                         ("deep", {"schedule": "onecycle", "weight_decay": 1e-2}),
-                                         ("conv", {}), ("conv", {"schedule": "onecycle", "weight_decay": 1e-2})])
+@pytest.mark.parametrize(
+    ("kind", "optim"),
+    [
+        ("ae", {}),
+        ("deep", {}),
+        ("deep", {"schedule": "cosine"}),
+        ("deep", {"schedule": "onecycle", "weight_decay": 1e-2}),
+        ("conv", {}),
+        ("conv", {"schedule": "onecycle", "weight_decay": 1e-2}),
+    ],
+)
 def test_fast_trainer_gives_the_losses_of_a_plain_eager_loop(digits, kind, optim):
     x, _ = digits
     xt = torch.from_numpy(x)
@@ -126,10 +144,20 @@ def test_fast_trainer_gives_the_losses_of_a_plain_eager_loop(digits, kind, optim
     fast_model.load_state_dict(ref_model.state_dict())
     # 400 images at batch 96: four full batches and a partial one of 16, every epoch
     ref = _plain_notebook_loop(ref_model, xt, 3, 96, 1e-3, torch.Generator().manual_seed(5), **optim)
-    hist = train.fit(fast_model, xt, xt, name=kind, epochs=3, batch_size=96, lr=1e-3,
-                     generator=torch.Generator().manual_seed(5), cores=1, **optim)
+    hist = train.fit(
+        fast_model,
+        xt,
+        xt,
+        name=kind,
+        epochs=3,
+        batch_size=96,
+        lr=1e-3,
+        generator=torch.Generator().manual_seed(5),
+        cores=1,
+        **optim,
+    )
     assert [r.train_loss for r in hist] == pytest.approx(ref, rel=1e-5)
-    for p, q in zip(fast_model.parameters(), ref_model.parameters()):
+    for p, q in zip(fast_model.parameters(), ref_model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
 
 
@@ -152,7 +180,7 @@ def test_a_model_in_a_stack_of_three_matches_it_in_a_stack_of_one(digits):
         job.on_epoch = lambda r, name=job.name: seen.append((name, r.epoch))
     # one stack of three on two cores; then each model in a stack of one, on one core
     histories = train.fit_many(together, xt, xt[:50], epochs=3, batch_size=64, lr=1e-3, cores=2)
-    for job, history in zip(_jobs(names), histories):
+    for job, history in zip(_jobs(names), histories, strict=True):
         alone = train.fit_many([job], xt, xt[:50], epochs=3, batch_size=64, lr=1e-3, cores=1)[0]
         assert [r.train_loss for r in alone] == pytest.approx([r.train_loss for r in history], rel=1e-6, abs=0)
         assert [r.eval_loss for r in alone] == pytest.approx([r.eval_loss for r in history], rel=1e-6, abs=0)
@@ -180,12 +208,12 @@ def test_conv_models_in_one_vmapped_stack_match_each_trained_alone(digits):
     trainer = train.StackTrainer(together, [[], [], []], [None] * 3, xt, 64, 1e-3)
     assert isinstance(trainer.stack, FunctionalStack) and trainer.stack.size == 3
     histories = train.fit_many(together, xt, xt[:50], epochs=2, batch_size=64, lr=1e-3, stacks_per_group=1)
-    for job, history in zip(jobs(), histories):
+    for job, history in zip(jobs(), histories, strict=True):
         alone = train.fit_many([job], xt, xt[:50], epochs=2, batch_size=64, lr=1e-3, cores=1)[0]
         assert [r.train_loss for r in alone] == pytest.approx([r.train_loss for r in history], rel=1e-5)
         assert [r.eval_loss for r in alone] == pytest.approx([r.eval_loss for r in history], rel=1e-5)
-    for a, b in zip(together, jobs()):  # trained weights came back into each job's own module
-        assert not all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
+    for a, b in zip(together, jobs(), strict=True):  # trained weights came back into each job's own module
+        assert not all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True))
 
 
 def test_a_stack_refuses_mixed_structures_and_buffers():
@@ -211,7 +239,7 @@ def test_schedules_start_end_and_peak_where_documented():
     rates = {s: [schedules.learning_rate(s, lr, e, epochs) for e in range(epochs)] for s in schedules.SCHEDULES}
     assert rates["constant"] == [lr] * epochs
     cos = rates["cosine"]
-    assert cos[0] == lr and all(a > b > 0 for a, b in zip(cos, cos[1:]))
+    assert cos[0] == lr and all(a > b > 0 for a, b in pairwise(cos))
     assert cos[epochs // 2] == pytest.approx(lr / 2)
     one = rates["onecycle"]
     assert one[0] == pytest.approx(lr / 25 + (lr - lr / 25) / 3) and one[2] == pytest.approx(lr) == max(one)
@@ -230,8 +258,21 @@ def test_a_schedule_changes_training_and_the_default_is_the_notebooks_adam(digit
     def run(**optim):
         model = models.build(spec)
         model.load_state_dict(start)
-        return [r.train_loss for r in train.fit(model, xt, xt[:50], name="m", epochs=3, batch_size=64, lr=1e-3,
-                                                generator=torch.Generator().manual_seed(1), cores=1, **optim)]
+        return [
+            r.train_loss
+            for r in train.fit(
+                model,
+                xt,
+                xt[:50],
+                name="m",
+                epochs=3,
+                batch_size=64,
+                lr=1e-3,
+                generator=torch.Generator().manual_seed(1),
+                cores=1,
+                **optim,
+            )
+        ]
 
     default = run()
     assert run(schedule="constant", weight_decay=0.0) == default
@@ -257,12 +298,14 @@ def test_the_graphed_path_replayed_eagerly_equals_eager_steps(digits, optim):
         jobs = _jobs(names)
         if optim.get("conv"):  # vmapped stacks: two seeds of a conv AE, and one alone
             jobs = [_conv_job(f"conv{r}", r) for r in range(3)]
-        stacks = [train.StackTrainer(jobs[:2], [[], []], [None, None], x, 96, 1e-3, schedule, 3, wd),
-                  train.StackTrainer(jobs[2:], [[]], [None], x, 96, 1e-3, schedule, 3, wd)]  # two stacks, as CUDA may hold
+        stacks = [
+            train.StackTrainer(jobs[:2], [[], []], [None, None], x, 96, 1e-3, schedule, 3, wd),
+            train.StackTrainer(jobs[2:], [[]], [None], x, 96, 1e-3, schedule, 3, wd),
+        ]  # two stacks, as CUDA may hold
         histories = [[], [], []]
 
         def emit(t, results):
-            for k, r in zip([[0, 1], [2]][t], results):
+            for k, r in zip([[0, 1], [2]][t], results, strict=True):
                 histories[k].append(r)
 
         train._fit_together(stacks, x[:50], 3, 96, capture, emit)
@@ -273,10 +316,10 @@ def test_the_graphed_path_replayed_eagerly_equals_eager_steps(digits, optim):
     configure_cpu(1)
     replayed, replayed_jobs = run(lambda steps: steps)
     eager, eager_jobs = run(None)
-    for a, b in zip(replayed, eager):
+    for a, b in zip(replayed, eager, strict=True):
         assert [(r.train_loss, r.eval_loss) for r in a] == [(r.train_loss, r.eval_loss) for r in b]
-    for ja, jb in zip(replayed_jobs, eager_jobs):
-        for p, q in zip(ja.model.parameters(), jb.model.parameters()):
+    for ja, jb in zip(replayed_jobs, eager_jobs, strict=True):
+        for p, q in zip(ja.model.parameters(), jb.model.parameters(), strict=True):
             assert torch.equal(p, q)
 
 
@@ -288,8 +331,17 @@ DEEP = {"kind": "deep", "latent_dim": 32, "hidden": [256, 64], "activation": "re
 def _fit_precision(x, precision, epochs=3, seed=5):
     torch.manual_seed(seed)  # both precisions start from the same weights and data order
     model = models.build(DEEP)
-    history = train.fit(model, x, x[:500], name="deep_relu", epochs=epochs, batch_size=128, lr=1e-3,
-                        generator=seed_everything(seed), precision=precision)
+    history = train.fit(
+        model,
+        x,
+        x[:500],
+        name="deep_relu",
+        epochs=epochs,
+        batch_size=128,
+        lr=1e-3,
+        generator=seed_everything(seed),
+        precision=precision,
+    )
     return model, history
 
 
@@ -302,10 +354,10 @@ def test_bf16_losses_track_fp32_and_the_weights_stay_fp32():
 
     images, _ = idx.load_pair(mnist.bundled_dir(), "train")
     x = torch.from_numpy(images[:2000].reshape(-1, 784).astype(np.float32) / 255.0)
-    m32, h32 = _fit_precision(x, "fp32")
+    _m32, h32 = _fit_precision(x, "fp32")
     m16, h16 = _fit_precision(x, "bf16")
     assert h32[-1].train_loss < h32[0].train_loss * 0.9  # it learns: the comparison is not of two constants
-    for a, b in zip(h32, h16):
+    for a, b in zip(h32, h16, strict=True):
         assert b.train_loss == pytest.approx(a.train_loss, rel=0.01)
         assert b.eval_loss == pytest.approx(a.eval_loss, rel=0.01)
     assert [r.train_loss for r in h16] != [r.train_loss for r in h32]  # bf16 did run: other roundings
@@ -316,8 +368,17 @@ def test_bf16_losses_track_fp32_and_the_weights_stay_fp32():
 def test_an_unknown_precision_is_refused(digits):
     x, _ = digits
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16, not 'fp16'"):
-        train.fit(models.build({"kind": "ae", "latent_dim": 4}), torch.from_numpy(x), torch.from_numpy(x[:10]),
-                  name="ae", epochs=1, batch_size=32, lr=1e-3, generator=seed_everything(1), precision="fp16")
+        train.fit(
+            models.build({"kind": "ae", "latent_dim": 4}),
+            torch.from_numpy(x),
+            torch.from_numpy(x[:10]),
+            name="ae",
+            epochs=1,
+            batch_size=32,
+            lr=1e-3,
+            generator=seed_everything(1),
+            precision="fp16",
+        )
 
 
 def test_bf16_is_judged_by_the_hardware(monkeypatch):
@@ -327,8 +388,11 @@ def test_bf16_is_judged_by_the_hardware(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
-    with pytest.raises(TrainingError, match=r"^params: 'train.precision' = 'bf16' but cuda:Tesla T4 has compute "
-                                            r"capability 7\.5, below the 8\.0 that bf16 tensor cores need; "):
+    with pytest.raises(
+        TrainingError,
+        match=r"^params: 'train.precision' = 'bf16' but cuda:Tesla T4 has compute "
+        r"capability 7\.5, below the 8\.0 that bf16 tensor cores need; ",
+    ):
         devices.check_precision(torch.device("cuda"), "bf16")
     devices.check_precision(torch.device("cuda"), "fp32")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
@@ -368,7 +432,7 @@ def test_the_graphed_step_path_gives_the_eager_losses(digits, precision):
     runs = []
     for capture in (None, lambda steps: steps):
         t, seen = trainer(), []
-        train._fit_together([t], xt[:100], 2, 96, capture, lambda k, results: seen.extend(results))
+        train._fit_together([t], xt[:100], 2, 96, capture, lambda k, results, seen=seen: seen.extend(results))
         runs.append([r.train_loss for r in seen])
     assert runs[0] == pytest.approx(runs[1], rel=1e-6) and len(runs[0]) == 2
 
@@ -385,8 +449,9 @@ def test_bf16_reaches_the_convolutions_of_a_stacked_conv_ae(digits):
     def losses(n, precision):
         torch.manual_seed(0)
         jobs = [train.Job(f"conv/{i}", models.build(spec), seed_everything(i)) for i in range(n)]
-        histories = train.fit_many(jobs, x, x[:64], epochs=2, batch_size=64, lr=1e-3, precision=precision,
-                                   stacks_per_group=1)
+        histories = train.fit_many(
+            jobs, x, x[:64], epochs=2, batch_size=64, lr=1e-3, precision=precision, stacks_per_group=1
+        )
         return [r.train_loss for r in histories[0]]
 
     for precision, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):

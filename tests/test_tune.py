@@ -45,34 +45,64 @@ def test_the_repositorys_search_is_valid_and_never_sees_the_test_images():
     for point in spec.start_from:
         p = space.params_for(BASE, spec, point)
         assert p.data.protocol == "validation" and p.n_seeds == 1 and p.train.epochs == 30 and p.latent_dim == 32
-    assert spec.controlled() == {"data.protocol": "validation", "n_seeds": 1, "train.epochs": 30,
-                                 "train.precision": "fp32"}
+    assert spec.controlled() == {
+        "data.protocol": "validation",
+        "n_seeds": 1,
+        "train.epochs": 30,
+        "train.precision": "fp32",
+    }
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"budget/trails": 4}, r"^tune.yaml: budget.trails: unknown key; known keys are trials, time_s"),
-    ({"colour": 1}, r"^tune.yaml.colour: unknown key"),
-    ({"space/train.rate": {"float": [0.1, 1.0]}}, r"^tune.yaml: space.train.rate: not a params.yaml key"),
-    ({"space/data.protocol": {"choice": ["holdout"]}}, r"^tune.yaml: space.data.protocol: is set by the search itself"),
-    ({"space/activation": {"choice": ["relu", "swish"]}},
-     r"^tune.yaml: space.activation.choice: 'activation' = 'swish' is not allowed; expected one of relu, tanh"),
-    ({"space/train.batch_size": {"choice": [64, 0]}},
-     r"^tune.yaml: space.train.batch_size.choice: 'train.batch_size' = 0 is not allowed"),
-    ({"space/train.lr": {"float": [0.01, 0.001]}}, r"^tune.yaml: space.train.lr.float: .* low must be below high"),
-    ({"space/train.lr": {"float": [0.0, 0.01], "log": True}}, r"^tune.yaml: space.train.lr.float: .* a log scale needs low above 0"),
-    ({"space/train.lr": {"float": [0.001, 0.01], "choice": [0.1]}}, r"^tune.yaml: space.train.lr: needs exactly one of"),
-    ({"space/deep.channels": {"choice": [[32, 64]], "when": {"deep.hidden": [512, 256]}}},
-     r"^tune.yaml: space.deep.channels.when.deep.hidden: is not an earlier choice"),
-    ({"space/deep.channels": {"choice": [[32, 64, 128, 256, 512]]}},
-     r"^tune.yaml: space.deep.channels.choice: 'deep.channels' = \[32, 64, 128, 256, 512\] is not allowed; expected a list of 1 to 4"),
-    ({"start_from": [{"deep.arch": "conv"}]}, r"^tune.yaml: start_from\[0\]: does not set deep.channels"),
-    ({"start_from/0/train.lr": 0.5}, r"^tune.yaml: start_from\[0\].train.lr: = 0.5 is outside its space"),
-    ({"budget/trials": 0}, r"^tune.yaml: budget.trials: = 0 is not allowed; expected an integer from 1"),
-    ({"asha/grace_epochs": 31}, r"^tune.yaml: asha.grace_epochs: = 31 is not allowed; expected an integer from 1 to 30"),
-    ({"precision": "fp16"}, r"^tune.yaml: precision: = 'fp16' is not allowed; expected one of fp32, bf16"),
-    ({"fixed": {"train.epochs": 3}}, r"^tune.yaml: fixed.train.epochs: is set by the search itself"),
-    ({"space": ...}, r"^tune.yaml: space: is missing"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"budget/trails": 4}, r"^tune.yaml: budget.trails: unknown key; known keys are trials, time_s"),
+        ({"colour": 1}, r"^tune.yaml.colour: unknown key"),
+        ({"space/train.rate": {"float": [0.1, 1.0]}}, r"^tune.yaml: space.train.rate: not a params.yaml key"),
+        (
+            {"space/data.protocol": {"choice": ["holdout"]}},
+            r"^tune.yaml: space.data.protocol: is set by the search itself",
+        ),
+        (
+            {"space/activation": {"choice": ["relu", "swish"]}},
+            r"^tune.yaml: space.activation.choice: 'activation' = 'swish' is not allowed; expected one of relu, tanh",
+        ),
+        (
+            {"space/train.batch_size": {"choice": [64, 0]}},
+            r"^tune.yaml: space.train.batch_size.choice: 'train.batch_size' = 0 is not allowed",
+        ),
+        ({"space/train.lr": {"float": [0.01, 0.001]}}, r"^tune.yaml: space.train.lr.float: .* low must be below high"),
+        (
+            {"space/train.lr": {"float": [0.0, 0.01], "log": True}},
+            r"^tune.yaml: space.train.lr.float: .* a log scale needs low above 0",
+        ),
+        (
+            {"space/train.lr": {"float": [0.001, 0.01], "choice": [0.1]}},
+            r"^tune.yaml: space.train.lr: needs exactly one of",
+        ),
+        (
+            {"space/deep.channels": {"choice": [[32, 64]], "when": {"deep.hidden": [512, 256]}}},
+            r"^tune.yaml: space.deep.channels.when.deep.hidden: is not an earlier choice",
+        ),
+        (
+            {"space/deep.channels": {"choice": [[32, 64, 128, 256, 512]]}},
+            (
+                r"^tune.yaml: space.deep.channels.choice: 'deep.channels' = \[32, 64, 128, 256, 512\] is not allowed; "
+                r"expected a list of 1 to 4"
+            ),
+        ),
+        ({"start_from": [{"deep.arch": "conv"}]}, r"^tune.yaml: start_from\[0\]: does not set deep.channels"),
+        ({"start_from/0/train.lr": 0.5}, r"^tune.yaml: start_from\[0\].train.lr: = 0.5 is outside its space"),
+        ({"budget/trials": 0}, r"^tune.yaml: budget.trials: = 0 is not allowed; expected an integer from 1"),
+        (
+            {"asha/grace_epochs": 31},
+            r"^tune.yaml: asha.grace_epochs: = 31 is not allowed; expected an integer from 1 to 30",
+        ),
+        ({"precision": "fp16"}, r"^tune.yaml: precision: = 'fp16' is not allowed; expected one of fp32, bf16"),
+        ({"fixed": {"train.epochs": 3}}, r"^tune.yaml: fixed.train.epochs: is set by the search itself"),
+        ({"space": ...}, r"^tune.yaml: space: is missing"),
+    ],
+)
 def test_a_bad_search_file_is_refused_in_one_line_naming_the_key(changes, message):
     with pytest.raises(ParamsError, match=message) as info:
         space.check(spec_with(**changes), BASE)
@@ -154,16 +184,28 @@ def _study_with(trials: list[tuple[float, int, str]]):
     study = optuna.create_study()
     dist = {"train.lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)}
     for k, (value, epochs, ended) in enumerate(trials):
-        study.add_trial(optuna.trial.create_trial(
-            params={"train.lr": 1e-3 * (k + 1)}, distributions=dist, value=value,
-            intermediate_values={e: value + (epochs - e) * 1e-3 for e in range(1, epochs + 1)},
-            user_attrs={"ended": ended, "mlflow_run_id": f"run{k}"}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"train.lr": 1e-3 * (k + 1)},
+                distributions=dist,
+                value=value,
+                intermediate_values={e: value + (epochs - e) * 1e-3 for e in range(1, epochs + 1)},
+                user_attrs={"ended": ended, "mlflow_run_id": f"run{k}"},
+            )
+        )
     return study
 
 
 def test_the_winner_is_the_lowest_validation_score_among_trials_that_ran_every_epoch():
-    study = _study_with([(0.004, 5, "finished"), (0.001, 2, "asha stopped at epoch 2"), (0.003, 5, "finished"),
-                         (0.0035, 5, "finished"), (0.002, 3, "cut by the time budget")])
+    study = _study_with(
+        [
+            (0.004, 5, "finished"),
+            (0.001, 2, "asha stopped at epoch 2"),
+            (0.003, 5, "finished"),
+            (0.0035, 5, "finished"),
+            (0.002, 3, "cut by the time budget"),
+        ]
+    )
     best = search.winner(study, 5)
     assert best.value == 0.003 and best.number == 2
     assert search.winner(_study_with([(0.001, 2, "asha stopped at epoch 2")]), 5) is None
@@ -172,23 +214,41 @@ def test_the_winner_is_the_lowest_validation_score_among_trials_that_ran_every_e
 def test_the_record_states_the_search_the_winner_and_what_it_replaces():
     spec = space.check({**RAW, "asha": {"max_epochs": 5, "grace_epochs": 1, "reduction_factor": 3}}, BASE)
     study = _study_with([(0.004, 5, "finished"), (0.001, 2, "asha stopped at epoch 2"), (0.003, 5, "finished")])
-    study.set_user_attr(search.RUNS_ATTR, [{"wall_seconds": 100.0, "where": "local", "precision": "fp32"},
-                                            {"wall_seconds": 50.5, "where": "local", "precision": "fp32"}])
+    study.set_user_attr(
+        search.RUNS_ATTR,
+        [
+            {"wall_seconds": 100.0, "where": "local", "precision": "fp32"},
+            {"wall_seconds": 50.5, "where": "local", "precision": "fp32"},
+        ],
+    )
     s = proof.search_record(study, spec, "postgresql+psycopg://bob:secret@127.0.0.1:5432/optuna")
     assert "secret" not in s["storage"] and s["trials"] == 3 and s["asha_stopped"] == 1 and s["ran_every_epoch"] == 2
     assert s["winner"]["optuna_trial"] == 2 and s["winner"]["mlflow_run_id"] == "run2" and s["wall_seconds"] == 150.5
     assert s["fixed"]["data.protocol"] == "validation" and s["budget"]["trials"] == 40
     assert proof.overrides(spec, s["winner"]["searched"]) == (
-        "train.epochs=5", "train.precision=fp32", f"train.lr={proof.yaml_text(s['winner']['searched']['train.lr'])}")
+        "train.epochs=5",
+        "train.precision=fp32",
+        f"train.lr={proof.yaml_text(s['winner']['searched']['train.lr'])}",
+    )
     previous = json.loads((REPO / "reports/frontier.json").read_text())
     final = frontier.Result("tuned", "abc", "conv_elu", {}, {"latent_dim": 32.0, "data.protocol": "holdout"})
     mse = {"mean": 0.0026, "ci95_low": 0.0025, "ci95_high": 0.0027, "n": 3, "per_seed": [0.0026] * 3}
     old = previous.get("replaces") if previous.get("command") == proof.COMMAND else previous
-    rec = proof.record(spec, s, final, mse, ["dvc", "exp", "run", "-n", "tuned"], old,
-                       {"search": 150.5, "test run": 60.0, "total": 210.5}, "cpu:X, 2 cores", "fp32")
+    rec = proof.record(
+        spec,
+        s,
+        final,
+        mse,
+        ["dvc", "exp", "run", "-n", "tuned"],
+        old,
+        {"search": 150.5, "test run": 60.0, "total": 210.5},
+        "cpu:X, 2 cores",
+        "fp32",
+    )
     assert rec["command"] == "make tune" and rec["codec_name"] == "Conv AE (ELU)" and rec["meets_target"]
     assert rec["replaces"]["test_mse_ci95"] == old["test_mse_ci95"] and rec["interval_below_replaced"] is (
-        0.0027 < old["test_mse_ci95"][0])
+        old["test_mse_ci95"][0] > 0.0027
+    )
     text = frontier.markdown(rec)
     assert "**Conv AE (ELU)**, 32 numbers per digit: test MSE per pixel **0.002600 ± 0.000100**" in text
     assert "Target 0.0028: met." in text and "3 trials" in text and "1 stopped early by ASHA" in text
@@ -204,12 +264,18 @@ def test_no_winner_yet_is_refused_by_name():
 # --- for real: a local Ray, an Optuna study in SQLite, the project's MLflow store, DVC -------------
 
 TINY_SEARCH = {
-    "study": "tiny", "seed": 0, "precision": "fp32",
+    "study": "tiny",
+    "seed": 0,
+    "precision": "fp32",
     "budget": {"trials": 6, "time_s": 900, "cpus_per_trial": 1},
     "asha": {"max_epochs": 4, "grace_epochs": 1, "reduction_factor": 2},
     "fixed": {"data.train_limit": 600, "data.eval_limit": 200},
-    "space": {"deep.hidden": {"choice": [[32], [64, 16]]}, "activation": {"choice": ["relu", "elu"]},
-              "train.lr": {"float": [1.0e-5, 3.0e-2], "log": True}, "train.batch_size": {"choice": [32, 64]}},
+    "space": {
+        "deep.hidden": {"choice": [[32], [64, 16]]},
+        "activation": {"choice": ["relu", "elu"]},
+        "train.lr": {"float": [1.0e-5, 3.0e-2], "log": True},
+        "train.batch_size": {"choice": [32, 64]},
+    },
     "start_from": [{"deep.hidden": [32], "activation": "relu", "train.lr": 3.0e-3, "train.batch_size": 32}],
 }
 
@@ -257,8 +323,9 @@ def test_a_tiny_search_on_a_local_ray_then_resumed_then_proven_by_make_tune(tmp_
     assert len(record) == 1 and record[0]["trials_this_run"] == 6 and record[0]["where"] == "local"
     assert record[0]["asha_stopped"] == sum(e.startswith("asha") for e in ended)
     # resumed: the study goes on where it stopped, under the same tuning run, with new proposals
-    proc = subprocess.run([*run, "--search-only", "--trials", "2"], cwd=repo, env=env, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        [*run, "--search-only", "--trials", "2"], cwd=repo, env=env, capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     study = optuna.load_study(study_name="tiny", storage=storage)
     again = search.finished(study)
@@ -271,9 +338,14 @@ def test_a_tiny_search_on_a_local_ray_then_resumed_then_proven_by_make_tune(tmp_
     stamp = tmp_path / "installed"
     stamp.touch()
     args = "--spec tiny.yaml -S data.train_limit=600 -S data.eval_limit=200"
-    proc = subprocess.run(["make", "tune", f"VENV={sys.prefix}", f"STAMP={stamp}", f"TUNE_STAMP={stamp}",
-                           f"TUNE_ARGS={args}"], cwd=repo, env=env, capture_output=True, text=True,
-                          timeout=1500)
+    proc = subprocess.run(
+        ["make", "tune", f"VENV={sys.prefix}", f"STAMP={stamp}", f"TUNE_STAMP={stamp}", f"TUNE_ARGS={args}"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     rec = json.loads((repo / "reports/frontier.json").read_text())
     best = search.winner(study, 4)
@@ -297,15 +369,36 @@ def test_a_study_on_postgresql_is_joined_from_a_second_machine_through_one_track
     try:
         storage = pg.create_database("optuna").replace("postgresql://", "postgresql+psycopg://", 1)
         srv = TrackingServer(tmp_path / "server")
-        tiny = {**TINY_SEARCH, "study": "team", "budget": {"trials": 4, "time_s": 600, "cpus_per_trial": 1},
-                "asha": {"max_epochs": 2, "grace_epochs": 1, "reduction_factor": 2}}
+        tiny = {
+            **TINY_SEARCH,
+            "study": "team",
+            "budget": {"trials": 4, "time_s": 600, "cpus_per_trial": 1},
+            "asha": {"max_epochs": 2, "grace_epochs": 1, "reduction_factor": 2},
+        }
         for machine in ("a", "b"):
             repo = project_copy(tmp_path / machine, {"n_seeds": 1})
             (repo / "tiny.yaml").write_text(yaml.safe_dump(tiny, sort_keys=False))
             env = {**project_env(repo), "MLFLOW_TRACKING_URI": srv.url}
-            proc = subprocess.run([sys.executable, "-m", "mnist_codec.cli", "tune", "--spec", "tiny.yaml", "--storage",
-                                   storage, "--search-only", "--trials", "2"], cwd=repo, env=env, capture_output=True,
-                                  text=True, timeout=900)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "mnist_codec.cli",
+                    "tune",
+                    "--spec",
+                    "tiny.yaml",
+                    "--storage",
+                    storage,
+                    "--search-only",
+                    "--trials",
+                    "2",
+                ],
+                cwd=repo,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
             assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
             assert pg.password not in proc.stdout + proc.stderr  # the URL's password is never shown
         study = optuna.load_study(study_name="team", storage=storage)
@@ -319,7 +412,8 @@ def test_a_study_on_postgresql_is_joined_from_a_second_machine_through_one_track
         parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
         assert len(parents) == 1 and len(runs) == 5
         assert {r.data.tags.get("mnist_codec.tune_trial") for r in runs if r not in parents} == {
-            t.user_attrs["ray_trial_id"] for t in search.finished(study)}
+            t.user_attrs["ray_trial_id"] for t in search.finished(study)
+        }
     finally:
         if srv is not None:
             srv.stop()

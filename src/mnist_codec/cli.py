@@ -1,14 +1,20 @@
 """The ``mnist-codec`` command: the gate, params checks, encode/decode, the UI, the scoring
-server and the tracking server, the sweep's report, the frontier and the protocol tables. No stage imports it (stages go through :mod:`mnist_codec.runner`)."""
+server and the tracking server, the sweep's report, the frontier and the protocol tables.
+No stage imports it (stages go through :mod:`mnist_codec.runner`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import MnistCodecError, ParamsError
 from .params import load
+
+if TYPE_CHECKING:
+    from mlflow.pyfunc import PyFuncModel
+
 
 def _gate(args: argparse.Namespace) -> int:
     from .evaluation import gate
@@ -20,12 +26,14 @@ def _gate(args: argparse.Namespace) -> int:
 
 def _check_params(args: argparse.Namespace) -> int:
     params = load(args.params)
-    print(f"{args.params}: ok ({', '.join(params.activation)}; latent_dim {params.latent_dim}; "
-          f"protocol {params.data.protocol})")
+    print(
+        f"{args.params}: ok ({', '.join(params.activation)}; latent_dim {params.latent_dim}; "
+        f"protocol {params.data.protocol})"
+    )
     return 0
 
 
-def _load_codec(ref: str):
+def _load_codec(ref: str) -> tuple[PyFuncModel, int, str]:
     """(pyfunc model, latent_dim, URI) of a registered codec."""
     from .tracking.registry import load_served
 
@@ -34,23 +42,27 @@ def _load_codec(ref: str):
 
 
 def _encode(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .serving.digits import format_code, read_digit_png
 
     image = read_digit_png(args.image)  # before loading the model: a bad file fails at once
     model, _, uri = _load_codec(args.model)
     code = model.predict(image, params={"mode": "encode"})
-    print(format_code(code[0]))
+    print(format_code(np.asarray(code)[0]))
     print(f"{args.image}: encoded by {uri}", file=sys.stderr)
     return 0
 
 
 def _decode(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .serving.digits import parse_code, write_digit_png
 
     words = args.code or sys.stdin.read().split()
     model, latent_dim, uri = _load_codec(args.model)
     image = model.predict(parse_code(words, latent_dim), params={"mode": "decode"})
-    write_digit_png(args.out, image[0])
+    write_digit_png(args.out, np.asarray(image)[0])
     print(f"{args.out}: decoded by {uri}", file=sys.stderr)
     return 0
 
@@ -58,28 +70,36 @@ def _decode(args: argparse.Namespace) -> int:
 def _server(args: argparse.Namespace) -> int:
     from .tracking import server
 
-    server.run(server.ServerConfig(folder=Path(args.dir), port=args.port, backend_store_uri=args.backend_store_uri,
-                                   artifacts_destination=args.artifacts_destination, auth=args.auth,
-                                   auth_db_uri=args.auth_db_uri, default_permission=args.default_permission,
-                                   workers=args.workers))
+    server.run(
+        server.ServerConfig(
+            folder=Path(args.dir),
+            port=args.port,
+            backend_store_uri=args.backend_store_uri,
+            artifacts_destination=args.artifacts_destination,
+            auth=args.auth,
+            auth_db_uri=args.auth_db_uri,
+            default_permission=args.default_permission,
+            workers=args.workers,
+        )
+    )
     return 0  # not reached: run() becomes the server
 
 
 def _sweep_report(args: argparse.Namespace) -> int:
     import json
 
-    from .experiments import sweep
+    from .experiments import exps, sweep
     from .workspace import workspace_root
-
-    from .experiments import exps
 
     root = workspace_root()
     if args.wait:
         sweep.wait_for_queue(root)
     rows = json.loads(Path(args.exp_json).read_text()) if args.exp_json else exps.show(root)
     points = sweep.report(rows, Path(args.data), Path(args.figure), Path(args.table), Path(args.csv))
-    print(f"sweep-report: {len({p.experiment for p in points})} experiments, code sizes "
-          f"{sorted({p.size for p in points})}: {args.figure}, {args.table}, {args.csv}")
+    print(
+        f"sweep-report: {len({p.experiment for p in points})} experiments, code sizes "
+        f"{sorted({p.size for p in points})}: {args.figure}, {args.table}, {args.csv}"
+    )
     return 0
 
 
@@ -87,11 +107,22 @@ def _sweep(args: argparse.Namespace) -> int:
     from .experiments import cluster
     from .workspace import workspace_root
 
-    cluster.run(workspace_root(), cluster.main_address(args.cluster), args.sizes, _overrides("sweep", args.set_param),
-                cpus=args.cpus, gpus=args.gpus, retries=args.retries, force=args.force,
-                tracking_uri=args.tracking_uri, data_dir=Path(args.data), figure=Path(args.figure),
-                table_path=Path(args.table), csv_path=Path(args.csv),
-                json_path=Path(args.json) if args.json else None)
+    cluster.run(
+        workspace_root(),
+        cluster.main_address(args.cluster),
+        args.sizes,
+        _overrides("sweep", args.set_param),
+        cpus=args.cpus,
+        gpus=args.gpus,
+        retries=args.retries,
+        force=args.force,
+        tracking_uri=args.tracking_uri,
+        data_dir=Path(args.data),
+        figure=Path(args.figure),
+        table_path=Path(args.table),
+        csv_path=Path(args.csv),
+        json_path=Path(args.json) if args.json else None,
+    )
     return 0
 
 
@@ -192,11 +223,19 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("server", help="the team's MLflow tracking server on 127.0.0.1, artifacts proxied")
     s.add_argument("--port", type=int, default=5050)
     s.add_argument("--dir", default=".mlflow-server", help="the server's folder: sqlite store, artifacts, auth files")
-    s.add_argument("--backend-store-uri", default=None,
-                   help="database URL, e.g. postgresql://mlflow:PASSWORD@127.0.0.1:5432/mlflow (default: sqlite in --dir)")
-    s.add_argument("--artifacts-destination", default=None, help="where the proxy stores artifacts (default: --dir/artifacts)")
-    s.add_argument("--auth", action="store_true",
-                   help="MLflow's basic-auth app; the admin password comes from MLFLOW_AUTH_ADMIN_PASSWORD")
+    s.add_argument(
+        "--backend-store-uri",
+        default=None,
+        help="database URL, e.g. postgresql://mlflow:PASSWORD@127.0.0.1:5432/mlflow (default: sqlite in --dir)",
+    )
+    s.add_argument(
+        "--artifacts-destination", default=None, help="where the proxy stores artifacts (default: --dir/artifacts)"
+    )
+    s.add_argument(
+        "--auth",
+        action="store_true",
+        help="MLflow's basic-auth app; the admin password comes from MLFLOW_AUTH_ADMIN_PASSWORD",
+    )
     s.add_argument("--auth-db-uri", default=None, help="users and permissions database (default: sqlite in --dir)")
     s.add_argument("--default-permission", default="READ", help="READ, EDIT, MANAGE or NO_PERMISSIONS")
     s.add_argument("--workers", type=int, default=1)
@@ -206,53 +245,102 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--exp-json", default=None, help="a JSON file of dvc.api.exp_show rows (default: read them)")
     _report_paths(r)
     r.set_defaults(func=_sweep_report)
-    w = sub.add_parser("sweep", help="the rate-distortion sweep on a Ray cluster: each code size a DVC experiment run "
-                                     "on a node and pushed to origin, then reports/rate_distortion.*")
+    w = sub.add_parser(
+        "sweep",
+        help="the rate-distortion sweep on a Ray cluster: each code size a DVC experiment run "
+        "on a node and pushed to origin, then reports/rate_distortion.*",
+    )
     w.add_argument("--cluster", default=None, help="the Ray cluster's address, HOST:PORT (default: $RAY_ADDRESS)")
     w.add_argument("--sizes", type=int, nargs="+", default=None, help="code sizes (default: the sweep's 2 4 ... 128)")
-    w.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="an override added to every experiment, as `dvc exp run -S` takes it")
+    w.add_argument(
+        "-S",
+        "--set-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override added to every experiment, as `dvc exp run -S` takes it",
+    )
     w.add_argument("--cpus", type=float, default=1, help="CPUs each experiment declares to Ray (default 1)")
     w.add_argument("--gpus", type=float, default=0, help="GPUs each experiment declares to Ray (default 0)")
-    w.add_argument("--retries", type=int, default=None, help="runs again on another node when its node dies (default 2)")
+    w.add_argument(
+        "--retries", type=int, default=None, help="runs again on another node when its node dies (default 2)"
+    )
     w.add_argument("--force", action="store_true", help="run again the experiments already on origin for this commit")
     w.add_argument("--tracking-uri", default=None, help="the team's tracking server (default: $MLFLOW_TRACKING_URI)")
     _report_paths(w)
     w.add_argument("--json", default=None, help="also write each experiment's node, host and seconds per step here")
     w.set_defaults(func=_sweep)
-    f = sub.add_parser("frontier", help="choose the strongest codec on the validation split, measure it on the "
-                                        "test images, write reports/frontier.json")
+    f = sub.add_parser(
+        "frontier",
+        help="choose the strongest codec on the validation split, measure it on the "
+        "test images, write reports/frontier.json",
+    )
     f.add_argument("--out", default="reports/frontier.json")
-    f.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="an override added to every run, as `dvc exp run -S` takes it, e.g. -S train.epochs=2")
+    f.add_argument(
+        "-S",
+        "--set-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override added to every run, as `dvc exp run -S` takes it, e.g. -S train.epochs=2",
+    )
     f.set_defaults(func=_frontier)
 
-    n = sub.add_parser("tune", help="search tune.yaml's space (Ray Tune, Optuna TPE, ASHA) on the validation split, "
-                                    "then run the best on the test images: reports/frontier.json")
+    n = sub.add_parser(
+        "tune",
+        help="search tune.yaml's space (Ray Tune, Optuna TPE, ASHA) on the validation split, "
+        "then run the best on the test images: reports/frontier.json",
+    )
     n.add_argument("--spec", default="tune.yaml", help="the search space and budget (default: tune.yaml)")
-    n.add_argument("--storage", default=None,
-                   help="the Optuna study's SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db "
-                        "(default: sqlite:///.tune/optuna.db)")
+    n.add_argument(
+        "--storage",
+        default=None,
+        help="the Optuna study's SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db "
+        "(default: sqlite:///.tune/optuna.db)",
+    )
     n.add_argument("--cluster", default=None, help="a Ray cluster's address, HOST:PORT (default: a local Ray)")
-    n.add_argument("--trials", type=int, default=None, help="run this many trials now (default: what the "
-                                                            "study lacks of budget.trials)")
+    n.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help="run this many trials now (default: what the study lacks of budget.trials)",
+    )
     n.add_argument("--time-s", type=float, default=None, help="this search's wall time (default: budget.time_s)")
     which = n.add_mutually_exclusive_group()
     which.add_argument("--search-only", action="store_true", help="search, leave the test run for later")
     which.add_argument("--proof-only", action="store_true", help="run the study's best on the test images only")
-    n.add_argument("--proof-precision", choices=["fp32", "bf16"], default=None,
-                   help="train.precision of the test run (default: the search's)")
+    n.add_argument(
+        "--proof-precision",
+        choices=["fp32", "bf16"],
+        default=None,
+        help="train.precision of the test run (default: the search's)",
+    )
     n.add_argument("--out", default="reports/frontier.json")
-    n.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="an override added to the test run, as `dvc exp run -S` takes it")
+    n.add_argument(
+        "-S",
+        "--set-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override added to the test run, as `dvc exp run -S` takes it",
+    )
     n.set_defaults(func=_tune)
 
-    t = sub.add_parser("protocol-table", help="the comparison table under another protocol, from one DVC "
-                                              "experiment: reports/protocols/<protocol>.md and .csv")
+    t = sub.add_parser(
+        "protocol-table",
+        help="the comparison table under another protocol, from one DVC "
+        "experiment: reports/protocols/<protocol>.md and .csv",
+    )
     t.add_argument("protocol", help="notebook or validation")
     t.add_argument("--out-dir", default="reports/protocols")
-    t.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="an override for the experiment, as `dvc exp run -S` takes it")
+    t.add_argument(
+        "-S",
+        "--set-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override for the experiment, as `dvc exp run -S` takes it",
+    )
     t.set_defaults(func=_protocol_table)
 
     m = sub.add_parser("readme", help="write the README's headline table from reports/comparison.md")

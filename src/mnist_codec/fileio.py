@@ -34,9 +34,8 @@ def write_npz(path: str | Path, arrays: dict[str, Any]) -> None:
     """Named arrays as an uncompressed .npz (loadable with allow_pickle=False), atomically."""
     import numpy as np
 
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 def read_json(path: str | Path) -> Any:

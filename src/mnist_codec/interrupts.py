@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
+from types import FrameType
 
 _state = threading.local()
 _pending: list[int] = []
 _installed = False
 
 
-def _handler(signum, frame):  # noqa: ARG001
+def _handler(signum: int, frame: FrameType | None) -> None:
     if getattr(_state, "depth", 0) > 0:
         _pending.append(signum)  # raised when the write in flight is done
         return

@@ -21,6 +21,7 @@ import annotated_types as at
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator
 from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 from .errors import ParamsError
 
@@ -37,22 +38,51 @@ class _Section(BaseModel):
 
 
 class DataParams(_Section):
-    source: Annotated[str, Field(json_schema_extra={"accepts": "`bundled`, or a URL starting with https://, http:// "
-                                                                "or file:// (no `..` segments)"}, description=(
-        "where fetch copies MNIST from: `bundled` (the four files inside the package), or the base URL "
-        "(`https://…/`, `file:///…/`) of a mirror serving the standard names (`train-images-idx3-ubyte.gz`, …); "
-        "every file is verified by its size and SHA-256"))] = "bundled"
-    protocol: Annotated[Literal["holdout", "validation", "notebook"], Field(description=(
-        "`holdout`: fit on the 60,000 training images, evaluate on the 10,000 test images (per-epoch test "
-        "losses are for monitoring only); `validation`: fit on the first 50,000 training images, evaluate "
-        "on the last 10,000, the test images unused (where settings are chosen); `notebook`: fit and "
-        "evaluate on all 70,000, as the notebook did"))] = "holdout"
-    train_limit: Annotated[StrictInt | None, Field(ge=1, description=(
-        "keep only the first N training images, for quick runs (under `notebook`: the first N of the 70,000, "
-        "which it also evaluates on)"))] = None
-    eval_limit: Annotated[StrictInt | None, Field(ge=1, description=(
-        "keep only the first N evaluation images, for quick runs; refused under `notebook`, whose "
-        "evaluation images are its training images"))] = None
+    source: Annotated[
+        str,
+        Field(
+            json_schema_extra={
+                "accepts": "`bundled`, or a URL starting with https://, http:// or file:// (no `..` segments)"
+            },
+            description=(
+                "where fetch copies MNIST from: `bundled` (the four files inside the package), or the base URL "
+                "(`https://…/`, `file:///…/`) of a mirror serving the standard names "
+                "(`train-images-idx3-ubyte.gz`, …); "
+                "every file is verified by its size and SHA-256"
+            ),
+        ),
+    ] = "bundled"
+    protocol: Annotated[
+        Literal["holdout", "validation", "notebook"],
+        Field(
+            description=(
+                "`holdout`: fit on the 60,000 training images, evaluate on the 10,000 test images (per-epoch test "
+                "losses are for monitoring only); `validation`: fit on the first 50,000 training images, evaluate "
+                "on the last 10,000, the test images unused (where settings are chosen); `notebook`: fit and "
+                "evaluate on all 70,000, as the notebook did"
+            )
+        ),
+    ] = "holdout"
+    train_limit: Annotated[
+        StrictInt | None,
+        Field(
+            ge=1,
+            description=(
+                "keep only the first N training images, for quick runs (under `notebook`: the first N of the 70,000, "
+                "which it also evaluates on)"
+            ),
+        ),
+    ] = None
+    eval_limit: Annotated[
+        StrictInt | None,
+        Field(
+            ge=1,
+            description=(
+                "keep only the first N evaluation images, for quick runs; refused under `notebook`, whose "
+                "evaluation images are its training images"
+            ),
+        ),
+    ] = None
 
     @field_validator("source", mode="before")
     @classmethod
@@ -66,23 +96,55 @@ class DataParams(_Section):
 
 class TrainParams(_Section):
     epochs: Annotated[StrictInt, Field(ge=1, le=10_000, description="passes over the training split")] = 10
-    batch_size: Annotated[StrictInt, Field(ge=1, le=1_000_000, description=(
-        "images per Adam step; the last partial batch is a step too, as in the notebook"))] = 128
-    lr: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False, description=(
-        "Adam's learning rate (the peak of `cosine` and `onecycle`); write `1.0e-3`, not `1e-3`, "
-        "which YAML reads as text"))] = 1e-3
-    schedule: Annotated[Literal["constant", "cosine", "onecycle"], Field(description=(
-        "learning rate per epoch: `constant` (the notebook's), `cosine` (half a cosine from `train.lr` down) "
-        "or `onecycle` (a rise from lr/25 to lr over the first 30% of the epochs, then half a cosine down to "
-        "lr/1e4); resumed at the right epoch after an interruption"))] = "constant"
-    weight_decay: Annotated[float, Field(json_schema_extra={"accepts": "a number from 0 up to (not including) 1"},
-                                         description=(
-        "above 0: decoupled weight decay (AdamW); 0 keeps the notebook's Adam, number for number"))] = 0.0
-    precision: Annotated[Literal["fp32", "bf16"], Field(description=(
-        "number format of the training products: `fp32` (the notebook's) or `bf16` (autocast: the forward and "
-        "backward matrix products in bfloat16; weights, Adam's state and the loss in fp32; scoring stays fp32). "
-        "`bf16` runs only where the hardware has native bfloat16 (a CPU with AVX512-BF16 or AMX-BF16, a GPU "
-        "of compute capability 8.0 or later) and is refused elsewhere"))] = "fp32"
+    batch_size: Annotated[
+        StrictInt,
+        Field(
+            ge=1,
+            le=1_000_000,
+            description=("images per Adam step; the last partial batch is a step too, as in the notebook"),
+        ),
+    ] = 128
+    lr: Annotated[
+        float,
+        Strict(),
+        Field(
+            gt=0,
+            allow_inf_nan=False,
+            description=(
+                "Adam's learning rate (the peak of `cosine` and `onecycle`); write `1.0e-3`, not `1e-3`, "
+                "which YAML reads as text"
+            ),
+        ),
+    ] = 1e-3
+    schedule: Annotated[
+        Literal["constant", "cosine", "onecycle"],
+        Field(
+            description=(
+                "learning rate per epoch: `constant` (the notebook's), `cosine` (half a cosine from `train.lr` down) "
+                "or `onecycle` (a rise from lr/25 to lr over the first 30% of the epochs, then half a cosine down to "
+                "lr/1e4); resumed at the right epoch after an interruption"
+            )
+        ),
+    ] = "constant"
+    weight_decay: Annotated[
+        float,
+        Field(
+            json_schema_extra={"accepts": "a number from 0 up to (not including) 1"},
+            description=("above 0: decoupled weight decay (AdamW); 0 keeps the notebook's Adam, number for number"),
+        ),
+    ] = 0.0
+    precision: Annotated[
+        Literal["fp32", "bf16"],
+        Field(
+            description=(
+                "number format of the training products: `fp32` (the notebook's) or `bf16` (autocast: the forward and "
+                "backward matrix products in bfloat16; weights, Adam's state and the loss in fp32; "
+                "scoring stays fp32). "
+                "`bf16` runs only where the hardware has native bfloat16 (a CPU with AVX512-BF16 or AMX-BF16, a GPU "
+                "of compute capability 8.0 or later) and is refused elsewhere"
+            )
+        ),
+    ] = "fp32"
 
     @field_validator("weight_decay", mode="before")
     @classmethod
@@ -94,16 +156,34 @@ class TrainParams(_Section):
 
 
 class DeepParams(_Section):
-    arch: Annotated[Literal["mlp", "conv"], Field(description=(
-        "the deep stage's codec, one per activation: `mlp` (the notebook's deep AE, `deep_<activation>`) or "
-        "`conv` (a convolutional AE, `conv_<activation>`)"))] = "mlp"
-    hidden: Annotated[tuple[int, ...], Field(json_schema_extra={"accepts": "a non-empty list of integers from 1 to 4096"},
-                                             description=(
-        "`mlp`: the widths between 784 and `latent_dim`, integers from 1 to 4096; the decoder mirrors them"))] = (256, 64)
-    channels: Annotated[tuple[int, ...], Field(json_schema_extra={"accepts": "a list of 1 to 4 integers from 1 to 512"},
-                                               description=(
-        "`conv`: 1 to 4 channel counts (1 to 512) of stride-2 3×3 convolutions (28→14→7…), then a linear map "
-        "to the code; the decoder mirrors them with transposed convolutions and ends in a Sigmoid"))] = (32, 64)
+    arch: Annotated[
+        Literal["mlp", "conv"],
+        Field(
+            description=(
+                "the deep stage's codec, one per activation: `mlp` (the notebook's deep AE, `deep_<activation>`) or "
+                "`conv` (a convolutional AE, `conv_<activation>`)"
+            )
+        ),
+    ] = "mlp"
+    hidden: Annotated[
+        tuple[int, ...],
+        Field(
+            json_schema_extra={"accepts": "a non-empty list of integers from 1 to 4096"},
+            description=(
+                "`mlp`: the widths between 784 and `latent_dim`, integers from 1 to 4096; the decoder mirrors them"
+            ),
+        ),
+    ] = (256, 64)
+    channels: Annotated[
+        tuple[int, ...],
+        Field(
+            json_schema_extra={"accepts": "a list of 1 to 4 integers from 1 to 512"},
+            description=(
+                "`conv`: 1 to 4 channel counts (1 to 512) of stride-2 3×3 convolutions (28→14→7…), then a linear map "
+                "to the code; the decoder mirrors them with transposed convolutions and ends in a Sigmoid"
+            ),
+        ),
+    ] = (32, 64)
 
     @field_validator("hidden", mode="before")
     @classmethod
@@ -118,31 +198,54 @@ class DeepParams(_Section):
     def _channels(cls, v: Any) -> tuple[int, ...]:
         ok = isinstance(v, list) and 1 <= len(v) <= 4 and all(type(c) is int and 1 <= c <= 512 for c in v)
         if not ok:
-            raise ValueError("a list of 1 to 4 integers from 1 to 512 (one stride-2 convolution each), "
-                             "e.g. [32, 64]")
+            raise ValueError("a list of 1 to 4 integers from 1 to 512 (one stride-2 convolution each), e.g. [32, 64]")
         return tuple(v)
 
 
 class EvaluateParams(_Section):
     n_examples: Annotated[StrictInt, Field(ge=1, le=64, description="digits in the reconstruction grid")] = 8
-    n_projection: Annotated[StrictInt, Field(ge=10, le=100_000, description=(
-        "digits in the 2-D scatter plots of PCA and of the codes"))] = 2000
+    n_projection: Annotated[
+        StrictInt, Field(ge=10, le=100_000, description=("digits in the 2-D scatter plots of PCA and of the codes"))
+    ] = 2000
 
 
 class Params(_Section):
-    seed: Annotated[StrictInt, Field(ge=0, le=2**32 - 1, description=(
-        "every model is seeded from this, its own name and its replicate number, so its result does not "
-        "depend on which others were trained"))] = 42
-    n_seeds: Annotated[StrictInt, Field(ge=1, le=100, description=(
-        "how many times each autoencoder is trained, on seeds derived from `seed` (the first is the one a "
-        "1-seed run uses); results are the mean and 95% interval over them. PCA is deterministic and "
-        "fitted once"))] = 3
-    device: Annotated[Literal["auto", "cpu", "cuda"], Field(description=(
-        "`auto` (CUDA if torch sees a GPU, else the CPU), `cpu` or `cuda`; the device used is recorded "
-        "with each run"))] = "auto"
+    seed: Annotated[
+        StrictInt,
+        Field(
+            ge=0,
+            le=2**32 - 1,
+            description=(
+                "every model is seeded from this, its own name and its replicate number, so its result does not "
+                "depend on which others were trained"
+            ),
+        ),
+    ] = 42
+    n_seeds: Annotated[
+        StrictInt,
+        Field(
+            ge=1,
+            le=100,
+            description=(
+                "how many times each autoencoder is trained, on seeds derived from `seed` (the first is the one a "
+                "1-seed run uses); results are the mean and 95% interval over them. PCA is deterministic and "
+                "fitted once"
+            ),
+        ),
+    ] = 3
+    device: Annotated[
+        Literal["auto", "cpu", "cuda"],
+        Field(
+            description=(
+                "`auto` (CUDA if torch sees a GPU, else the CPU), `cpu` or `cuda`; the device used is recorded "
+                "with each run"
+            )
+        ),
+    ] = "auto"
     latent_dim: Annotated[StrictInt, Field(ge=1, le=N_PIXELS - 1, description="the code size of every codec")] = 32
-    activation: Annotated[tuple[Activation, ...], Field(description=(
-        "the deep AE's activation: one name, or a list (one deep AE each)"))] = ("relu", "tanh", "leaky_relu")
+    activation: Annotated[
+        tuple[Activation, ...], Field(description=("the deep AE's activation: one name, or a list (one deep AE each)"))
+    ] = ("relu", "tanh", "leaky_relu")
     data: DataParams = DataParams()
     train: TrainParams = TrainParams()
     deep: DeepParams = DeepParams()
@@ -152,8 +255,7 @@ class Params(_Section):
     @classmethod
     def _activation(cls, v: Any) -> tuple[str, ...]:
         names = [v] if isinstance(v, str) else v
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n in ACTIVATIONS
-                                                               for n in names):
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n in ACTIVATIONS for n in names):
             raise ValueError("one of " + ", ".join(ACTIVATIONS) + " (or a list of them)")
         if len(set(names)) != len(names):
             raise ValueError("a list without repeated names")
@@ -164,8 +266,11 @@ class Params(_Section):
         return self.model_dump(mode="json")
 
 
-SECTIONS: dict[str, type[_Section]] = {name: f.annotation for name, f in Params.model_fields.items()
-                                       if isinstance(f.annotation, type) and issubclass(f.annotation, _Section)}
+SECTIONS: dict[str, type[_Section]] = {
+    name: f.annotation
+    for name, f in Params.model_fields.items()
+    if isinstance(f.annotation, type) and issubclass(f.annotation, _Section)
+}
 # dotted key -> its declaration, derived from the models: a key missing here is unknown
 SCHEMA: dict[str, FieldInfo] = {
     **{k: f for k, f in Params.model_fields.items() if k not in SECTIONS},
@@ -174,6 +279,7 @@ SCHEMA: dict[str, FieldInfo] = {
 
 
 # --- messages ------------------------------------------------------------------------------
+
 
 def reference() -> list[dict[str, str]]:
     """One row per key, from the schema itself: the docs' params reference (it cannot drift)."""
@@ -187,8 +293,9 @@ def reference() -> list[dict[str, str]]:
             accepts = "one of " + ", ".join(ACTIVATIONS) + ", or a list of them"
         else:
             accepts = allowed(field)
-        rows.append({"key": key, "default": _value(defaults, key), "accepts": accepts,
-                     "meaning": field.description or ""})
+        rows.append(
+            {"key": key, "default": _value(defaults, key), "accepts": accepts, "meaning": field.description or ""}
+        )
     return rows
 
 
@@ -200,8 +307,11 @@ def allowed(field: FieldInfo) -> str:
     base = next((a for a in args if a is not type(None)), ann) if optional else ann
     if get_origin(base) is Literal:
         return "one of " + ", ".join(get_args(base))
-    bounds = {type(m).__name__: getattr(m, type(m).__name__.lower()) for m in field.metadata
-              if isinstance(m, (at.Ge, at.Le, at.Gt))}
+    bounds = {
+        type(m).__name__: getattr(m, type(m).__name__.lower())
+        for m in field.metadata
+        if isinstance(m, (at.Ge, at.Le, at.Gt))
+    }
     if base is float:
         return f"a positive number such as {field.default} ({LR_HINT})" if bounds.get("Gt") == 0 else "a number"
     text = "an integer"
@@ -218,7 +328,7 @@ def _lookup(raw: Any, path: list[str]) -> Any:
     return raw
 
 
-def _message(err: dict, raw: dict) -> ParamsError:
+def _message(err: ErrorDetails, raw: dict) -> ParamsError:
     path = [str(p) for p in err["loc"] if not isinstance(p, int)]  # list positions belong to their key
     key = ".".join(path)
     if err["type"] == "extra_forbidden":
@@ -248,9 +358,11 @@ def validate(raw: Any) -> Params:
     except ValidationError as exc:
         raise _message(exc.errors()[0], raw) from None
     if params.data.protocol == "notebook" and params.data.eval_limit is not None:
-        raise ParamsError(f"params: 'data.eval_limit' = {params.data.eval_limit!r} is not allowed under "
-                          "data.protocol 'notebook', which evaluates on the images it trains on; set it to null "
-                          "and shrink both with data.train_limit")
+        raise ParamsError(
+            f"params: 'data.eval_limit' = {params.data.eval_limit!r} is not allowed under "
+            "data.protocol 'notebook', which evaluates on the images it trains on; set it to null "
+            "and shrink both with data.train_limit"
+        )
     return params
 
 
@@ -259,10 +371,7 @@ def missing_keys(raw: dict) -> list[str]:
     missing = []
     for key in SCHEMA:
         section, _, sub = key.partition(".")
-        if sub:
-            present = isinstance(raw.get(section), dict) and sub in raw[section]
-        else:
-            present = key in raw
+        present = isinstance(raw.get(section), dict) and sub in raw[section] if sub else key in raw
         if not present:
             missing.append(key)
     return missing
@@ -284,8 +393,10 @@ def load(path: str | Path = "params.yaml", complete: bool = False) -> Params:
     if missing:
         defaults = params.to_dict()
         shown = ", ".join(f"'{k}' (default {_value(defaults, k)!r})" for k in missing)
-        raise ParamsError(f"params: {path} does not set {shown}; every key a stage reads is written there, "
-                          "where DVC tracks it, not taken from a default")
+        raise ParamsError(
+            f"params: {path} does not set {shown}; every key a stage reads is written there, "
+            "where DVC tracks it, not taken from a default"
+        )
     return params
 
 
@@ -293,4 +404,3 @@ def _value(d: dict, key: str) -> Any:
     for part in key.split("."):
         d = d[part]
     return d
-

@@ -6,8 +6,12 @@ A side channel of the stages: it shows losses, it decides none.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .codecs.train import EpochResult
 
 
 @contextmanager
@@ -19,16 +23,25 @@ def epoch_progress(names: list[str], epochs: int) -> Iterator:
 
     interactive = sys.stderr.isatty()
     log = logging.getLogger("mnist_codec.progress")
-    bars = {name: tqdm(total=epochs, desc=name, unit="epoch", position=k, disable=not interactive,
-                       file=sys.stderr) for k, name in enumerate(names)}
+    bars = {
+        name: tqdm(total=epochs, desc=name, unit="epoch", position=k, disable=not interactive, file=sys.stderr)
+        for k, name in enumerate(names)
+    }
 
-    def report(name: str, r) -> None:
+    def report(name: str, r: EpochResult) -> None:
         if interactive:
             bars[name].set_postfix(train=f"{r.train_loss:.6f}", eval=f"{r.eval_loss:.6f}")
             bars[name].update(1)
         else:
-            log.info("%s: epoch %d/%d train_loss %.6f eval_loss %.6f (%.1f s)", name, r.epoch, epochs,
-                     r.train_loss, r.eval_loss, r.seconds)
+            log.info(
+                "%s: epoch %d/%d train_loss %.6f eval_loss %.6f (%.1f s)",
+                name,
+                r.epoch,
+                epochs,
+                r.train_loss,
+                r.eval_loss,
+                r.seconds,
+            )
 
     try:
         yield report

@@ -8,7 +8,10 @@ from pathlib import Path
 
 from .errors import DataError
 
-START, END = "<!-- comparison: written by `mnist-codec readme` from reports/comparison.md -->", "<!-- end of comparison -->"
+START, END = (
+    "<!-- comparison: written by `mnist-codec readme` from reports/comparison.md -->",
+    "<!-- end of comparison -->",
+)
 
 
 def headline(comparison_md: str) -> str:

@@ -11,8 +11,8 @@ import argparse
 import gc
 import logging
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from .errors import MnistCodecError, ParamsError
 from .params import Params, load
@@ -32,15 +32,17 @@ def check_outputs(paths: Iterable[str | Path], root: Path) -> None:
         except ValueError:
             parts = ()
         if not parts or parts[0] not in WRITABLE or len(parts) < 2:
-            raise ParamsError(f"output path {str(path)!r} resolves to {resolved}, outside "
-                              f"{', '.join(f'{root / w}/' for w in WRITABLE)}; refusing to write there")
+            raise ParamsError(
+                f"output path {str(path)!r} resolves to {resolved}, outside "
+                f"{', '.join(f'{root / w}/' for w in WRITABLE)}; refusing to write there"
+            )
 
 
 def setup_logging() -> None:
     """The project's loggers as plain lines: results (INFO) on stdout, warnings on stderr, and
     per-epoch progress (``mnist_codec.progress``) on stderr, apart from the results."""
     log = logging.getLogger("mnist_codec")
-    if any(getattr(h, "mnist_codec", False) for h in log.handlers):
+    if any(h.get_name() == "mnist_codec" for h in log.handlers):
         return
     results = logging.StreamHandler(sys.stdout)
     results.addFilter(lambda record: record.levelno < logging.WARNING)
@@ -49,14 +51,15 @@ def setup_logging() -> None:
     progress = logging.StreamHandler(sys.stderr)
     for logger, handler in ((log, results), (log, warnings), (logging.getLogger("mnist_codec.progress"), progress)):
         handler.setFormatter(logging.Formatter("%(message)s"))
-        handler.mnist_codec = True
+        handler.set_name("mnist_codec")
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     logging.getLogger("mnist_codec.progress").propagate = False
 
 
-def run_stage(name: str, params_path: str | Path, body: Callable[[Params], None],
-              outputs: Iterable[str | Path] = ()) -> None:
+def run_stage(
+    name: str, params_path: str | Path, body: Callable[[Params], None], outputs: Iterable[str | Path] = ()
+) -> None:
     """Validate all params and output paths, then run ``body``.
 
     Expected errors become one line and exit 2; Ctrl-C and SIGTERM exit 130. A stage that

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 ENV = "MNIST_CODEC_TIMINGS"
 _IMPORTED = time.time()
@@ -45,8 +45,7 @@ def process_seconds() -> float:
 
 def record(stage: str) -> dict:
     """The stage's timing so far: seconds since its process started, and its work by label."""
-    return {"stage": stage, "seconds": round(process_seconds(), 3),
-            "work": {k: round(v, 3) for k, v in _work.items()}}
+    return {"stage": stage, "seconds": round(process_seconds(), 3), "work": {k: round(v, 3) for k, v in _work.items()}}
 
 
 def write_record(stage: str) -> None:

@@ -5,6 +5,7 @@ Every fault must give one clear error naming the file and what was wrong, and le
 there was none): never a partial file.
 """
 
+import contextlib
 import gzip
 import shutil
 import socket
@@ -15,9 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import MirrorServer, idx_bytes, synthetic_digits, write_raw_dir
 from mnist_codec.data import idx, mnist, prepare
 from mnist_codec.errors import DataError
+
+from conftest import MirrorServer, idx_bytes, synthetic_digits, write_raw_dir
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -32,6 +34,7 @@ def no_leftovers(parent: Path) -> bool:
 
 
 # --- mirrors -------------------------------------------------------------------------------
+
 
 def flip_a_byte(blob: bytes) -> bytes:
     b = bytearray(blob)
@@ -54,8 +57,12 @@ MIRROR_FAULTS = [
     ("flipped-byte", "train-labels-idx1-ubyte.gz", flip_a_byte, "not a valid gzip file|content does not match"),
     ("cut-short", "t10k-images-idx3-ubyte.gz", lambda b: b[:-1], "not a valid gzip file"),
     ("html-error-page", "train-images-idx3-ubyte.gz", html_page, r"not a valid gzip file .* starting b'<!DOCTYPE html"),
-    ("wrong-content", "t10k-labels-idx1-ubyte.gz", wrong_content,
-     "content does not match t10k-labels-idx1-ubyte: expected 10008 bytes with sha256 ff7bcfd4"),
+    (
+        "wrong-content",
+        "t10k-labels-idx1-ubyte.gz",
+        wrong_content,
+        "content does not match t10k-labels-idx1-ubyte: expected 10008 bytes with sha256 ff7bcfd4",
+    ),
 ]
 
 
@@ -68,9 +75,10 @@ def previous_raw(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("transport", ["http", "file"])
-@pytest.mark.parametrize("fault_id, name, damage, message", MIRROR_FAULTS, ids=[f[0] for f in MIRROR_FAULTS])
-def test_a_damaged_mirror_file_is_refused_and_raw_data_is_kept(good_mirror, previous_raw, tmp_path,
-                                                               transport, fault_id, name, damage, message):
+@pytest.mark.parametrize(("fault_id", "name", "damage", "message"), MIRROR_FAULTS, ids=[f[0] for f in MIRROR_FAULTS])
+def test_a_damaged_mirror_file_is_refused_and_raw_data_is_kept(
+    good_mirror, previous_raw, tmp_path, transport, fault_id, name, damage, message
+):
     bad = tmp_path / "bad-mirror"
     shutil.copytree(good_mirror, bad)
     (bad / name).write_bytes(damage((bad / name).read_bytes()))
@@ -114,6 +122,7 @@ def test_a_mirror_missing_a_file_names_it(good_mirror, tmp_path):
 
 # --- IDX files -----------------------------------------------------------------------------
 
+
 def _images(n=20):
     return synthetic_digits(n)[0]
 
@@ -121,19 +130,35 @@ def _images(n=20):
 IDX_FAULTS = [
     # (id, file to replace, its decompressed bytes, what the error must say)
     ("wrong-magic", "train-images-idx3-ubyte", idx_bytes(_images(), 2049), "wrong magic number 2049, expected 2051"),
-    ("wrong-ndim", "train-images-idx3-ubyte", idx_bytes(_images().reshape(20, 784), 2050),
-     "wrong magic number 2050, expected 2051"),
-    ("count-disagrees-with-length", "t10k-images-idx3-ubyte", idx_bytes(_images(), 2051)[:-28],
-     r"header says dimensions \(20, 28, 28\) \(15696 bytes\) but the file has 15668 bytes"),
-    ("label-10", "t10k-labels-idx1-ubyte", idx_bytes(np.array([3, 9, 10, 1], np.uint8), 2049),
-     "label 10 at index 2 is outside 0-9"),
-    ("labels-disagree-with-images", "train-labels-idx1-ubyte", idx_bytes(synthetic_digits(299)[1], 2049),
-     "has 300 images but train-labels-idx1-ubyte has 299 labels"),
+    (
+        "wrong-ndim",
+        "train-images-idx3-ubyte",
+        idx_bytes(_images().reshape(20, 784), 2050),
+        "wrong magic number 2050, expected 2051",
+    ),
+    (
+        "count-disagrees-with-length",
+        "t10k-images-idx3-ubyte",
+        idx_bytes(_images(), 2051)[:-28],
+        r"header says dimensions \(20, 28, 28\) \(15696 bytes\) but the file has 15668 bytes",
+    ),
+    (
+        "label-10",
+        "t10k-labels-idx1-ubyte",
+        idx_bytes(np.array([3, 9, 10, 1], np.uint8), 2049),
+        "label 10 at index 2 is outside 0-9",
+    ),
+    (
+        "labels-disagree-with-images",
+        "train-labels-idx1-ubyte",
+        idx_bytes(synthetic_digits(299)[1], 2049),
+        "has 300 images but train-labels-idx1-ubyte has 299 labels",
+    ),
     ("html-instead-of-gzip", "t10k-labels-idx1-ubyte", None, "t10k-labels-idx1-ubyte.gz: not a valid gzip file"),
 ]
 
 
-@pytest.mark.parametrize("fault_id, stem, raw, message", IDX_FAULTS, ids=[f[0] for f in IDX_FAULTS])
+@pytest.mark.parametrize(("fault_id", "stem", "raw", "message"), IDX_FAULTS, ids=[f[0] for f in IDX_FAULTS])
 def test_a_bad_idx_file_fails_preprocess_and_keeps_processed_data(tmp_path, fault_id, stem, raw, message):
     raw_dir = write_raw_dir(tmp_path / "data" / "raw")
     processed = tmp_path / "data" / "processed"
@@ -152,8 +177,11 @@ def test_a_bad_idx_file_fails_preprocess_and_keeps_processed_data(tmp_path, faul
 
 
 @settings(max_examples=300, deadline=None)
-@given(magic=st.sampled_from([2049, 2051, 0, 2052]), dims=st.lists(st.integers(0, 2**32 - 1), max_size=4),
-       tail=st.binary(max_size=64))
+@given(
+    magic=st.sampled_from([2049, 2051, 0, 2052]),
+    dims=st.lists(st.integers(0, 2**32 - 1), max_size=4),
+    tail=st.binary(max_size=64),
+)
 def test_random_headers_and_lengths_raise_only_the_projects_error(magic, dims, tail):
     blob = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims) + tail
     for ndim, magic_expected in ((3, 2051), (1, 2049)):
@@ -169,7 +197,5 @@ def test_random_headers_and_lengths_raise_only_the_projects_error(magic, dims, t
 @given(st.binary(max_size=200))
 def test_random_bytes_raise_only_the_projects_error(blob):
     for parse in (idx.parse_images, idx.parse_labels):
-        try:
+        with contextlib.suppress(DataError):
             parse(blob, "f")
-        except DataError:
-            pass

@@ -16,8 +16,7 @@ from conftest import drain_queue, project_copy, project_env, sh, store_runs
 
 pytestmark = pytest.mark.full
 
-SMALL = {"data": {"train_limit": 3000, "eval_limit": 500}, "train": {"epochs": 2},
-         "evaluate": {"n_projection": 200}}
+SMALL = {"data": {"train_limit": 3000, "eval_limit": 500}, "train": {"epochs": 2}, "evaluate": {"n_projection": 200}}
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +25,16 @@ def repo(tmp_path_factory) -> Path:
 
 
 def test_two_repros_at_once_one_runs_the_other_gets_the_lock_error(repo):
-    start = lambda: subprocess.Popen(["dvc", "repro"], cwd=repo, env=project_env(repo),  # noqa: E731
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(
+            ["dvc", "repro"],
+            cwd=repo,
+            env=project_env(repo),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
     first = start()
     time.sleep(1.5)  # the first holds the repo lock from its start
     second = start()
@@ -36,8 +43,9 @@ def test_two_repros_at_once_one_runs_the_other_gets_the_lock_error(repo):
     assert first.returncode == 0, out1
     # DVC's lock: the repo lock, or the per-output lock the first run holds
     assert second.returncode != 0, out2
-    assert "Unable to acquire lock" in out2 or ("is busy, it is being blocked by" in out2
-                                                and f"(PID {first.pid})" in out2), out2
+    assert "Unable to acquire lock" in out2 or (
+        "is busy, it is being blocked by" in out2 and f"(PID {first.pid})" in out2
+    ), out2
     assert "Running stage" not in out2
     assert "Data and pipelines are up to date" in sh(repo, "dvc", "status").stdout
     metrics = (repo / "reports/metrics.json").read_bytes()
@@ -83,9 +91,16 @@ def test_ctrl_c_during_a_training_stage_then_dvc_repro_resumes_and_succeeds(repo
         runs_before = {r.info.run_id for r in store_runs(repo)[0]}
         # a terminal's foreground job: its own process group, and SIGINT not ignored (a shell that
         # starts CI in the background makes its jobs ignore SIGINT, and children inherit that)
-        proc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=project_env(repo), start_new_session=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            ["dvc", "repro"],
+            cwd=repo,
+            env=project_env(repo),
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         seen = []
         for line in proc.stdout:
             seen.append(line)
@@ -95,8 +110,11 @@ def test_ctrl_c_during_a_training_stage_then_dvc_repro_resumes_and_succeeds(repo
         rest = proc.stdout.read()
         assert proc.wait(timeout=120) != 0, "".join(seen) + rest
         assert not (repo / "models" / "deep").exists()
-        killed = [r for r in store_runs(repo)[0] if r.info.run_id not in runs_before
-                  and r.data.tags["mnist_codec.stage"] == "train_deep"]
+        killed = [
+            r
+            for r in store_runs(repo)[0]
+            if r.info.run_id not in runs_before and r.data.tags["mnist_codec.stage"] == "train_deep"
+        ]
         assert sorted(r.info.status for r in killed) == ["KILLED"] * 12  # 3 codecs, each with 3 seeds
 
         again = sh(repo, "dvc", "repro")

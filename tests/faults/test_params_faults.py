@@ -50,7 +50,7 @@ BAD_VALUES = [
 ]
 
 
-@pytest.mark.parametrize("raw, key, allowed", BAD_VALUES)
+@pytest.mark.parametrize(("raw", "key", "allowed"), BAD_VALUES)
 def test_each_bad_value_names_key_value_and_allowed(raw, key, allowed):
     with pytest.raises(ParamsError) as err:
         params.validate(raw)

@@ -13,11 +13,11 @@ import pytest
 import yaml
 from packaging.version import Version
 
-from conftest import REPO, Planted, params_text, write_raw_dir
 from mnist_codec.codecs import models
 from mnist_codec.errors import DataError, ParamsError
 from mnist_codec.runner import check_outputs
 
+from conftest import REPO, Planted, params_text, write_raw_dir
 
 Payload = Planted  # the planted pickle, shared with the registry test
 
@@ -66,11 +66,15 @@ def _load_pca(tmp_path: Path, marker: Path) -> None:
 # Every loader of a stored model, one place: a training checkpoint or model file (torch.load with
 # weights_only=True), the served codec's weights (np.load, allow_pickle=False), PCA's arrays.
 # The evaluate stage below and the registry's champion (tests/test_registry.py) go through them.
-@pytest.mark.parametrize("load, says", [
-    (_load_model, "evil.pt: not a valid mnist-codec model file"),
-    (_load_served_weights, "not a valid codec artifact"),
-    (_load_pca, "not a valid PCA file"),
-], ids=["model-file", "served-weights", "pca"])
+@pytest.mark.parametrize(
+    ("load", "says"),
+    [
+        (_load_model, "evil.pt: not a valid mnist-codec model file"),
+        (_load_served_weights, "not a valid codec artifact"),
+        (_load_pca, "not a valid PCA file"),
+    ],
+    ids=["model-file", "served-weights", "pca"],
+)
 def test_a_planted_pickle_is_refused_by_every_loader_and_never_runs(tmp_path, load, says):
     marker = tmp_path / "executed"
     with pytest.raises(DataError, match=says):
@@ -89,11 +93,33 @@ def test_the_evaluate_stage_refuses_a_planted_model_file(tmp_path):
     plant(root / "models" / "pca.npz", root / "executed-pca")  # .npz is read with allow_pickle=False
     plant(root / "models" / "ae" / "seed0.pt", root / "executed-ae")
     proc = subprocess.run(
-        [sys.executable, str(REPO / "stages" / "evaluate.py"), "--data", "data/processed", "--pca", "models/pca.npz",
-         "--ae", "models/ae", "--deep", "models/deep", "--metrics", "reports/metrics.json",
-         "--table-md", "reports/comparison.md", "--table-csv", "reports/comparison.csv",
-         "--timings", "reports/timings.json", "--samples", "data/evaluation/samples.npz"],
-        cwd=root, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            str(REPO / "stages" / "evaluate.py"),
+            "--data",
+            "data/processed",
+            "--pca",
+            "models/pca.npz",
+            "--ae",
+            "models/ae",
+            "--deep",
+            "models/deep",
+            "--metrics",
+            "reports/metrics.json",
+            "--table-md",
+            "reports/comparison.md",
+            "--table-csv",
+            "reports/comparison.csv",
+            "--timings",
+            "reports/timings.json",
+            "--samples",
+            "data/evaluation/samples.npz",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "evaluate: error: models/pca.npz: not a valid PCA file" in proc.stderr
     assert not (root / "executed-pca").exists() and not (root / "executed-ae").exists()
@@ -112,7 +138,9 @@ def test_the_mlflow_ui_and_the_scoring_server_listen_on_127_0_0_1_only(tmp_path)
     serve_cmd = http.command("champion", 5001)[0]
     for cmd in (ui_cmd, serve_cmd):
         assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and "0.0.0.0" not in cmd
-    recipes = re.findall(r"^(?:ui|tracking-server|serve-model):.*?\n((?:\t.*\n)+)", (REPO / "Makefile").read_text(), re.M)
+    recipes = re.findall(
+        r"^(?:ui|tracking-server|serve-model):.*?\n((?:\t.*\n)+)", (REPO / "Makefile").read_text(), re.M
+    )
     assert len(recipes) == 3 and not any("--host" in r or "0.0.0.0" in r for r in recipes)
     blocks = [b for page in sorted((REPO / "docs").glob("*.md")) for b in page.read_text().split("```")[1::2]]
     ui_blocks = [b for b in blocks if re.search(r"mlflow (ui|server|models serve)", b)]
@@ -140,8 +168,17 @@ def test_locked_versions_are_past_every_listed_advisory():
     assert f'"mlflow=={pins["mlflow"]}"' in (REPO / "pyproject.toml").read_text()
 
 
-@pytest.mark.parametrize("path", ["../outside/raw", "/tmp/mnist-codec-elsewhere/raw", "data/../../raw",
-                                  "data", "src/mnist_codec/datasets", "mlruns/x"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../outside/raw",
+        "/tmp/mnist-codec-elsewhere/raw",
+        "data/../../raw",
+        "data",
+        "src/mnist_codec/datasets",
+        "mlruns/x",
+    ],
+)
 def test_outputs_outside_the_repos_own_folders_are_refused(tmp_path, monkeypatch, path):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ParamsError, match="refusing to write there"):
@@ -162,8 +199,13 @@ def test_a_stage_asked_to_write_outside_refuses_and_writes_nothing(tmp_path):
     root = tmp_path / "repo"
     (root / ".dvc").mkdir(parents=True)
     (root / "params.yaml").write_text(params_text({"seed": 1}))
-    proc = subprocess.run([sys.executable, str(REPO / "stages" / "fetch.py"), "--out", "../stolen"],
-                          cwd=root, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "fetch.py"), "--out", "../stolen"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "fetch: error: output path '../stolen'" in proc.stderr
     assert not (tmp_path / "stolen").exists()

@@ -37,12 +37,21 @@ def test_concurrent_writers_to_a_fresh_store_lose_nothing(tmp_path):
     (tmp_path / ".dvc").mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(go), str(k), str(epochs)], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(n_writers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(go), str(k), str(epochs)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(n_writers)
+    ]
     time.sleep(4)  # let every writer import MLflow; the store does not exist yet
     go.touch()
     for p in procs:
-        out, err = p.communicate(timeout=300)
+        _out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
 
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -56,6 +65,5 @@ def test_concurrent_writers_to_a_fresh_store_lose_nothing(tmp_path):
         for metric, offset in (("train_loss", 1), ("eval_loss", 2)):
             history = client.get_metric_history(run.info.run_id, metric)
             assert sorted(m.step for m in history) == list(range(1, epochs + 1))
-            assert {m.step: m.value for m in history} == {
-                e: k + j / 10 + offset / e for e in range(1, epochs + 1)}
+            assert {m.step: m.value for m in history} == {e: k + j / 10 + offset / e for e in range(1, epochs + 1)}
         assert run.data.metrics["eval_mse"] == k + 0.5

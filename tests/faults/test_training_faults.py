@@ -18,7 +18,6 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, clean_env, params_text, store_runs, write_raw_dir
 from mnist_codec.codecs import models, train
 from mnist_codec.codecs.seeding import derive_seed, seed_everything
 from mnist_codec.data import prepare
@@ -29,6 +28,8 @@ from mnist_codec.pipeline import preprocess as preprocess_stage
 from mnist_codec.pipeline import report as report_stage
 from mnist_codec.pipeline import train_ae as train_ae_stage
 from mnist_codec.pipeline import train_deep as train_deep_stage
+
+from conftest import REPO, clean_env, params_text, store_runs, write_raw_dir
 
 DEEP_ARGS = ["--data", "data/processed", "--out", "models/deep", "--curves", "reports/curves/deep"]
 
@@ -43,27 +44,46 @@ def mini_project(root: Path, n_train: int = 3000, **params) -> Path:
 
 
 def run_stage(root: Path, stage: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "stages" / f"{stage}.py"), *args], cwd=root,
-                          env=clean_env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(REPO / "stages" / f"{stage}.py"), *args],
+        cwd=root,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def leftovers(root: Path) -> list[str]:
     """Temporary files or folders anywhere under the project's output folders."""
-    return [str(p) for folder in ("data", "models", "reports") if (root / folder).exists()
-            for p in (root / folder).rglob(".*") if p.name != ".checkpoints"]
+    return [
+        str(p)
+        for folder in ("data", "models", "reports")
+        if (root / folder).exists()
+        for p in (root / folder).rglob(".*")
+        if p.name != ".checkpoints"
+    ]
 
 
 # --- a loss that stops being finite --------------------------------------------------------
 
+
 def test_a_diverging_loss_stops_the_stage_naming_model_and_epoch(tmp_path):
     # Adam at lr=1e12 blows the weights up past float32's range in the first steps
-    root = mini_project(tmp_path / "p", n_train=600, latent_dim=8, activation=["relu"],
-                        deep={"hidden": [64, 16]}, train={"epochs": 3, "lr": 1.0e12})
+    root = mini_project(
+        tmp_path / "p",
+        n_train=600,
+        latent_dim=8,
+        activation=["relu"],
+        deep={"hidden": [64, 16]},
+        train={"epochs": 3, "lr": 1.0e12},
+    )
     proc = run_stage(root, "train_deep", *DEEP_ARGS)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     # the seeds train side by side: whichever diverges first is named
-    assert re.search(r"train_deep: error: deep_relu/seed[012]: training loss became nan in epoch 1; lower train.lr",
-                     proc.stderr)
+    assert re.search(
+        r"train_deep: error: deep_relu/seed[012]: training loss became nan in epoch 1; lower train.lr", proc.stderr
+    )
     assert not (root / "models" / "deep").exists()
     assert [p for p in (root / "reports").rglob("*") if p.is_file()] == []
     runs = store_runs(root, "train_deep")[0]
@@ -73,7 +93,7 @@ def test_a_diverging_loss_stops_the_stage_naming_model_and_epoch(tmp_path):
 
 # --- SIGTERM mid-training, then the next run resumes -----------------------------------------
 
-RESUMABLE = dict(seed=5, n_seeds=2, latent_dim=32, activation=["relu", "tanh"], train={"epochs": 6})
+RESUMABLE = {"seed": 5, "n_seeds": 2, "latent_dim": 32, "activation": ["relu", "tanh"], "train": {"epochs": 6}}
 SEED_RUNS = ["deep_relu", "deep_relu seed0", "deep_relu seed1", "deep_tanh", "deep_tanh seed0", "deep_tanh seed1"]
 
 
@@ -82,8 +102,14 @@ def test_sigterm_mid_training_kills_the_runs_and_the_next_run_resumes(tmp_path):
     next run resumes from them. That a resumed run ends with the uninterrupted run's losses is
     held exactly in the library below; Ctrl-C under `dvc repro` in test_dvc_faults.py."""
     root = mini_project(tmp_path / "killed", n_train=1000, **RESUMABLE)
-    proc = subprocess.Popen([sys.executable, str(REPO / "stages" / "train_deep.py"), *DEEP_ARGS], cwd=root,
-                            env=clean_env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "stages" / "train_deep.py"), *DEEP_ARGS],
+        cwd=root,
+        env=clean_env(),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
     seen = []
     for line in proc.stderr:
         seen.append(line)
@@ -100,8 +126,12 @@ def test_sigterm_mid_training_kills_the_runs_and_the_next_run_resumes(tmp_path):
     assert sorted(r.info.run_name for r in killed) == SEED_RUNS
     assert {r.info.status for r in killed} == {"KILLED"}
     checkpoints = sorted(p.name for p in (root / "models" / ".checkpoints").iterdir())
-    assert checkpoints == ["deep_relu.seed0.ckpt", "deep_relu.seed1.ckpt", "deep_tanh.seed0.ckpt",
-                           "deep_tanh.seed1.ckpt"]
+    assert checkpoints == [
+        "deep_relu.seed0.ckpt",
+        "deep_relu.seed1.ckpt",
+        "deep_tanh.seed0.ckpt",
+        "deep_tanh.seed1.ckpt",
+    ]
 
     again = run_stage(root, "train_deep", *DEEP_ARGS)
     assert again.returncode == 0, again.stderr
@@ -118,6 +148,7 @@ def test_sigterm_mid_training_kills_the_runs_and_the_next_run_resumes(tmp_path):
 
 # --- resume, in the library: exact -----------------------------------------------------------
 
+
 def _job(name: str, ckpt: Path | None, fingerprint: str = "f1") -> train.Job:
     generator = seed_everything(derive_seed(9, name))
     spec = {"kind": "deep", "latent_dim": 8, "hidden": [32, 16], "activation": name.removeprefix("deep_")}
@@ -125,7 +156,7 @@ def _job(name: str, ckpt: Path | None, fingerprint: str = "f1") -> train.Job:
     return train.Job(name, models.build(spec), generator, checkpoint=checkpoint)
 
 
-@pytest.mark.parametrize("cores, optim", [(1, {}), (2, {}), (2, {"schedule": "onecycle", "weight_decay": 1e-3})])
+@pytest.mark.parametrize(("cores", "optim"), [(1, {}), (2, {}), (2, {"schedule": "onecycle", "weight_decay": 1e-3})])
 def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_losses(digits, tmp_path, cores, optim):
     x = torch.from_numpy(digits[0])
     names = ["deep_relu", "deep_tanh", "deep_leaky_relu"]
@@ -151,18 +182,21 @@ def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_losses(
     resumed_jobs = [_job(n, tmp_path / f"{n}.ckpt") for n in names]  # fresh weights, fresh generators
     resumed_jobs[0].on_epoch = lambda r: reported.append(r.epoch)
     resumed = train.fit_many(resumed_jobs, x, x[:50], **kw)
-    for got, want in zip(resumed, reference):
-        assert [(r.epoch, r.train_loss, r.eval_loss) for r in got] == [(r.epoch, r.train_loss, r.eval_loss) for r in want]
+    for got, want in zip(resumed, reference, strict=True):
+        assert [(r.epoch, r.train_loss, r.eval_loss) for r in got] == [
+            (r.epoch, r.train_loss, r.eval_loss) for r in want
+        ]
     assert reported == [1, 2, 3, 4, 5]  # restored epochs are reported again, each once
 
 
 def test_a_checkpoint_for_other_params_or_cut_short_is_not_resumed(digits, tmp_path):
     x = torch.from_numpy(digits[0])
-    kw = dict(epochs=2, batch_size=64, lr=1e-3, cores=1)
+    kw = {"epochs": 2, "batch_size": 64, "lr": 1e-3, "cores": 1}
     reference = train.fit_many([_job("deep_relu", None)], x, x[:50], **kw)[0]
     ckpt = tmp_path / "deep_relu.ckpt"
-    train.fit_many([_job("deep_relu", ckpt, fingerprint="other params")], x, x[:50], epochs=1, batch_size=64,
-                   lr=1e-3, cores=1)
+    train.fit_many(
+        [_job("deep_relu", ckpt, fingerprint="other params")], x, x[:50], epochs=1, batch_size=64, lr=1e-3, cores=1
+    )
     assert ckpt.exists()
     fresh = train.fit_many([_job("deep_relu", ckpt, fingerprint="these params")], x, x[:50], **kw)[0]
     assert [r.train_loss for r in fresh] == [r.train_loss for r in reference]  # trained from the start
@@ -173,10 +207,14 @@ def test_a_checkpoint_for_other_params_or_cut_short_is_not_resumed(digits, tmp_p
 
 # --- killed at any write: old outputs or none ------------------------------------------------
 
+
 def _outputs(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for folder in ("models", "reports", "data/processed",
-                                                                    "data/evaluation")
-            for p in sorted((root / folder).rglob("*")) if p.is_file() and ".checkpoints" not in p.parts}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for folder in ("models", "reports", "data/processed", "data/evaluation")
+        for p in sorted((root / folder).rglob("*"))
+        if p.is_file() and ".checkpoints" not in p.parts
+    }
 
 
 def _run_stages(root: Path, params) -> None:
@@ -184,21 +222,43 @@ def _run_stages(root: Path, params) -> None:
     preprocess_stage.run(params, root / "data/raw", root / "data/processed")
     pca_stage.run(params, root / "data/processed", root / "models/pca.npz", root / "models/pca.json")
     train_ae_stage.run(params, root / "data/processed", root / "models/ae", root / "reports/curves/ae")
-    evaluate_stage.run(params, root / "data/processed", root / "models/pca.npz", root / "models/ae",
-                          root / "models/deep", root / "reports/metrics.json", root / "reports/comparison.md",
-                          root / "reports/comparison.csv", root / "reports/timings.json",
-                          root / "data/evaluation/samples.npz")
+    evaluate_stage.run(
+        params,
+        root / "data/processed",
+        root / "models/pca.npz",
+        root / "models/ae",
+        root / "models/deep",
+        root / "reports/metrics.json",
+        root / "reports/comparison.md",
+        root / "reports/comparison.csv",
+        root / "reports/timings.json",
+        root / "data/evaluation/samples.npz",
+    )
     train_deep_stage.run(params, root / "data/processed", root / "models/deep", root / "reports/curves/deep")
-    report_stage.run(root / "reports/metrics.json", root / "reports/comparison.csv", root / "reports/curves",
-                        root / "data/evaluation/samples.npz", root / "reports/figures", root / "reports/report.html")
+    report_stage.run(
+        root / "reports/metrics.json",
+        root / "reports/comparison.csv",
+        root / "reports/curves",
+        root / "data/evaluation/samples.npz",
+        root / "reports/figures",
+        root / "reports/report.html",
+    )
 
 
 @pytest.mark.full
 def test_a_stage_killed_at_any_rename_leaves_each_output_old_or_complete(tmp_path, monkeypatch, mlflow_store):
     # one seed: every kind of output and rename is there (per-model files, folders swapped
     # whole, the tables, the report) at about half the renames of two; each rename is killed once
-    root = mini_project(tmp_path / "p", n_train=300, latent_dim=4, activation=["tanh"], deep={"hidden": [16, 8]},
-                        n_seeds=1, train={"epochs": 1}, evaluate={"n_projection": 50})
+    root = mini_project(
+        tmp_path / "p",
+        n_train=300,
+        latent_dim=4,
+        activation=["tanh"],
+        deep={"hidden": [16, 8]},
+        n_seeds=1,
+        train={"epochs": 1},
+        evaluate={"n_projection": 50},
+    )
     params = validate(yaml.safe_load((root / "params.yaml").read_text()))
     pca_stage.run(params, root / "data/processed", root / "models/pca.npz", root / "models/pca.json")
     train_deep_stage.run(params, root / "data/processed", root / "models/deep", root / "reports/curves/deep")
@@ -218,7 +278,7 @@ def test_a_stage_killed_at_any_rename_leaves_each_output_old_or_complete(tmp_pat
     for k in range(n_renames):
         seen = []
 
-        def kill_at_k(src, dst, k=k):
+        def kill_at_k(src, dst, k=k, seen=seen):
             seen.append(dst)
             if len(seen) == k + 1:
                 raise KeyboardInterrupt(f"killed at rename {k + 1} ({dst})")

@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 
 log = logging.getLogger(__name__)
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """Where a model's end-of-epoch state is kept, and what it must match to be resumed.
@@ -33,7 +35,10 @@ def read_checkpoint(name: str, ck: Checkpoint | None) -> dict | None:
     except Exception as exc:  # unreadable (cut short, say): start over rather than trust it
         log.warning("%s: ignoring unreadable checkpoint %s (%s)", name, ck.path, type(exc).__name__)
         return None
-    if not isinstance(blob, dict) or blob.get("fingerprint") != ck.fingerprint \
-            or blob.get("format") != CHECKPOINT_FORMAT:  # written for other params, data or code
+    if (
+        not isinstance(blob, dict)
+        or blob.get("fingerprint") != ck.fingerprint
+        or blob.get("format") != CHECKPOINT_FORMAT
+    ):  # written for other params, data or code
         return None
     return blob

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from ..errors import TrainingError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def usable_cores() -> int:
@@ -35,7 +39,7 @@ def configure_cpu(threads: int) -> None:
     torch.set_flush_denormal(True)
 
 
-def resolve_device(name: str):
+def resolve_device(name: str) -> torch.device:
     """Map the ``device`` param (auto | cpu | cuda) to a torch.device.
 
     ``auto`` takes CUDA when present, else the CPU; asking for ``cuda`` without one is an error.
@@ -63,7 +67,7 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-def bf16_support(device) -> tuple[bool, str]:
+def bf16_support(device: torch.device) -> tuple[bool, str]:
     """(whether ``device`` computes bfloat16 products natively, what it has or lacks).
 
     A CPU needs AVX512-BF16 or AMX-BF16 (x86) or the BF16 extension (ARM): without them
@@ -78,27 +82,34 @@ def bf16_support(device) -> tuple[bool, str]:
             return True, f"compute capability {major}.{minor}"
         return False, f"compute capability {major}.{minor}, below the 8.0 that bf16 tensor cores need"
     flags = _cpu_flags()
-    have = [name for name, ok in (("AMX-BF16", torch.cpu._is_amx_tile_supported() or "amx_bf16" in flags),
-                                  ("AVX512-BF16", torch.cpu._is_avx512_bf16_supported() or "avx512_bf16" in flags),
-                                  ("ARM BF16", "bf16" in flags))
-            if ok]
+    have = [
+        name
+        for name, ok in (
+            ("AMX-BF16", torch.cpu._is_amx_tile_supported() or "amx_bf16" in flags),
+            ("AVX512-BF16", torch.cpu._is_avx512_bf16_supported() or "avx512_bf16" in flags),
+            ("ARM BF16", "bf16" in flags),
+        )
+        if ok
+    ]
     if have:
         return True, " and ".join(have)
     best = torch.backends.cpu.get_cpu_capability()
     return False, f"no AVX512-BF16, AMX-BF16 or ARM BF16 (its widest vector unit: {best})"
 
 
-def check_precision(device, precision: str) -> None:
+def check_precision(device: torch.device, precision: str) -> None:
     """Refuse ``bf16`` on hardware without native bfloat16, in one line naming the device and what it lacks."""
     if precision == "fp32":
         return
     native, what = bf16_support(device)
     if not native:
-        raise TrainingError(f"params: 'train.precision' = '{precision}' but {device_label(device)} has {what}; "
-                            "bf16 there would be emulated, slower than fp32: use train.precision=fp32")
+        raise TrainingError(
+            f"params: 'train.precision' = '{precision}' but {device_label(device)} has {what}; "
+            "bf16 there would be emulated, slower than fp32: use train.precision=fp32"
+        )
 
 
-def device_label(device) -> str:
+def device_label(device: torch.device) -> str:
     """``cpu:AMD EPYC 7B13, 2 cores`` or ``cuda:NVIDIA H200`` for ``device``."""
     import torch
 
@@ -145,7 +156,7 @@ def machine_name() -> str:
     return device_label(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def describe(device, n_models: int = 1, precision: str = "fp32") -> str:
+def describe(device: torch.device, n_models: int = 1, precision: str = "fp32") -> str:
     """Human-readable device name, number format and training plan, recorded with every training run."""
     import torch
 
@@ -154,5 +165,7 @@ def describe(device, n_models: int = 1, precision: str = "fp32") -> str:
     cores = usable_cores()
     sizes = stack_sizes(n_models, cores)
     workers, threads = cpu_plan(len(sizes))
-    return (f"cpu:{cores} cores, {precision}, {n_models} model(s) in {len(sizes)} stack(s) of up to {max(sizes)}, "
-            f"{workers} stack(s) at a time, {threads} thread(s) each")
+    return (
+        f"cpu:{cores} cores, {precision}, {n_models} model(s) in {len(sizes)} stack(s) of up to {max(sizes)}, "
+        f"{workers} stack(s) at a time, {threads} thread(s) each"
+    )

@@ -3,7 +3,8 @@ not wait on Python between tiny kernels."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -29,19 +30,27 @@ class GraphedSteps:
     tests check this logic on a CPU).
     """
 
-    def __init__(self, trainers: Sequence[StackTrainer], batch_size: int,
-                 capture: Callable[[Callable[[], None]], Callable[[], None]]):
+    def __init__(
+        self,
+        trainers: Sequence[StackTrainer],
+        batch_size: int,
+        capture: Callable[[Callable[[], None]], Callable[[], None]],
+    ):
         self.trainers, self.batch_size = trainers, batch_size
         device = trainers[0].device
         self.n_full = len(trainers[0].x) // batch_size
-        self.orders = [torch.zeros(len(t.jobs), self.n_full * batch_size, dtype=torch.long, device=device)
-                       for t in trainers]
+        self.orders = [
+            torch.zeros(len(t.jobs), self.n_full * batch_size, dtype=torch.long, device=device) for t in trainers
+        ]
         self.pos = torch.zeros(1, dtype=torch.long, device=device)
         self.arange = torch.arange(batch_size, device=device)
-        saved = [({k: v.clone() for k, v in t.stack.state_dict().items()},
-                  {p: {k: v.clone() for k, v in st.items() if torch.is_tensor(v)}
-                   for p, st in t.optimizer.state.items()})  # non-empty when resumed
-                 for t in trainers]
+        saved = [
+            (
+                {k: v.clone() for k, v in t.stack.state_dict().items()},
+                {p: {k: v.clone() for k, v in st.items() if torch.is_tensor(v)} for p, st in t.optimizer.state.items()},
+            )  # non-empty when resumed
+            for t in trainers
+        ]
         try:
             self._warm_up(device)
             for t in trainers:
@@ -52,7 +61,7 @@ class GraphedSteps:
 
     def _steps(self) -> None:
         at = self.pos * self.batch_size + self.arange  # (B,) positions in this epoch's orders
-        for t, order in zip(self.trainers, self.orders):
+        for t, order in zip(self.trainers, self.orders, strict=True):
             t.step(torch.index_select(order, 1, at))  # (S, B)
         self.pos.add_(1)
 
@@ -72,7 +81,7 @@ class GraphedSteps:
 
     @torch.no_grad()
     def _restore(self, saved: list[tuple[dict, dict]]) -> None:
-        for t, (weights, adam) in zip(self.trainers, saved):
+        for t, (weights, adam) in zip(self.trainers, saved, strict=True):
             t.stack.load_state_dict(weights)  # copies into the same tensors the graph uses
             for p, st in t.optimizer.state.items():
                 for k, v in st.items():
@@ -83,11 +92,11 @@ class GraphedSteps:
 
     def epoch(self) -> None:
         b = self.batch_size
-        for t, order in zip(self.trainers, self.orders):
+        for t, order in zip(self.trainers, self.orders, strict=True):
             order.copy_(t.perm[:, : self.n_full * b])
         self.pos.zero_()
         for _ in range(self.n_full):
             self.replay()
         for t in self.trainers:  # the last partial batch, eagerly, on the same weights and state
             if self.n_full * b < len(t.x):
-                t.step(t.perm[:, self.n_full * b:])
+                t.step(t.perm[:, self.n_full * b :])

@@ -7,6 +7,7 @@ plain values) and a state_dict; nothing is pickled.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,9 @@ class Autoencoder(nn.Module):
 class PCACodec(nn.Module):
     """PCA as a linear codec: z = (x - mean) W^T, x' = z W + mean, W (k, 784) orthonormal rows."""
 
+    mean: torch.Tensor
+    components: torch.Tensor
+
     def __init__(self, mean: torch.Tensor, components: torch.Tensor):
         super().__init__()
         self.register_buffer("mean", mean)  # (784,)
@@ -64,6 +68,9 @@ class PCACodec(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
+
+
+Codec = Autoencoder | PCACodec  # what build() makes: encode (N, 784) -> (N, k), decode back
 
 
 def shallow_autoencoder(latent_dim: int) -> Autoencoder:
@@ -83,11 +90,11 @@ def deep_autoencoder(latent_dim: int, hidden: tuple[int, ...], activation: str) 
     act = ACTIVATION_LAYERS[activation]
     widths = [N_PIXELS, *hidden, latent_dim]
     enc: list[nn.Module] = []
-    for a, b in zip(widths[:-1], widths[1:]):
+    for a, b in pairwise(widths):
         enc += [nn.Linear(a, b), act()]
     back = widths[::-1]
     dec: list[nn.Module] = []
-    for a, b in zip(back[:-1], back[1:]):
+    for a, b in pairwise(back):
         dec += [nn.Linear(a, b), act()]
     dec[-1] = nn.Sigmoid()
     return Autoencoder(nn.Sequential(*enc), nn.Sequential(*dec))
@@ -114,7 +121,7 @@ def conv_autoencoder(latent_dim: int, channels: tuple[int, ...], activation: str
     chans = [1, *channels]
     flat = chans[-1] * sides[-1] ** 2
     enc: list[nn.Module] = [nn.Unflatten(1, (1, SIDE, SIDE))]  # (N, 784) -> (N, 1, 28, 28)
-    for a, b in zip(chans[:-1], chans[1:]):
+    for a, b in pairwise(chans):
         enc += [nn.Conv2d(a, b, 3, stride=2, padding=1), act()]
     enc += [nn.Flatten(), nn.Linear(flat, latent_dim)]  # (N, C*s*s) -> (N, k)
     dec: list[nn.Module] = [nn.Linear(latent_dim, flat), act(), nn.Unflatten(1, (chans[-1], sides[-1], sides[-1]))]
@@ -126,7 +133,7 @@ def conv_autoencoder(latent_dim: int, channels: tuple[int, ...], activation: str
     return Autoencoder(nn.Sequential(*enc), nn.Sequential(*dec))
 
 
-def build(spec: dict[str, Any]) -> nn.Module:
+def build(spec: dict[str, Any]) -> Codec:
     """A fresh codec from its spec: {'kind': 'ae'|'deep'|'conv'|'pca', 'latent_dim': k, ...}."""
     kind = spec.get("kind")
     if kind == "ae":
@@ -154,7 +161,7 @@ def reconstruction_mse(model: nn.Module, x: torch.Tensor, chunk: int = 512) -> f
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=x.device)
     for i in range(0, len(x), chunk):
-        xb = x[i: i + chunk]
+        xb = x[i : i + chunk]
         total += torch.sum((model(xb) - xb) ** 2, dtype=torch.float64)
     return float(total.item() / x.numel())
 
@@ -187,4 +194,6 @@ def load(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def pca_codec_from_arrays(mean: np.ndarray, components: np.ndarray) -> PCACodec:
-    return PCACodec(torch.from_numpy(np.asarray(mean, np.float32)), torch.from_numpy(np.asarray(components, np.float32)))
+    return PCACodec(
+        torch.from_numpy(np.asarray(mean, np.float32)), torch.from_numpy(np.asarray(components, np.float32))
+    )

@@ -44,7 +44,9 @@ def load(path: str | Path) -> PCACodec:
     except (ValueError, KeyError, OSError) as exc:
         raise DataError(f"{path}: not a valid PCA file ({exc})") from None
     if mean.shape != (784,) or components.ndim != 2 or components.shape[1] != 784:
-        raise DataError(f"{path}: PCA arrays have shapes {mean.shape} and {components.shape}, expected (784,) and (k, 784)")
+        raise DataError(
+            f"{path}: PCA arrays have shapes {mean.shape} and {components.shape}, expected (784,) and (k, 784)"
+        )
     codec = pca_codec_from_arrays(mean, components)
     codec.eval()
     return codec

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 
@@ -33,8 +34,9 @@ def learning_rate(schedule: str, lr: float, epoch: int, epochs: int) -> float:
     raise ValueError(f"unknown learning-rate schedule {schedule!r}; one of {', '.join(SCHEDULES)}")
 
 
-def make_optimizer(params, lr: float, device: torch.device, weight_decay: float = 0.0,
-                   scheduled: bool = False) -> torch.optim.Optimizer:
+def make_optimizer(
+    params: Iterable[torch.Tensor], lr: float, device: torch.device, weight_decay: float = 0.0, scheduled: bool = False
+) -> torch.optim.Optimizer:
     """The notebook's Adam as one fused kernel; capturable on CUDA so a graph can replay it.
 
     With ``weight_decay`` it is AdamW (decoupled decay). With ``scheduled`` the rate is a
@@ -42,15 +44,15 @@ def make_optimizer(params, lr: float, device: torch.device, weight_decay: float 
     graph reads the new value (a float would be baked into the graph).
     """
     rate = torch.tensor(lr, dtype=torch.float32, device=device) if scheduled else lr
-    kwargs = {"fused": True, "capturable": device.type == "cuda"}
+    capturable = device.type == "cuda"
     if weight_decay:
-        return torch.optim.AdamW(params, lr=rate, weight_decay=weight_decay, **kwargs)
-    return torch.optim.Adam(params, lr=rate, **kwargs)
+        return torch.optim.AdamW(params, lr=rate, weight_decay=weight_decay, fused=True, capturable=capturable)
+    return torch.optim.Adam(params, lr=rate, fused=True, capturable=capturable)
 
 
-
-def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, lr: float,
-                   epochs: int) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: str, lr: float, epochs: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """torch's ``LambdaLR`` over :func:`learning_rate`: one ``step()`` per finished epoch.
 
     The optimizer must be made with ``scheduled=True``: torch's schedulers write a tensor

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import random
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 def derive_seed(seed: int, name: str) -> int:
@@ -24,7 +28,7 @@ def replicate_seeds(seed: int, name: str, n: int) -> list[int]:
     return [derive_seed(seed, name if r == 0 else f"{name}#{r}") for r in range(n)]
 
 
-def seed_everything(seed: int):
+def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (all devices); return a torch.Generator seeded alike.
 
     The generator is for data order (shuffling), kept apart from the global stream that

@@ -18,14 +18,15 @@ Codecs that are not Linear/activation chains (the convolutional AE) stack as a
 mapped over its first dimension with ``torch.func.vmap`` (a batched convolution is a
 grouped one). Under bf16 autocast the stacked convolutions would stay fp32 (vmap's batched
 convolution runs beneath autocast's dispatch), so a functional stack casts its parameters and
-input to autocast's dtype itself, in a stack of one as in a stack of many. Both kinds of stack keep the same interface (``forward`` (S, B, 784),
-``reconstruction_mse``, ``unstack_into``, ``size``); :func:`make_stack` picks one.
+input to autocast's dtype itself, in a stack of one as in a stack of many. Both kinds of stack
+keep the same interface (``forward`` (S, B, 784), ``reconstruction_mse``, ``unstack_into``,
+``size``); :func:`make_stack` picks one.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 import torch
 from torch import nn
@@ -40,11 +41,14 @@ def linear_layers(model: nn.Module) -> list[tuple[nn.Linear, nn.Module]]:
     mods = [m for m in model.modules() if not list(m.children())]  # leaves, in forward order
     if len(mods) % 2 or not mods:
         raise ValueError(f"cannot stack {type(model).__name__}: expected Linear/activation pairs")
-    pairs = list(zip(mods[0::2], mods[1::2]))
-    for lin, act in pairs:
+    pairs = []
+    for lin, act in zip(mods[0::2], mods[1::2], strict=True):
         if not isinstance(lin, nn.Linear) or isinstance(act, nn.Linear) or list(act.parameters()):
-            raise ValueError(f"cannot stack {type(model).__name__}: expected Linear/activation pairs, "
-                             f"found {type(lin).__name__}, {type(act).__name__}")
+            raise ValueError(
+                f"cannot stack {type(model).__name__}: expected Linear/activation pairs, "
+                f"found {type(lin).__name__}, {type(act).__name__}"
+            )
+        pairs.append((lin, act))
     return pairs
 
 
@@ -71,13 +75,17 @@ class _Stack(nn.Module):
 
     size: int
 
+    def unstack_into(self, k: int, model: nn.Module) -> None:
+        """Copy member ``k``'s weights into ``model``, a module of the member's own layout."""
+        raise NotImplementedError
+
     @torch.no_grad()
     def reconstruction_mse(self, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
         """Each member's mean per-pixel squared error on the same images x (N, 784): (S,) float64,
         in chunks of images small enough that (S, chunk, 784) stays in the CPU's caches."""
         total = torch.zeros(self.size, dtype=torch.float64, device=x.device)
         for i in range(0, len(x), chunk):
-            xb = x[i: i + chunk]
+            xb = x[i : i + chunk]
             diff = self(xb.unsqueeze(0).expand(self.size, -1, -1)) - xb  # (S, chunk, 784)
             total += torch.sum(diff * diff, dim=(1, 2), dtype=torch.float64)
         return total / x.numel()
@@ -107,7 +115,7 @@ class StackedAutoencoder(_Stack):
         per_member = [linear_layers(m) for m in members]
         shapes = {layout(m) for m in members}
         if len(shapes) != 1:
-            raise ValueError(f"members of one stack need one layout, found {sorted(shapes)}")
+            raise ValueError(f"members of one stack need one layout, found {sorted(shapes, key=repr)}")
         self.size = len(members)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -123,18 +131,16 @@ class StackedAutoencoder(_Stack):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x  # (S, B, in)
-        for w, b, acts in zip(self.weights, self.biases, self.activations):
+        for w, b, acts in zip(self.weights, self.biases, self.activations, strict=True):
             h = torch.baddbmm(b.unsqueeze(1), h, w)  # (S, B, in) @ (S, in, out) -> (S, B, out)
-            if len(acts) == 1:
-                h = acts[0][2](h)
-            else:  # members with other activations: each slice through its own
-                h = torch.cat([act(h[a:e]) for a, e, act in acts])
+            # one activation for all, or members with other activations: each slice through its own
+            h = acts[0][2](h) if len(acts) == 1 else torch.cat([act(h[a:e]) for a, e, act in acts])
         return h
 
     @torch.no_grad()
     def unstack_into(self, k: int, model: nn.Module) -> None:
         """Copy member ``k``'s weights into ``model`` (of the stack's layout)."""
-        for (lin, _), w, b in zip(linear_layers(model), self.weights, self.biases):
+        for (lin, _), w, b in zip(linear_layers(model), self.weights, self.biases, strict=True):
             lin.weight.copy_(w[k].t())
             lin.bias.copy_(b[k])
 
@@ -167,7 +173,7 @@ class FunctionalStack(_Stack):
         self._template = (copy.deepcopy(members[0]).to("meta"),)
 
     def _member(self, params: tuple[torch.Tensor, ...], x: torch.Tensor) -> torch.Tensor:
-        return torch.func.functional_call(self._template[0], dict(zip(self.names, params)), (x,))
+        return torch.func.functional_call(self._template[0], dict(zip(self.names, params, strict=True)), (x,))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         params = tuple(self.params)
@@ -181,7 +187,7 @@ class FunctionalStack(_Stack):
     @torch.no_grad()
     def unstack_into(self, k: int, model: nn.Module) -> None:
         """Copy member ``k``'s weights into ``model`` (of the stack's structure)."""
-        for name, p in zip(self.names, self.params):
+        for name, p in zip(self.names, self.params, strict=True):
             model.get_parameter(name).copy_(p[k])
 
 

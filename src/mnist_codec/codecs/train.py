@@ -36,9 +36,10 @@ import math
 import threading
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -80,10 +81,19 @@ class StackTrainer:
     batch, so its numbers do not depend on the other members.
     """
 
-    def __init__(self, jobs: Sequence[Job], histories: Sequence[list[EpochResult]],
-                 adam: Sequence[dict | None], x: torch.Tensor, batch_size: int, lr: float,
-                 schedule: str = "constant", epochs: int = 1, weight_decay: float = 0.0,
-                 precision: str = "fp32"):
+    def __init__(
+        self,
+        jobs: Sequence[Job],
+        histories: Sequence[list[EpochResult]],
+        adam: Sequence[dict | None],
+        x: torch.Tensor,
+        batch_size: int,
+        lr: float,
+        schedule: str = "constant",
+        epochs: int = 1,
+        weight_decay: float = 0.0,
+        precision: str = "fp32",
+    ):
         self.jobs, self.x, self.batch_size = list(jobs), x, batch_size
         self.device = x.device
         self.precision = precision
@@ -94,24 +104,34 @@ class StackTrainer:
         self.total = torch.zeros(len(jobs), dtype=torch.float64, device=self.device)
         self.perm = torch.empty(len(jobs), 0, dtype=torch.long, device=self.device)
         self.histories = [list(h) for h in histories]
-        if any(a is not None for a in adam):  # resumed: every member at the same epoch, so one step count
-            self._load_adam(adam)
+        resumed = [a for a in adam if a is not None]
+        if resumed:  # every member at the same epoch, so one step count
+            if len(resumed) != len(adam):
+                raise ValueError("the members of a stack resume from one epoch: some have no optimizer state")
+            self._load_adam(resumed)
 
     @property
     def epochs_done(self) -> int:
         return len(self.histories[0])
 
     def _load_adam(self, adam: Sequence[dict]) -> None:
-        state = {i: {"step": torch.tensor(float(adam[0]["step"])),
-                     "exp_avg": torch.stack([a["exp_avg"][i] for a in adam]),
-                     "exp_avg_sq": torch.stack([a["exp_avg_sq"][i] for a in adam])}
-                 for i in range(len(list(self.stack.parameters())))}
+        state = {
+            i: {
+                "step": torch.tensor(float(adam[0]["step"])),
+                "exp_avg": torch.stack([a["exp_avg"][i] for a in adam]),
+                "exp_avg_sq": torch.stack([a["exp_avg_sq"][i] for a in adam]),
+            }
+            for i in range(len(list(self.stack.parameters())))
+        }
         self.optimizer.load_state_dict({"state": state, "param_groups": self.optimizer.state_dict()["param_groups"]})
 
     def _member_adam(self, k: int) -> dict:
         states = [self.optimizer.state[p] for p in self.stack.parameters()]
-        return {"step": float(states[0]["step"]), "exp_avg": [s["exp_avg"][k].cpu() for s in states],
-                "exp_avg_sq": [s["exp_avg_sq"][k].cpu() for s in states]}
+        return {
+            "step": float(states[0]["step"]),
+            "exp_avg": [s["exp_avg"][k].cpu() for s in states],
+            "exp_avg_sq": [s["exp_avg_sq"][k].cpu() for s in states],
+        }
 
     def save_checkpoints(self) -> None:
         for k, job in enumerate(self.jobs):
@@ -119,10 +139,14 @@ class StackTrainer:
             if ck is None:
                 continue
             self.stack.unstack_into(k, job.model)
-            blob = {"format": CHECKPOINT_FORMAT, "fingerprint": ck.fingerprint,
-                    "model": {n: t.cpu() for n, t in job.model.state_dict().items()},
-                    "adam": self._member_adam(k), "generator": job.generator.get_state(),
-                    "history": [asdict(r) for r in self.histories[k]]}
+            blob = {
+                "format": CHECKPOINT_FORMAT,
+                "fingerprint": ck.fingerprint,
+                "model": {n: t.cpu() for n, t in job.model.state_dict().items()},
+                "adam": self._member_adam(k),
+                "generator": job.generator.get_state(),
+                "history": [asdict(r) for r in self.histories[k]],
+            }
             with atomic_path(ck.path) as tmp:
                 torch.save(blob, tmp)
 
@@ -150,7 +174,7 @@ class StackTrainer:
         self.optimizer.step()
         self.total.add_(per_member.detach(), alpha=b)
 
-    def products(self):
+    def products(self) -> contextlib.AbstractContextManager:
         """The context the forward pass runs in: autocast to bf16 (its cache off, as CUDA graph
         capture requires; each weight is cast once per step anyway), or nothing in fp32."""
         if self.precision == "bf16":
@@ -162,17 +186,17 @@ class StackTrainer:
         for i in range(0, len(self.x), b):
             if should_stop():
                 return
-            self.step(self.perm[:, i: i + b])
+            self.step(self.perm[:, i : i + b])
 
     def finish_epoch(self, epoch: int, eval_x: torch.Tensor, start: float) -> list[EpochResult]:
         train_losses = (self.total / len(self.x)).tolist()  # the epoch's one host sync
-        for job, loss in zip(self.jobs, train_losses):
+        for job, loss in zip(self.jobs, train_losses, strict=True):
             if not math.isfinite(loss):
                 raise TrainingError(f"{job.name}: training loss became {loss} in epoch {epoch}; lower train.lr")
         eval_losses = self.stack.reconstruction_mse(eval_x).tolist()
         seconds = time.perf_counter() - start
-        results = [EpochResult(epoch, t, e, seconds) for t, e in zip(train_losses, eval_losses)]
-        for history, result in zip(self.histories, results):
+        results = [EpochResult(epoch, t, e, seconds) for t, e in zip(train_losses, eval_losses, strict=True)]
+        for history, result in zip(self.histories, results, strict=True):
             history.append(result)
         self.save_checkpoints()
         return results
@@ -198,7 +222,7 @@ def _stacks(jobs: Sequence[Job], histories: Sequence[list], parts: int) -> list[
     for members in groups.values():
         start = 0
         for size in stack_sizes(len(members), parts):
-            stacks.append(members[start: start + size])
+            stacks.append(members[start : start + size])
             start += size
     return stacks
 
@@ -242,7 +266,7 @@ def fit_many(
     adam: list[dict | None] = []
     for job in jobs:
         blob = read_checkpoint(job.name, job.checkpoint)
-        if blob is None:
+        if blob is None or job.checkpoint is None:
             histories.append([])
             adam.append(None)
             continue
@@ -253,8 +277,9 @@ def fit_many(
         log.warning("%s: resuming after epoch %d from %s", job.name, len(histories[-1]), job.checkpoint.path)
 
     def emit(k: int, result: EpochResult) -> None:
-        if jobs[k].on_epoch is not None:
-            jobs[k].on_epoch(result)
+        on_epoch = jobs[k].on_epoch
+        if on_epoch is not None:
+            on_epoch(result)
 
     for k, history in enumerate(histories):
         for result in history:  # epochs done before an interruption are reported again
@@ -265,12 +290,24 @@ def fit_many(
 
         stacks_per_group = 1 if on_cuda else (cores or usable_cores())
     stacks = _stacks(jobs, histories, stacks_per_group)
-    trainers = [StackTrainer([jobs[k] for k in ks], [histories[k] for k in ks], [adam[k] for k in ks],
-                             train_x, batch_size, lr, schedule, epochs, weight_decay, precision)
-                for ks in stacks]
+    trainers = [
+        StackTrainer(
+            [jobs[k] for k in ks],
+            [histories[k] for k in ks],
+            [adam[k] for k in ks],
+            train_x,
+            batch_size,
+            lr,
+            schedule,
+            epochs,
+            weight_decay,
+            precision,
+        )
+        for ks in stacks
+    ]
 
     def emit_stack(t: int, results: list[EpochResult]) -> None:
-        for k, result in zip(stacks[t], results):
+        for k, result in zip(stacks[t], results, strict=True):
             emit(k, result)
 
     if on_cuda:
@@ -290,22 +327,40 @@ def fit_many(
         finally:
             configure_cpu(before)  # what comes next (scoring, say) gets the cores it had again
     out: list[list[EpochResult]] = [[] for _ in jobs]
-    for t, ks in zip(trainers, stacks):
+    for t, ks in zip(trainers, stacks, strict=True):
         t.unstack()
-        for k, history in zip(ks, t.histories):
+        for k, history in zip(ks, t.histories, strict=True):
             out[k] = history[:epochs]
     return out
 
 
-def fit(model: nn.Module, train_x: torch.Tensor, eval_x: torch.Tensor, *, name: str, epochs: int,
-        batch_size: int, lr: float, generator: torch.Generator,
-        on_epoch: Callable[[EpochResult], None] | None = None, **kwargs) -> list[EpochResult]:
+def fit(
+    model: nn.Module,
+    train_x: torch.Tensor,
+    eval_x: torch.Tensor,
+    *,
+    name: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator,
+    on_epoch: Callable[[EpochResult], None] | None = None,
+    **kwargs: Any,
+) -> list[EpochResult]:
     """Train one model; see fit_many."""
-    return fit_many([Job(name, model, generator, on_epoch)], train_x, eval_x, epochs=epochs,
-                    batch_size=batch_size, lr=lr, **kwargs)[0]
+    return fit_many(
+        [Job(name, model, generator, on_epoch)], train_x, eval_x, epochs=epochs, batch_size=batch_size, lr=lr, **kwargs
+    )[0]
 
 
-def _fit_together(trainers, eval_x, epochs, batch_size, capture, emit) -> None:
+def _fit_together(
+    trainers: list[StackTrainer],
+    eval_x: torch.Tensor,
+    epochs: int,
+    batch_size: int,
+    capture: Callable | None,
+    emit: Callable[[int, list[EpochResult]], None],
+) -> None:
     """All stacks step by step in this thread; with ``capture``, one replay steps them all."""
     graphed = None
     if capture is not None and len(trainers[0].x) >= batch_size:
@@ -329,7 +384,14 @@ def _fit_together(trainers, eval_x, epochs, batch_size, capture, emit) -> None:
             emit(k, trainers[k].finish_epoch(epoch, eval_x, start))
 
 
-def _fit_threaded(trainers, eval_x, epochs, workers, threads, emit) -> None:
+def _fit_threaded(
+    trainers: list[StackTrainer],
+    eval_x: torch.Tensor,
+    epochs: int,
+    workers: int,
+    threads: int,
+    emit: Callable[[int, list[EpochResult]], None],
+) -> None:
     """Stack-epochs as tasks of a thread pool of ``workers``; results come back here in
     finishing order. A stack's next epoch is submitted when its last one is done, the
     stacks furthest behind first (resumed stacks may be ahead)."""
@@ -346,10 +408,12 @@ def _fit_threaded(trainers, eval_x, epochs, workers, threads, emit) -> None:
         return k, t.finish_epoch(t.epochs_done + 1, eval_x, start)
 
     # configure_cpu in each worker: flush-to-zero is a per-thread FPU setting
-    with ThreadPoolExecutor(workers, thread_name_prefix="stack", initializer=configure_cpu,
-                            initargs=(threads,)) as pool:
-        order = sorted((k for k, t in enumerate(trainers) if t.epochs_done < epochs),
-                       key=lambda k: (trainers[k].epochs_done, k))
+    with ThreadPoolExecutor(
+        workers, thread_name_prefix="stack", initializer=configure_cpu, initargs=(threads,)
+    ) as pool:
+        order = sorted(
+            (k for k, t in enumerate(trainers) if t.epochs_done < epochs), key=lambda k: (trainers[k].epochs_done, k)
+        )
         running: set[Future] = {pool.submit(epoch, k) for k in order}
         try:
             while running:

@@ -29,7 +29,7 @@ def parse_idx(raw: bytes, magic: int, ndim: int, name: str) -> np.ndarray:
     found_magic = int.from_bytes(raw[:4], "big")
     if found_magic != magic:
         raise DataError(f"{name}: wrong magic number {found_magic}, expected {magic}")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected_len = header + math.prod(dims)
     if len(raw) != expected_len:
         raise DataError(

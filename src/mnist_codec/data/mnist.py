@@ -52,7 +52,7 @@ def read_source(source: str, filename: str, timeout: float = 60.0) -> bytes:
     url = source if source.endswith("/") else source + "/"
     url += filename
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (scheme checked in params)
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             data = resp.read(MAX_DOWNLOAD + 1)
     except urllib.error.HTTPError as exc:
         raise DataError(f"fetch: {url}: server answered HTTP {exc.code} {exc.reason}") from None
@@ -70,9 +70,7 @@ def verify_gzip(blob: bytes, expected: RawFile, where: str) -> bytes:
         raw = gzip.decompress(blob)
     except (OSError, EOFError, zlib.error) as exc:
         head = blob[:16]
-        raise DataError(
-            f"fetch: {where}: not a valid gzip file ({exc}); {len(blob)} bytes starting {head!r}"
-        ) from None
+        raise DataError(f"fetch: {where}: not a valid gzip file ({exc}); {len(blob)} bytes starting {head!r}") from None
     digest = hashlib.sha256(raw).hexdigest()
     if len(raw) != expected.size or digest != expected.sha256:
         raise DataError(

@@ -46,7 +46,9 @@ def array_sha256(array: np.ndarray) -> str:
     return out.sha.hexdigest()
 
 
-def make_splits(train: tuple, test: tuple, protocol: str, train_limit: int | None, eval_limit: int | None):
+def make_splits(
+    train: tuple, test: tuple, protocol: str, train_limit: int | None, eval_limit: int | None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Arrays for the chosen protocol: {'train': (x, y), 'eval': (x, y)} (eval may be train).
 
     holdout: fit on the 60,000 training images, evaluate on the 10,000 test images.
@@ -62,8 +64,10 @@ def make_splits(train: tuple, test: tuple, protocol: str, train_limit: int | Non
     elif protocol == "validation":
         tx, ty = train
         cut = len(tx) - len(tx) // VALIDATION_SHARE
-        splits = {"train": (tx[:cut][:train_limit], ty[:cut][:train_limit]),
-                  "eval": (tx[cut:][:eval_limit], ty[cut:][:eval_limit])}
+        splits = {
+            "train": (tx[:cut][:train_limit], ty[:cut][:train_limit]),
+            "eval": (tx[cut:][:eval_limit], ty[cut:][:eval_limit]),
+        }
     elif protocol == "notebook":
         x = np.concatenate([train[0], test[0]])[:train_limit]
         y = np.concatenate([train[1], test[1]])[:train_limit]
@@ -82,15 +86,16 @@ def write_splits(splits: dict, protocol: str, out_dir: str | Path) -> dict:
     that registered versions and champions from before stay comparable.
     """
     eval_is_train = splits["eval"] is splits["train"]
-    meta = {"protocol": protocol, "eval_is_train": eval_is_train, "splits": {}}
+    recorded: dict[str, dict] = {}
+    meta = {"protocol": protocol, "eval_is_train": eval_is_train, "splits": recorded}
     with atomic_dir(out_dir) as tmp:
         for split in ("train",) if eval_is_train else ("train", "eval"):
             x, y = splits[split]
             np.save(tmp / f"{split}_x.npy", np.ascontiguousarray(x, dtype=np.uint8))
             np.save(tmp / f"{split}_y.npy", y)
-            meta["splits"][split] = {"n": int(len(x)), "sha256": array_sha256(scale(x))}
+            recorded[split] = {"n": len(x), "sha256": array_sha256(scale(x))}
         if eval_is_train:
-            meta["splits"]["eval"] = meta["splits"]["train"]
+            recorded["eval"] = recorded["train"]
         fileio.write_json(tmp / "meta.json", meta)
     return meta
 
@@ -123,6 +128,8 @@ def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
     except (FileNotFoundError, ValueError) as exc:
         raise DataError(f"{data_dir}: cannot read split '{split}': {exc}") from None
     if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != N_PIXELS or len(x) != len(y):
-        raise DataError(f"{data_dir}: split '{split}' has shape {x.shape} {x.dtype}, expected (N, 784) uint8 "
-                        f"(re-run the preprocess stage)")
+        raise DataError(
+            f"{data_dir}: split '{split}' has shape {x.shape} {x.dtype}, expected (N, 784) uint8 "
+            f"(re-run the preprocess stage)"
+        )
     return scale(x), y

@@ -75,11 +75,19 @@ def load_rules(path: str | Path) -> list[Rule]:
     rules = []
     for i, r in enumerate(raw.get("rules", [])):
         if not isinstance(r, dict) or "metric" not in r or r.get("direction") not in DIRECTIONS:
-            raise GateError(f"gate: rule {i} in {path} needs 'metric' and 'direction' (one of {', '.join(DIRECTIONS)}): {r}")
+            raise GateError(
+                f"gate: rule {i} in {path} needs 'metric' and 'direction' (one of {', '.join(DIRECTIONS)}): {r}"
+            )
         unknown = set(r) - RULE_KEYS
         if unknown:
-            raise GateError(f"gate: rule {i} in {path} has unknown keys {sorted(unknown)}; allowed: {sorted(RULE_KEYS)}")
-        rel, ab, alpha = float(r.get("rel_floor", 0.0)), float(r.get("abs_floor", 0.0)), float(r.get("alpha", default_alpha))
+            raise GateError(
+                f"gate: rule {i} in {path} has unknown keys {sorted(unknown)}; allowed: {sorted(RULE_KEYS)}"
+            )
+        rel, ab, alpha = (
+            float(r.get("rel_floor", 0.0)),
+            float(r.get("abs_floor", 0.0)),
+            float(r.get("alpha", default_alpha)),
+        )
         if rel < 0 or ab < 0:
             raise GateError(f"gate: rule {i} in {path}: floors must be >= 0")
         if not 0 < alpha < 0.5:
@@ -112,8 +120,14 @@ def check_value(metric: str, baseline: float, current: float | None, rule: Rule)
         return Check(metric, baseline, current, None, False, "missing" if current is None else "not finite")
     floor = rule.abs_floor + rule.rel_floor * abs(baseline)
     ok = _worsening(rule, baseline, current) <= floor
-    return Check(metric, baseline, current, _limit(rule, baseline, floor), ok,
-                 "ok" if ok else f"regressed ({rule.direction} is better)")
+    return Check(
+        metric,
+        baseline,
+        current,
+        _limit(rule, baseline, floor),
+        ok,
+        "ok" if ok else f"regressed ({rule.direction} is better)",
+    )
 
 
 def check_summary(metric: str, baseline: dict, current: Any, rule: Rule) -> Check:
@@ -130,12 +144,20 @@ def check_summary(metric: str, baseline: dict, current: Any, rule: Rule) -> Chec
     worse = _worsening(rule, base_mean, cur_mean)
     if nb == 1 and nc == 1:  # deterministic on both sides: the floor alone
         ok = worse <= floor
-        return Check(metric, base_mean, cur_mean, _limit(rule, base_mean, floor), ok,
-                     "ok (deterministic)" if ok else f"regressed beyond the floor ({rule.direction} is better)",
-                     n=(nb, nc))
+        return Check(
+            metric,
+            base_mean,
+            cur_mean,
+            _limit(rule, base_mean, floor),
+            ok,
+            "ok (deterministic)" if ok else f"regressed beyond the floor ({rule.direction} is better)",
+            n=(nb, nc),
+        )
     if nb < 2 or nc < 2:
-        raise GateError(f"gate: {metric}: {nb} seed(s) in the baseline and {nc} now; comparing against the "
-                        "noise needs at least 2 on each side (params: n_seeds)")
+        raise GateError(
+            f"gate: {metric}: {nb} seed(s) in the baseline and {nc} now; comparing against the "
+            "noise needs at least 2 on each side (params: n_seeds)"
+        )
     se, df = welch(baseline, current)
     p = one_sided_p(worse, baseline, current)
     margin = max(floor, t_quantile(1 - rule.alpha, df) * se)
@@ -155,13 +177,13 @@ def compare(baseline: dict, current: dict, rules: list[Rule]) -> list[Check]:
         if is_summary(value):
             checks.append(check_summary(metric, value, cur.get(metric), rule))
         else:
-            current = cur.get(metric)
-            checks.append(check_value(metric, value, current if isinstance(current, float) else None, rule))
+            got = cur.get(metric)
+            checks.append(check_value(metric, value, got if isinstance(got, float) else None, rule))
     return checks
 
 
 def run(baseline_path: str | Path, current_path: str | Path, rules_path: str | Path) -> list[Check]:
-    def read(path):
+    def read(path: str | Path) -> dict:
         try:
             return fileio.read_json(path)
         except (OSError, ValueError) as exc:
@@ -171,8 +193,9 @@ def run(baseline_path: str | Path, current_path: str | Path, rules_path: str | P
 
 
 def format_checks(checks: list[Check]) -> str:
-    lines = [f"{'metric':<28} {'baseline':>10} {'current':>10} {'change':>8} {'limit':>10} {'seeds':>6} "
-             f"{'p':>8}  result"]
+    lines = [
+        f"{'metric':<28} {'baseline':>10} {'current':>10} {'change':>8} {'limit':>10} {'seeds':>6} {'p':>8}  result"
+    ]
     for c in checks:
         cur = "-" if c.current is None else f"{c.current:.6g}"
         lim = "-" if c.limit is None else f"{c.limit:.6g}"

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from ..codecs.models import Codec
 
-def reconstruct(model, x: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+
+def reconstruct(model: Codec, x: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """Codes (N, k) and reconstructions (N, 784) of x (N, 784) float32."""
     import torch
 
@@ -15,7 +19,7 @@ def reconstruct(model, x: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np
     codes, recons = [], []
     with torch.no_grad():
         for i in range(0, len(x), chunk):
-            xb = torch.from_numpy(x[i: i + chunk])
+            xb = torch.from_numpy(x[i : i + chunk])
             z = model.encode(xb)
             codes.append(z.numpy())
             recons.append(model.decode(z).numpy())
@@ -27,7 +31,7 @@ def psnr(mse: float, peak: float = 1.0) -> float:
     return 10.0 * math.log10(peak**2 / mse) if mse > 0 else float("inf")
 
 
-def encode_and_score(model, x: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+def encode_and_score(model: Codec, x: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """Codes (N, k) and per-image MSE (N,) float64 of x (N, 784), one chunk at a time.
 
     Only a chunk of reconstructions exists at once, and squared errors are summed in
@@ -39,7 +43,7 @@ def encode_and_score(model, x: np.ndarray, chunk: int = 8192) -> tuple[np.ndarra
     codes, errors = [], []
     with torch.no_grad():
         for i in range(0, len(x), chunk):
-            xb = torch.from_numpy(x[i: i + chunk])
+            xb = torch.from_numpy(x[i : i + chunk])
             z = model.encode(xb)
             diff = model.decode(z) - xb  # (chunk, 784)
             codes.append(z.numpy())
@@ -52,7 +56,7 @@ def per_digit_mse(errors: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     return {str(d): float(errors[labels == d].mean()) for d in range(10) if np.any(labels == d)}
 
 
-def codec_metrics(model, x: np.ndarray, y: np.ndarray) -> tuple[dict, np.ndarray]:
+def codec_metrics(model: Codec, x: np.ndarray, y: np.ndarray) -> tuple[dict, np.ndarray]:
     """One trained model's metrics (MSE, PSNR, code size, stored numbers, per-digit MSE) and codes (N, k)."""
     from ..codecs.models import count_parameters
 
@@ -100,5 +104,3 @@ def project_2d(codes: np.ndarray) -> np.ndarray:
     # Make the largest-magnitude entry of each axis positive: the same data gives the same picture.
     signs = np.sign(axes[np.arange(len(axes)), np.argmax(np.abs(axes), axis=1)])
     return (centred @ (axes * signs[:, None]).T).astype(np.float32)
-
-

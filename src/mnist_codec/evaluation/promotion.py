@@ -45,17 +45,27 @@ class Standing:
 
     def tags(self) -> dict[str, str]:
         """Version tags that carry this standing (read back by :meth:`from_tags`)."""
-        return {f"{_PREFIX}mse_mean": repr(self.mean), f"{_PREFIX}mse_ci95_low": repr(self.low),
-                f"{_PREFIX}mse_ci95_high": repr(self.high), f"{_PREFIX}n_seeds": str(self.n),
-                "mnist_codec.eval_sha256": self.eval_sha256}
+        return {
+            f"{_PREFIX}mse_mean": repr(self.mean),
+            f"{_PREFIX}mse_ci95_low": repr(self.low),
+            f"{_PREFIX}mse_ci95_high": repr(self.high),
+            f"{_PREFIX}n_seeds": str(self.n),
+            "mnist_codec.eval_sha256": self.eval_sha256,
+        }
 
     @classmethod
     def from_tags(cls, version: str, tags: dict[str, str]) -> Standing | None:
         """The standing a version's tags record, or None if it was never evaluated."""
         try:
-            return cls(version, tags["mnist_codec.codec"], float(tags[f"{_PREFIX}mse_mean"]),
-                       float(tags[f"{_PREFIX}mse_ci95_low"]), float(tags[f"{_PREFIX}mse_ci95_high"]),
-                       int(tags[f"{_PREFIX}n_seeds"]), tags["mnist_codec.eval_sha256"])
+            return cls(
+                version,
+                tags["mnist_codec.codec"],
+                float(tags[f"{_PREFIX}mse_mean"]),
+                float(tags[f"{_PREFIX}mse_ci95_low"]),
+                float(tags[f"{_PREFIX}mse_ci95_high"]),
+                int(tags[f"{_PREFIX}n_seeds"]),
+                tags["mnist_codec.eval_sha256"],
+            )
         except (KeyError, ValueError):
             return None
 
@@ -101,12 +111,21 @@ def decide(candidate: Standing, champion: Standing | None, champion_version: str
     if champion.version == candidate.version:
         return Decision(False, f"{candidate.describe()} is already the champion")
     if champion.eval_sha256 != candidate.eval_sha256:
-        return Decision(False, f"champion {champion.describe()} was evaluated on other data (eval sha256 "
-                               f"{champion.eval_sha256[:12]}, this run {candidate.eval_sha256[:12]}): not comparable, kept")
+        return Decision(
+            False,
+            f"champion {champion.describe()} was evaluated on other data (eval sha256 "
+            f"{champion.eval_sha256[:12]}, this run {candidate.eval_sha256[:12]}): not comparable, kept",
+        )
     if not candidate.has_interval:
-        return Decision(False, f"{candidate.describe()}: one seed gives no interval; train n_seeds >= 2 to "
-                               f"challenge champion {champion.describe()}")
+        return Decision(
+            False,
+            f"{candidate.describe()}: one seed gives no interval; train n_seeds >= 2 to "
+            f"challenge champion {champion.describe()}",
+        )
     if candidate.high < champion.low:
         return Decision(True, f"{candidate.describe()} lies wholly below champion {champion.describe()}")
-    return Decision(False, f"{candidate.describe()} does not lie wholly below champion {champion.describe()}: "
-                           f"not better by more than noise")
+    return Decision(
+        False,
+        f"{candidate.describe()} does not lie wholly below champion {champion.describe()}: "
+        f"not better by more than noise",
+    )

@@ -10,7 +10,7 @@ n = 1 and its interval is the point itself.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -25,7 +25,7 @@ def t_quantile(p: float, df: float) -> float:
     return float(t.ppf(p, df))
 
 
-def summarize(values: Sequence[float], confidence: float = CONFIDENCE) -> dict:
+def summarize(values: Sequence[float] | np.ndarray, confidence: float = CONFIDENCE) -> dict:
     """{'mean', 'std', 'n', 'ci95_low', 'ci95_high', 'per_seed'} of one metric over seeds."""
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1 or len(v) == 0 or not np.all(np.isfinite(v)):
@@ -33,8 +33,14 @@ def summarize(values: Sequence[float], confidence: float = CONFIDENCE) -> dict:
     n, mean = len(v), float(v.mean())
     std = float(v.std(ddof=1)) if n > 1 else 0.0
     half = t_quantile(0.5 + confidence / 2, n - 1) * std / math.sqrt(n) if n > 1 else 0.0
-    return {"mean": mean, "std": std, "n": n, "ci95_low": mean - half, "ci95_high": mean + half,
-            "per_seed": [float(x) for x in v]}
+    return {
+        "mean": mean,
+        "std": std,
+        "n": n,
+        "ci95_low": mean - half,
+        "ci95_high": mean + half,
+        "per_seed": [float(x) for x in v],
+    }
 
 
 def is_summary(value: object) -> bool:
@@ -60,7 +66,7 @@ def welch(base: dict, current: dict) -> tuple[float, float]:
     se = math.sqrt(vb + vc)
     if se == 0:
         return 0.0, float(base["n"] + current["n"] - 2)
-    df = (vb + vc) ** 2 / (vb ** 2 / (base["n"] - 1) + vc ** 2 / (current["n"] - 1))
+    df = (vb + vc) ** 2 / (vb**2 / (base["n"] - 1) + vc**2 / (current["n"] - 1))
     return se, df
 
 
@@ -72,8 +78,9 @@ def one_sided_p(worse_by: float, base: dict, current: dict) -> float:
     se, _ = welch(base, current)
     if se == 0:  # no spread on either side: any worsening is certain
         return 0.0 if worse_by > 0 else 1.0
-    test = ttest_ind_from_stats(worse_by, current["std"], current["n"], 0.0, base["std"], base["n"],
-                                equal_var=False, alternative="greater")
+    test = ttest_ind_from_stats(
+        worse_by, current["std"], current["n"], 0.0, base["std"], base["n"], equal_var=False, alternative="greater"
+    )
     return float(test.pvalue)
 
 

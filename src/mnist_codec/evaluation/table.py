@@ -19,8 +19,14 @@ NOTEBOOK_MSE = {
 }
 
 DISPLAY = {"pca": "PCA", "ae": "AE (1 layer)"}
-ACTIVATION_DISPLAY = {"relu": "ReLU", "tanh": "Tanh", "leaky_relu": "LeakyReLU", "gelu": "GELU", "elu": "ELU",
-                      "silu": "SiLU"}
+ACTIVATION_DISPLAY = {
+    "relu": "ReLU",
+    "tanh": "Tanh",
+    "leaky_relu": "LeakyReLU",
+    "gelu": "GELU",
+    "elu": "ELU",
+    "silu": "SiLU",
+}
 ARCH_DISPLAY = {"deep": "Deep AE", "conv": "Conv AE"}  # codec name prefix -> display
 
 
@@ -127,17 +133,19 @@ def display_cells(row: dict, names: dict[str, str] | None = None) -> dict[str, s
     return cells
 
 
-INTERVAL_NOTE = ("Each autoencoder is trained on {n} seeds; ± is the half-width of the 95% confidence "
-                 "interval of the mean over seeds (Student's t), so a retrained codec's mean would fall "
-                 "inside it 95 times in 100. Codecs whose intervals overlap are not separated: the table "
-                 "gives them no order. PCA is deterministic and fitted once.")
+INTERVAL_NOTE = (
+    "Each autoencoder is trained on {n} seeds; ± is the half-width of the 95% confidence "
+    "interval of the mean over seeds (Student's t), so a retrained codec's mean would fall "
+    "inside it 95 times in 100. Codecs whose intervals overlap are not separated: the table "
+    "gives them no order. PCA is deterministic and fitted once."
+)
 
 
 SPLIT_TEXT = {
     "notebook": "all 70,000 images, trained on the same (notebook protocol)",
     "holdout": "the held-out test images, trained on the training images (holdout protocol)",
     "validation": "the last sixth of the training images, trained on the rest; the test images are "
-                  "not used (validation protocol)",
+    "not used (validation protocol)",
 }
 
 

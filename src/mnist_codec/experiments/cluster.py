@@ -19,11 +19,14 @@ Ctrl-C cancels every task still running; the driver's workspace is written only 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import MnistCodecError
@@ -62,8 +65,10 @@ def sweep_job(repo: Path, tracking_uri: str | None, force: bool, writes: tuple[P
     own = {"dvc.lock", *(str(Path(p)) for p in writes)}  # what this checkout's own runs and sweeps write
     changed = [path for path in changed if path not in own]
     if changed:
-        raise ClusterError(f"the checkout has uncommitted changes ({', '.join(changed[:5])}); the nodes run the "
-                           "commit as pushed to origin: commit and push them first")
+        raise ClusterError(
+            f"the checkout has uncommitted changes ({', '.join(changed[:5])}); the nodes run the "
+            "commit as pushed to origin: commit and push them first"
+        )
     commit = _git(repo, "rev-parse", "HEAD").stdout.strip()
     url = _git(repo, "remote", "get-url", "origin")
     if url.returncode != 0:
@@ -73,12 +78,15 @@ def sweep_job(repo: Path, tracking_uri: str | None, force: bool, writes: tuple[P
     if fetch.returncode != 0:
         raise ClusterError(f"cannot reach the git remote {git_remote}: {_last_line(fetch.stderr)}")
     if not _git(repo, "branch", "-r", "--contains", commit).stdout.strip():
-        raise ClusterError(f"commit {commit[:12]} is not on origin ({git_remote}): push it first, "
-                           "the nodes clone it from there")
+        raise ClusterError(
+            f"commit {commit[:12]} is not on origin ({git_remote}): push it first, the nodes clone it from there"
+        )
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
     if not is_server(uri):
-        raise ClusterError("a cluster sweep logs to the team's tracking server: set MLFLOW_TRACKING_URI "
-                           f"or --tracking-uri to its http(s) address (got {uri or 'nothing'!r})")
+        raise ClusterError(
+            "a cluster sweep logs to the team's tracking server: set MLFLOW_TRACKING_URI "
+            f"or --tracking-uri to its http(s) address (got {uri or 'nothing'!r})"
+        )
     try:
         check_tracking_server(uri)
     except StepFailed as exc:
@@ -91,7 +99,7 @@ def connect(address: str) -> None:
     import ray
 
     try:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=False, configure_logging=True)
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, configure_logging=True)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError... by version
         raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc}") from None
 
@@ -109,12 +117,18 @@ def submit(job: Job, points: list[Point], cpus: float, gpus: float, retries: int
     """Each point as a Ray task spread over the nodes; ref -> point."""
     import ray
 
-    task = ray.remote(_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=retries, retry_exceptions=False,
-                                     scheduling_strategy="SPREAD", name="mnist-codec-sweep-point")
+    task = ray.remote(_task).options(
+        num_cpus=cpus,
+        num_gpus=gpus,
+        max_retries=retries,
+        retry_exceptions=False,
+        scheduling_strategy="SPREAD",
+        name="mnist-codec-sweep-point",
+    )
     return {task.remote(job, p, time.time()): p for p in points}
 
 
-def gather(refs: dict, say=print) -> list[Outcome]:
+def gather(refs: dict, say: Callable[[str], None] = print) -> list[Outcome]:
     """Each task's outcome as it finishes. A task Ray gave up on (its retries spent on dead
     nodes) comes back as a failed Outcome with Ray's reason."""
     import ray
@@ -128,7 +142,9 @@ def gather(refs: dict, say=print) -> list[Outcome]:
             outcome = ray.get(ready[0])
         except RayError as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            outcome = Outcome(point.name, "-", "-", ok=False, error=f"ray gave up on it: {type(exc).__name__}: {reason}")
+            outcome = Outcome(
+                point.name, "-", "-", ok=False, error=f"ray gave up on it: {type(exc).__name__}: {reason}"
+            )
         outcomes.append(outcome)
         say(f"sweep: {point.name} " + ("done on " + outcome.host if outcome.ok else "FAILED: " + outcome.error))
     return outcomes
@@ -140,10 +156,8 @@ def cancel(refs: dict, timeout: float = 60.0) -> None:
     import ray
 
     for ref in refs:
-        try:
+        with contextlib.suppress(Exception):  # already finished
             ray.cancel(ref, force=True)
-        except Exception:  # already finished
-            pass
     ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
 
 
@@ -151,8 +165,9 @@ def pull(repo: Path, names: list[str]) -> None:
     """The experiments into the driver's repository: git refs and their DVC outputs."""
     if not names:
         return
-    out = subprocess.run(["dvc", "exp", "pull", "-f", "origin", *names], cwd=repo, capture_output=True, text=True,
-                         timeout=3600)
+    out = subprocess.run(
+        ["dvc", "exp", "pull", "-f", "origin", *names], cwd=repo, capture_output=True, text=True, timeout=3600
+    )
     if out.returncode != 0:
         raise ClusterError(f"dvc exp pull origin failed: {_last_line(out.stderr + out.stdout)}")
 
@@ -167,10 +182,19 @@ def table(outcomes: list[Outcome], results: dict[str, str]) -> str:
             rows.append([o.name, "-", "-", "-", "-", "-", "on origin already: " + results.get(o.name, o.rev[:12])])
         else:
             queued = o.steps.get("queued", 0.0)
-            rows.append([o.name, o.node_id[:12], o.host, f"{queued:.1f}", f"{o.wall - queued:.1f}", f"{o.overhead:.1f}",
-                         results.get(o.name, "") if o.ok else "FAILED: " + o.error])
+            rows.append(
+                [
+                    o.name,
+                    o.node_id[:12],
+                    o.host,
+                    f"{queued:.1f}",
+                    f"{o.wall - queued:.1f}",
+                    f"{o.overhead:.1f}",
+                    results.get(o.name, "") if o.ok else "FAILED: " + o.error,
+                ]
+            )
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows]]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *rows]]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
@@ -178,15 +202,29 @@ def results_of(rows: list[dict]) -> dict[str, str]:
     """name -> its evaluation MSE per codec (mean over seeds), from ``dvc.api.exp_show`` rows."""
     from .exps import latest_finished
 
-    return {name: ", ".join(f"{codec} {s['mean']:.5f}" for codec, s in sorted(exp.mse.items()))
-            for name, exp in latest_finished(rows).items()}
+    return {
+        name: ", ".join(f"{codec} {s['mean']:.5f}" for codec, s in sorted(exp.mse.items()))
+        for name, exp in latest_finished(rows).items()
+    }
 
 
-def run(repo: Path, address: str, sizes: list[int], extra: tuple[str, ...] = (), cpus: float = 1, gpus: float = 0,
-        retries: int | None = None, force: bool = False, tracking_uri: str | None = None,
-        data_dir: Path = Path("data/processed"), figure: Path = Path("reports/rate_distortion.png"),
-        table_path: Path = Path("reports/rate_distortion.md"), csv_path: Path = Path("reports/rate_distortion.csv"),
-        json_path: Path | None = None, say=print) -> list[Outcome]:
+def run(
+    repo: Path,
+    address: str,
+    sizes: list[int],
+    extra: tuple[str, ...] = (),
+    cpus: float = 1,
+    gpus: float = 0,
+    retries: int | None = None,
+    force: bool = False,
+    tracking_uri: str | None = None,
+    data_dir: Path = Path("data/processed"),
+    figure: Path = Path("reports/rate_distortion.png"),
+    table_path: Path = Path("reports/rate_distortion.md"),
+    csv_path: Path = Path("reports/rate_distortion.csv"),
+    json_path: Path | None = None,
+    say: Callable[[str], None] = print,
+) -> list[Outcome]:
     """The whole cluster sweep; raises ClusterError after writing the report when any
     experiment failed. ``json_path`` gets every outcome (node, host, seconds per step, error)."""
     from . import exps, sweep
@@ -203,13 +241,17 @@ def run(repo: Path, address: str, sizes: list[int], extra: tuple[str, ...] = (),
     except StepFailed as exc:
         raise ClusterError(f"{exc}") from None
     todo = [p for p in points if force or p.name not in on_origin]
-    outcomes = [Outcome(p.name, "-", "-", ok=True, already=True, rev=on_origin[p.name]) for p in points if p not in todo]
+    outcomes = [
+        Outcome(p.name, "-", "-", ok=True, already=True, rev=on_origin[p.name]) for p in points if p not in todo
+    ]
     for o in outcomes:
         say(f"sweep: {o.name} is on origin already for commit {job.commit[:12]}: not run again (--force runs it)")
     if todo:
         connect(address)
-        say(f"sweep: {len(todo)} experiment(s) of commit {job.commit[:12]} on the Ray cluster at {address} "
-            f"({cpus:g} CPU(s) each, sweep {job.sweep_id})")
+        say(
+            f"sweep: {len(todo)} experiment(s) of commit {job.commit[:12]} on the Ray cluster at {address} "
+            f"({cpus:g} CPU(s) each, sweep {job.sweep_id})"
+        )
         refs = submit(job, todo, cpus, gpus, retries)
         try:
             outcomes += gather(refs, say)
@@ -228,15 +270,28 @@ def run(repo: Path, address: str, sizes: list[int], extra: tuple[str, ...] = (),
     if json_path is not None:
         from ..atomic import write_bytes
 
-        write_bytes(json_path, json.dumps({"commit": job.commit, "sweep": job.sweep_id, "cluster": address,
-                                           "outcomes": [o.to_dict() for o in outcomes]}, indent=2).encode() + b"\n")
+        write_bytes(
+            json_path,
+            json.dumps(
+                {
+                    "commit": job.commit,
+                    "sweep": job.sweep_id,
+                    "cluster": address,
+                    "outcomes": [o.to_dict() for o in outcomes],
+                },
+                indent=2,
+            ).encode()
+            + b"\n",
+        )
     if any(o.ok for o in outcomes):
         sweep.report(rows, data_dir, figure, table_path, csv_path)
         say(f"sweep: {figure}, {table_path}, {csv_path}")
     failed = [o for o in outcomes if not o.ok]
     if failed:
-        raise ClusterError(f"{len(failed)} of {len(outcomes)} experiment(s) failed:\n"
-                           + "\n".join(f"  {o.name}: {o.error}" for o in failed))
+        raise ClusterError(
+            f"{len(failed)} of {len(outcomes)} experiment(s) failed:\n"
+            + "\n".join(f"  {o.name}: {o.error}" for o in failed)
+        )
     return outcomes
 
 
@@ -246,4 +301,3 @@ def main_address(cli_value: str | None) -> str:
     if not address:
         raise ClusterError("no cluster address: pass --cluster HOST:PORT or set RAY_ADDRESS")
     return address
-

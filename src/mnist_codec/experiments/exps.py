@@ -122,7 +122,7 @@ def _cell(value: Any) -> Any:
 
 def _column(key: str, file: str) -> str:
     """A column's name without the file prefix DVC adds when two files share a name."""
-    return key[len(file) + 1:] if key.startswith(file + ":") else key
+    return key[len(file) + 1 :] if key.startswith(file + ":") else key
 
 
 def experiments(rows: list[dict]) -> list[Experiment]:

@@ -36,10 +36,21 @@ METRICS = "reports/metrics.json"
 
 # name -> `-S` overrides, on top of params.yaml. Each is a params change away from the notebook.
 CANDIDATES: dict[str, tuple[str, ...]] = {
-    "conv": ("deep.arch=conv", "deep.channels=[32,64]", "activation=leaky_relu", "train.epochs=40",
-             "train.schedule=onecycle", "train.lr=3.0e-3"),
-    "wide-mlp": ("deep.hidden=[1000,500,250]", "activation=leaky_relu", "train.epochs=40",
-                 "train.schedule=onecycle", "train.lr=3.0e-3"),
+    "conv": (
+        "deep.arch=conv",
+        "deep.channels=[32,64]",
+        "activation=leaky_relu",
+        "train.epochs=40",
+        "train.schedule=onecycle",
+        "train.lr=3.0e-3",
+    ),
+    "wide-mlp": (
+        "deep.hidden=[1000,500,250]",
+        "activation=leaky_relu",
+        "train.epochs=40",
+        "train.schedule=onecycle",
+        "train.lr=3.0e-3",
+    ),
 }
 VALIDATION = ("data.protocol=validation", "n_seeds=1")
 
@@ -65,7 +76,7 @@ def best_deep_codec(mse: dict[str, dict], exclude: tuple[str, ...] = ("pca", "ae
     deep = {c: m["mean"] for c, m in mse.items() if c not in exclude}
     if not deep:
         raise DataError(f"{METRICS}: no deep codec among {sorted(mse)}")
-    return min(deep, key=deep.get)
+    return min(deep, key=lambda c: deep[c])
 
 
 def find(rows: list[dict], name: str) -> Result:
@@ -112,8 +123,15 @@ def measured(final: Result, mse: dict, target: float) -> dict:
     }
 
 
-def record(candidates: dict[str, tuple[str, ...]], scores: dict[str, Result], chosen: str, final: Result,
-           seconds: dict[str, float], machine: str, extra: tuple[str, ...] = ()) -> dict:
+def record(
+    candidates: dict[str, tuple[str, ...]],
+    scores: dict[str, Result],
+    chosen: str,
+    final: Result,
+    seconds: dict[str, float],
+    machine: str,
+    extra: tuple[str, ...] = (),
+) -> dict:
     """reports/frontier.json: what was run, what it scored, on what, in how long."""
     return {
         "command": COMMAND,
@@ -123,10 +141,16 @@ def record(candidates: dict[str, tuple[str, ...]], scores: dict[str, Result], ch
             "protocol": "validation",
             "rule": "the candidate whose best deep codec has the lowest validation MSE (one seed each)",
             "chosen": chosen,
-            "candidates": [{"name": n, "experiment": scores[n].experiment, "codec": scores[n].codec,
-                            "validation_mse": scores[n].mse["mean"],
-                            "command": shlex.join(exp_run_command(VAL_PREFIX + n, (*VALIDATION, *o, *extra)))}
-                           for n, o in candidates.items()],
+            "candidates": [
+                {
+                    "name": n,
+                    "experiment": scores[n].experiment,
+                    "codec": scores[n].codec,
+                    "validation_mse": scores[n].mse["mean"],
+                    "command": shlex.join(exp_run_command(VAL_PREFIX + n, (*VALIDATION, *o, *extra))),
+                }
+                for n, o in candidates.items()
+            ],
         },
         "wall_seconds": {k: round(v, 1) for k, v in seconds.items()},
         "device": machine,
@@ -134,7 +158,7 @@ def record(candidates: dict[str, tuple[str, ...]], scores: dict[str, Result], ch
 
 
 def _minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)} min {int(round(seconds % 60))} s" if seconds >= 60 else f"{seconds:.0f} s"
+    return f"{int(seconds // 60)} min {round(seconds % 60)} s" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def markdown(rec: dict) -> str:
@@ -156,8 +180,10 @@ def markdown(rec: dict) -> str:
         f"{picks}. The test images were used once, for the chosen settings.\n\n"
         f"`{rec['command']}` took {_minutes(wall['total'])} on {rec['device'].replace('cpu:', 'a CPU: ')} "
         f"(validation runs and the test run, one after the other; the test run alone "
-        f"{_minutes(wall['test run'])}). The test run on its own (after `make install`, with `.venv/bin` on `PATH`):\n\n"
-        f"```bash\n{rec['experiment_command']}\n```\n")
+        f"{_minutes(wall['test run'])}). The test run on its own (after `make install`, "
+        "with `.venv/bin` on `PATH`):\n\n"
+        f"```bash\n{rec['experiment_command']}\n```\n"
+    )
 
 
 def _tuned_markdown(rec: dict) -> str:
@@ -165,34 +191,46 @@ def _tuned_markdown(rec: dict) -> str:
     s = rec["selection"]["search"]
     w = s["winner"]
     searched = ", ".join(f"`{k}={v}`" for k, v in w["searched"].items())
+    per_seed = ", ".join(f"{v:.6f}" for v in rec["test_mse_per_seed"])
     lines = [
-        f"**{rec['codec_name']}**, {rec['code_size']} numbers per digit: test MSE per pixel "
-        f"**{rec['test_mse']:.6f} ± {(high - low) / 2:.6f}** ({rec['test_mse'] * 784:.2f} summed over an image's 784 "
-        f"pixels; mean ± half the 95% interval over {rec['n_seeds']} seeds; per seed {', '.join(f'{v:.6f}' for v in rec['test_mse_per_seed'])}), on the 10,000 test images "
-        f"({rec['protocol']} protocol). Target {rec['target_mse']}: {'met' if rec['meets_target'] else 'not met'}.",
+        (
+            f"**{rec['codec_name']}**, {rec['code_size']} numbers per digit: test MSE per pixel "
+            f"**{rec['test_mse']:.6f} ± {(high - low) / 2:.6f}** ({rec['test_mse'] * 784:.2f} summed over an "
+            f"image's 784 pixels; mean ± half the 95% interval over {rec['n_seeds']} seeds; per seed {per_seed}), "
+            "on the 10,000 test images "
+            f"({rec['protocol']} protocol). Target {rec['target_mse']}: {'met' if rec['meets_target'] else 'not met'}."
+        ),
         "",
         f"Found by a search on the validation split (the last 10,000 training images, one seed a trial): "
         f"{s['trials']} trials of Optuna's TPE sampler over `{s['file']}`, {s['ran_every_epoch']} of them trained "
         f"all {s['asha']['max_epochs']} epochs and {s['asha_stopped']} stopped early by ASHA"
         + (f", {s['cut_by_time']} cut by the time budget" if s["cut_by_time"] else "")
         + f". The winner (trial {w['optuna_trial']}, validation MSE {w['validation_mse']:.6f}): {searched}. "
-          "The test images were used once, for the winner.",
+        "The test images were used once, for the winner.",
         "",
     ]
     old = rec.get("replaces")
     if old:
         olow, ohigh = old["test_mse_ci95"]
-        lines += [f"It replaces {old['codec_name']} from `{old['command']}`: {old['test_mse']:.6f} "
-                  f"± {(ohigh - olow) / 2:.6f} over {old['n_seeds']} seeds; the new 95% interval lies "
-                  + ("wholly below the old one." if rec["interval_below_replaced"] else "**not** wholly below the old one."),
-                  ""]
+        lines += [
+            f"It replaces {old['codec_name']} from `{old['command']}`: {old['test_mse']:.6f} "
+            f"± {(ohigh - olow) / 2:.6f} over {old['n_seeds']} seeds; the new 95% interval lies "
+            + ("wholly below the old one." if rec["interval_below_replaced"] else "**not** wholly below the old one."),
+            "",
+        ]
     wall = rec["wall_seconds"]
     precision = rec.get("precision", {})
-    lines += [f"`{rec['command']}` searched for {_minutes(wall['search'])} and ran the test run in "
-              f"{_minutes(wall['test run'])} on {rec['device'].replace('cpu:', 'a CPU: ')} (search in "
-              f"{precision.get('search', 'fp32')}, test run in {precision.get('test run', 'fp32')}). The test run on "
-              "its own (after `make install`, with `.venv/bin` on `PATH`):", "",
-              f"```bash\n{rec['experiment_command']}\n```", ""]
+    lines += [
+        (
+            f"`{rec['command']}` searched for {_minutes(wall['search'])} and ran the test run in "
+            f"{_minutes(wall['test run'])} on {rec['device'].replace('cpu:', 'a CPU: ')} (search in "
+            f"{precision.get('search', 'fp32')}, test run in {precision.get('test run', 'fp32')}). The test run on "
+            "its own (after `make install`, with `.venv/bin` on `PATH`):"
+        ),
+        "",
+        f"```bash\n{rec['experiment_command']}\n```",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -208,8 +246,9 @@ def run_experiment(repo: Path, name: str, overrides: tuple[str, ...]) -> float:
     return time.perf_counter() - start
 
 
-def run(repo: Path, out: Path, candidates: dict[str, tuple[str, ...]] = CANDIDATES,
-        extra: tuple[str, ...] = ()) -> dict:
+def run(
+    repo: Path, out: Path, candidates: dict[str, tuple[str, ...]] = CANDIDATES, extra: tuple[str, ...] = ()
+) -> dict:
     """Select on the validation split, measure the choice on the test images, write ``out``.
 
     ``extra`` overrides are added to every run (a small profile for tests)."""
@@ -224,15 +263,19 @@ def run(repo: Path, out: Path, candidates: dict[str, tuple[str, ...]] = CANDIDAT
     scores = {name: find(shown, VAL_PREFIX + name) for name in candidates}
     chosen = choose(scores)
     for name, r in scores.items():
-        log.info(f"frontier: validation MSE of {name} ({r.codec}): {r.mse['mean']:.6f}"
-                 + (" <- chosen" if name == chosen else ""))
+        log.info(
+            f"frontier: validation MSE of {name} ({r.codec}): {r.mse['mean']:.6f}"
+            + (" <- chosen" if name == chosen else "")
+        )
     seconds["test run"] = run_experiment(repo, NAME, (*candidates[chosen], *extra))
     seconds["total"] = sum(seconds.values())
     final = find(exp_show(repo), NAME)
     final = replace(final, mse=committed_metrics(repo, final.rev)[final.codec]["mse"])
     rec = record(candidates, scores, chosen, final, seconds, machine_name(), extra)
     fileio.write_json(out, rec)
-    log.info(f"frontier: {rec['codec_name']} test MSE {final.mse['mean']:.6f} "
-          f"[{final.mse['ci95_low']:.6f}, {final.mse['ci95_high']:.6f}] over {final.mse['n']} seeds "
-          f"(target {TARGET_MSE}: {'met' if rec['meets_target'] else 'not met'}); {out}")
+    log.info(
+        f"frontier: {rec['codec_name']} test MSE {final.mse['mean']:.6f} "
+        f"[{final.mse['ci95_low']:.6f}, {final.mse['ci95_high']:.6f}] over {final.mse['n']} seeds "
+        f"(target {TARGET_MSE}: {'met' if rec['meets_target'] else 'not met'}); {out}"
+    )
     return rec

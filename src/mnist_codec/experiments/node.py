@@ -30,10 +30,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from ..tracking.runs import RUN_TAGS_ENV
 
@@ -98,17 +98,25 @@ def exp_ref_prefix(commit: str) -> str:
     return f"refs/exps/{commit[:2]}/{commit[2:]}/"
 
 
-def remote_experiments(git_remote: str, commit: str, cwd: Path | None = None, env: dict | None = None) -> dict[str, str]:
+def remote_experiments(
+    git_remote: str, commit: str, cwd: Path | None = None, env: dict | None = None
+) -> dict[str, str]:
     """name -> experiment commit of every experiment of ``commit`` on the git remote."""
-    out = subprocess.run(["git", "ls-remote", git_remote, exp_ref_prefix(commit) + "*"], cwd=cwd, env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        ["git", "ls-remote", git_remote, exp_ref_prefix(commit) + "*"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if out.returncode != 0:
         raise StepFailed(f"cannot reach the git remote {git_remote}: {_last_line(out.stderr)}")
     found = {}
     for line in out.stdout.splitlines():
         sha, _, ref = line.partition("\t")
         if ref.startswith(exp_ref_prefix(commit)):
-            found[ref[len(exp_ref_prefix(commit)):]] = sha
+            found[ref[len(exp_ref_prefix(commit)) :]] = sha
     return found
 
 
@@ -146,28 +154,36 @@ sys.exit(subprocess.call(sys.argv[2:]))
 """
 
 
-def guarded(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = STEP_TIMEOUT) -> subprocess.CompletedProcess:
+def guarded(
+    cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = STEP_TIMEOUT
+) -> subprocess.CompletedProcess:
     """Run ``cmd`` in a new process group that nothing of it outlives.
 
     The group's leader, a small guard, dies with this process (Linux's parent-death signal).
     When the guard is gone, whether the worker's death took it or Ray killed it directly
     (a worker that exits kills its own child processes, not theirs), its watchdog child sees
     the guard's end of a pipe close and kills the group: the command and all it started."""
-    proc = subprocess.Popen([sys.executable, "-c", _GUARD, str(os.getpid()), *cmd], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _GUARD, str(os.getpid()), *cmd],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except BaseException:  # a timeout, or the task cancelled: nothing of the command may outlive it
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(proc.pid, 9)
-        except ProcessLookupError:
-            pass
         proc.wait()
         raise
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 # --- the node's clones -----------------------------------------------------------------------------
+
 
 def cluster_home() -> Path:
     return Path(os.environ.get(HOME_ENV) or Path.home() / ".cache" / "mnist-codec" / "cluster")
@@ -182,19 +198,17 @@ def clone_slot(git_remote: str, node_id: str, home: Path | None = None) -> Itera
     i = 0
     while True:
         lock_path = base / f"{node_id[:16]}-{i}.lock"
-        handle = open(lock_path, "a")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            i += 1
-            continue
-        try:
-            yield base / f"{node_id[:16]}-{i}"
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
-        return
+        with open(lock_path, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                i += 1
+                continue
+            try:
+                yield base / f"{node_id[:16]}-{i}"
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+            return
 
 
 def task_env(repo: Path, job: Job, point: Point, node_id: str, host: str) -> dict[str, str]:
@@ -206,8 +220,14 @@ def task_env(repo: Path, job: Job, point: Point, node_id: str, host: str) -> dic
     env["PYTHONPATH"] = str(repo / "src")
     env["MLFLOW_TRACKING_URI"] = job.tracking_uri
     env["DVC_NO_ANALYTICS"] = "1"
-    env[RUN_TAGS_ENV] = json.dumps({"mnist_codec.ray_node": node_id, "mnist_codec.ray_host": host,
-                                "mnist_codec.sweep": job.sweep_id, "mnist_codec.sweep_point": point.name})
+    env[RUN_TAGS_ENV] = json.dumps(
+        {
+            "mnist_codec.ray_node": node_id,
+            "mnist_codec.ray_host": host,
+            "mnist_codec.sweep": job.sweep_id,
+            "mnist_codec.sweep_point": point.name,
+        }
+    )
     for who in ("AUTHOR", "COMMITTER"):  # dvc exp run commits the experiment
         env.setdefault(f"GIT_{who}_NAME", "mnist-codec cluster")
         env.setdefault(f"GIT_{who}_EMAIL", f"cluster@{host}")
@@ -257,8 +277,15 @@ def fail_open_runs(tracking_uri: str, sweep_id: str, point: str | None = None) -
     return len(stale)
 
 
-def _step(steps: dict[str, float], name: str, cmd: list[str], repo: Path, env: dict[str, str], what: str,
-          cwd: Path | None = None) -> subprocess.CompletedProcess:
+def _step(
+    steps: dict[str, float],
+    name: str,
+    cmd: list[str],
+    repo: Path,
+    env: dict[str, str],
+    what: str,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess:
     start = time.perf_counter()
     out = guarded(cmd, cwd or repo, env)
     steps[name] = steps.get(name, 0.0) + time.perf_counter() - start
@@ -273,13 +300,26 @@ def prepare_clone(repo: Path, job: Job, env: dict[str, str], steps: dict[str, fl
     git_what = f"cannot reach the git remote {job.git_remote}"
     if not (repo / ".git").is_dir():
         shutil.rmtree(repo, ignore_errors=True)
-        _step(steps, "clone", ["git", "clone", "-q", "--no-checkout", job.git_remote, str(repo)], repo, env, git_what,
-              cwd=repo.parent)
+        _step(
+            steps,
+            "clone",
+            ["git", "clone", "-q", "--no-checkout", job.git_remote, str(repo)],
+            repo,
+            env,
+            git_what,
+            cwd=repo.parent,
+        )
     else:
         _step(steps, "clone", ["git", "remote", "set-url", "origin", job.git_remote], repo, env, git_what)
         _step(steps, "clone", ["git", "fetch", "-q", "origin"], repo, env, git_what)
-    _step(steps, "clone", ["git", "checkout", "-q", "--force", "--detach", job.commit], repo, env,
-          f"commit {job.commit[:12]} is not on the git remote {job.git_remote}")
+    _step(
+        steps,
+        "clone",
+        ["git", "checkout", "-q", "--force", "--detach", job.commit],
+        repo,
+        env,
+        f"commit {job.commit[:12]} is not on the git remote {job.git_remote}",
+    )
     _step(steps, "clone", ["git", "clean", "-q", "-fd"], repo, env, "cannot clean the clone")
 
 
@@ -306,16 +346,35 @@ def run_point(job: Job, point: Point, node_id: str, host: str | None = None, sub
                     return outcome
             outcome.steps["check"] = time.perf_counter() - start
             prepare_clone(repo, job, env, outcome.steps)
-            _step(outcome.steps, "pull", ["dvc", "pull", "--allow-missing"], repo, env,
-                  "cannot pull from the DVC remote")
+            _step(
+                outcome.steps, "pull", ["dvc", "pull", "--allow-missing"], repo, env, "cannot pull from the DVC remote"
+            )
             if _has_local(repo, env, point.name):  # run here before (with --force): DVC would refuse the name
-                _step(outcome.steps, "run", ["dvc", "exp", "remove", point.name], repo, env,
-                      f"cannot remove the earlier {point.name} from the clone")
+                _step(
+                    outcome.steps,
+                    "run",
+                    ["dvc", "exp", "remove", point.name],
+                    repo,
+                    env,
+                    f"cannot remove the earlier {point.name} from the clone",
+                )
             sets = [*point.overrides, f"{RAN_ON}:node={node_id}", f"{RAN_ON}:host={host}"]
-            _step(outcome.steps, "run", ["dvc", "exp", "run", "-n", point.name, *[a for s in sets for a in ("-S", s)]],
-                  repo, env, f"experiment {point.name} failed")
-            rev = _step(outcome.steps, "push", ["git", "rev-parse", f"refs/exps/{job.commit[:2]}/{job.commit[2:]}/{point.name}"],
-                        repo, env, f"experiment {point.name} left no commit").stdout.strip()
+            _step(
+                outcome.steps,
+                "run",
+                ["dvc", "exp", "run", "-n", point.name, *[a for s in sets for a in ("-S", s)]],
+                repo,
+                env,
+                f"experiment {point.name} failed",
+            )
+            rev = _step(
+                outcome.steps,
+                "push",
+                ["git", "rev-parse", f"refs/exps/{job.commit[:2]}/{job.commit[2:]}/{point.name}"],
+                repo,
+                env,
+                f"experiment {point.name} left no commit",
+            ).stdout.strip()
             push = ["dvc", "exp", "push", *(["--force"] if job.force else []), "origin", point.name]
             _step(outcome.steps, "push", push, repo, env, "cannot push to the git or DVC remote")
             outcome.ok, outcome.rev = True, rev
@@ -328,6 +387,12 @@ def run_point(job: Job, point: Point, node_id: str, host: str | None = None, sub
 
 def _has_local(repo: Path, env: dict[str, str], name: str) -> bool:
     """The clone already holds an experiment of that name (a forced run again on this node)."""
-    out = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps/"], cwd=repo, env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname)", "refs/exps/"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return any(ref.rsplit("/", 1)[-1] == name for ref in out.stdout.split())

@@ -27,8 +27,10 @@ def experiment_name(protocol: str) -> str:
 
 def overrides(protocol: str, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
     if protocol not in PROTOCOLS:
-        raise DataError(f"protocol-table: unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)} "
-                        "(holdout's table is the default run's, reports/comparison.md)")
+        raise DataError(
+            f"protocol-table: unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)} "
+            "(holdout's table is the default run's, reports/comparison.md)"
+        )
     return (f"data.protocol={protocol}", *extra)
 
 

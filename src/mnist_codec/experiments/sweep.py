@@ -22,6 +22,7 @@ from ..errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
 SIZES = (2, 4, 8, 16, 32, 64, 128)
 PREFIX = "rd-"  # the sweep's experiments are named rd-<code size>
@@ -65,8 +66,11 @@ def collect(rows: list[dict]) -> list[Point]:
     for name, exp in exps.latest_finished(rows).items():
         if name.startswith(PREFIX) and exp.params.get("latent_dim") is not None:
             latest.setdefault(int(exp.params["latent_dim"]), exp)  # rows come newest first
-    points = [Point(codec, size, m["mean"], m["ci95_low"], m["ci95_high"], m["n"], exp.name)
-              for size, exp in latest.items() for codec, m in exp.mse.items()]
+    points = [
+        Point(codec, size, m["mean"], m["ci95_low"], m["ci95_high"], m["n"], exp.name)
+        for size, exp in latest.items()
+        for codec, m in exp.mse.items()
+    ]
     return sorted(points, key=lambda p: (p.codec, p.size))
 
 
@@ -91,8 +95,10 @@ def crossover(points: list[Point], pca: np.ndarray, names: dict[str, str]) -> st
     if not lost:
         head = f"At every code size from {sizes[0]} to {sizes[-1]} an autoencoder beats PCA."
     else:
-        head = (f"From {lost[0]} numbers on, no autoencoder beats PCA (at {lost[0]}: PCA {pca[lost[0] - 1]:.6f}, "
-                f"the best autoencoder {min(p.mean for p in points if p.size == lost[0] and p.codec != 'pca'):.6f}).")
+        head = (
+            f"From {lost[0]} numbers on, no autoencoder beats PCA (at {lost[0]}: PCA {pca[lost[0] - 1]:.6f}, "
+            f"the best autoencoder {min(p.mean for p in points if p.size == lost[0] and p.codec != 'pca'):.6f})."
+        )
     each = []
     for codec in [c for c in names if c != "pca"]:
         wins = [p.size for p in points if p.codec == codec and p.mean < pca[p.size - 1]]
@@ -100,7 +106,7 @@ def crossover(points: list[Point], pca: np.ndarray, names: dict[str, str]) -> st
     return head + " Each beats PCA (by its mean): " + "; ".join(each) + "."
 
 
-def frame(points: list[Point]) -> "pd.DataFrame":
+def frame(points: list[Point]) -> pd.DataFrame:
     """The points as a table: one row per (codec, code size), the columns of :class:`Point`."""
     import dataclasses
 
@@ -113,17 +119,29 @@ def table(points: list[Point], pca: np.ndarray, names: dict[str, str]) -> str:
     """Markdown: a row per code size, a column per codec (mean ± half the 95% interval)."""
     df = frame(points)
     codecs = [c for c in names if c != "pca" and c in set(df["codec"])]
-    cells = (df.assign(cell=[f"{m:.6f} ± {(h - lo) / 2:.6f}" for m, lo, h in zip(df["mean"], df["low"], df["high"])])
-             .pivot(index="size", columns="codec", values="cell").reindex(columns=codecs).fillna(""))
-    rows = ["| code size | PCA (exact) | " + " | ".join(names[c] for c in codecs) + " |",
-            "|" + "---:|" * (len(codecs) + 2)]
+    cells = (
+        df.assign(
+            cell=[f"{m:.6f} ± {(h - lo) / 2:.6f}" for m, lo, h in zip(df["mean"], df["low"], df["high"], strict=True)]
+        )
+        .pivot(index="size", columns="codec", values="cell")
+        .reindex(columns=codecs)
+        .fillna("")
+    )
+    rows = [
+        "| code size | PCA (exact) | " + " | ".join(names[c] for c in codecs) + " |",
+        "|" + "---:|" * (len(codecs) + 2),
+    ]
     rows += [f"| {k} | {pca[k - 1]:.6f} | " + " | ".join(cells.loc[k]) + " |" for k in cells.index]
     n = int(df.loc[df["codec"] != "pca", "n"].max()) if (df["codec"] != "pca").any() else 0
-    return ("\n".join(rows) + f"\n\nEvaluation MSE per pixel, mean ± half the 95% interval over {n} seeds. "
-            + crossover(points, pca, names) + "\n")
+    return (
+        "\n".join(rows)
+        + f"\n\nEvaluation MSE per pixel, mean ± half the 95% interval over {n} seeds. "
+        + crossover(points, pca, names)
+        + "\n"
+    )
 
 
-def figure(points: list[Point], pca: np.ndarray, names: dict[str, str]):
+def figure(points: list[Point], pca: np.ndarray, names: dict[str, str]) -> Figure:
     """Log-log plot: MSE against code size, PCA's exact curve and a line per autoencoder
     with its 95% interval as error bars."""
     from ..reporting.plots import pyplot
@@ -187,16 +205,16 @@ def report(rows: list[dict], data_dir: Path, figure_path: Path, table_path: Path
 
     points = collect(rows)
     if not points:
-        raise DataError(f"no sweep results: no experiment named {PREFIX}<code size> with {METRICS} "
-                        "(run `make sweep`)")
+        raise DataError(f"no sweep results: no experiment named {PREFIX}<code size> with {METRICS} (run `make sweep`)")
     (train_x, _), (eval_x, _) = load_splits(data_dir)
     curve = pca_curve(train_x, eval_x, max(max(SIZES), max(p.size for p in points)))
     write(points, curve, display_names(points), figure_path, table_path, csv_path)
     return points
 
 
-def write(points: list[Point], pca: np.ndarray, names: dict[str, str], figure_path: Path,
-          table_path: Path, csv_path: Path) -> None:
+def write(
+    points: list[Point], pca: np.ndarray, names: dict[str, str], figure_path: Path, table_path: Path, csv_path: Path
+) -> None:
     from .. import fileio
     from ..atomic import atomic_path
 
@@ -207,8 +225,18 @@ def write(points: list[Point], pca: np.ndarray, names: dict[str, str], figure_pa
     import pandas as pd
 
     sizes = {p.size for p in points}
-    exact = [{"codec": "pca_exact", "size": k, "mean": v, "low": v, "high": v, "n": 1, "experiment": ""}
-             for k, v in enumerate(pca.tolist(), start=1) if k in sizes or math.log2(k).is_integer()]
-    csv = pd.concat([frame(points), pd.DataFrame(exact)], ignore_index=True).rename(columns={
-        "size": "code_size", "mean": "mse_mean", "low": "mse_ci95_low", "high": "mse_ci95_high", "n": "n_seeds"})
+    exact = [
+        {"codec": "pca_exact", "size": k, "mean": v, "low": v, "high": v, "n": 1, "experiment": ""}
+        for k, v in enumerate(pca.tolist(), start=1)
+        if k in sizes or math.log2(k).is_integer()
+    ]
+    csv = pd.concat([frame(points), pd.DataFrame(exact)], ignore_index=True).rename(
+        columns={
+            "size": "code_size",
+            "mean": "mse_mean",
+            "low": "mse_ci95_low",
+            "high": "mse_ci95_high",
+            "n": "n_seeds",
+        }
+    )
     fileio.write_text(csv_path, csv.to_csv(index=False, lineterminator="\n"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import fileio, timing
 from ..codecs import models, pca
@@ -15,6 +15,10 @@ from ..errors import DataError
 from ..evaluation import metrics as scoring
 from ..evaluation import promotion, table
 from ..params import Params
+
+if TYPE_CHECKING:
+    from ..tracking.runs import Run
+
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +63,7 @@ def load_codecs(pca_path: Path, ae_dir: Path, deep_dir: Path) -> dict[str, tuple
     return codecs
 
 
-def update_registry(run, metrics: dict, codecs: dict, eval_sha256: str, protocol: str) -> promotion.Decision:
+def update_registry(run: Run, metrics: dict, codecs: dict, eval_sha256: str, protocol: str) -> promotion.Decision:
     """Tag every evaluated version with its evaluation, then apply the promotion rule
     (:mod:`mnist_codec.evaluation.promotion`) to this run's best codec. Returns the decision."""
     from ..tracking import registry
@@ -72,10 +76,10 @@ def update_registry(run, metrics: dict, codecs: dict, eval_sha256: str, protocol
         for r, (_, record) in enumerate(seeds):
             version = record.get("model_version")
             if version is None:
-                raise DataError(f"{name} seed {r}: its record names no registered model version; "
-                                f"re-run the stage that trained it")
-            standing = promotion.Standing(version, name, m["mean"], m["ci95_low"], m["ci95_high"], m["n"],
-                                          eval_sha256)
+                raise DataError(
+                    f"{name} seed {r}: its record names no registered model version; re-run the stage that trained it"
+                )
+            standing = promotion.Standing(version, name, m["mean"], m["ci95_low"], m["ci95_high"], m["n"], eval_sha256)
             tags_by_version[version] = {**standing.tags(), "mnist_codec.eval_mse": repr(m["per_seed"][r])}
             if r == promotion.median_seed(m["per_seed"]):
                 standings[name] = standing
@@ -94,14 +98,28 @@ def update_registry(run, metrics: dict, codecs: dict, eval_sha256: str, protocol
     registry.tag_versions(client, tags_by_version)
     if decision.promote:
         registry.set_champion(client, candidate.version)
-    run.set_tags({"mnist_codec.champion.candidate": f"{registry.REGISTERED_MODEL}/{candidate.version}",
-                  "mnist_codec.champion.promoted": str(decision.promote).lower(),
-                  "mnist_codec.champion.reason": decision.reason})
+    run.set_tags(
+        {
+            "mnist_codec.champion.candidate": f"{registry.REGISTERED_MODEL}/{candidate.version}",
+            "mnist_codec.champion.promoted": str(decision.promote).lower(),
+            "mnist_codec.champion.reason": decision.reason,
+        }
+    )
     return decision
 
 
-def run(params: Params, data_dir: Path, pca_path: Path, ae_dir: Path, deep_dir: Path, metrics_path: Path,
-        table_md: Path, table_csv: Path, timings_path: Path, samples_path: Path) -> None:
+def run(
+    params: Params,
+    data_dir: Path,
+    pca_path: Path,
+    ae_dir: Path,
+    deep_dir: Path,
+    metrics_path: Path,
+    table_md: Path,
+    table_csv: Path,
+    timings_path: Path,
+    samples_path: Path,
+) -> None:
     """Every model of every codec on the evaluation split; per codec, summaries over its seeds."""
     from ..tracking import runs as tracking
 
@@ -130,10 +148,15 @@ def run(params: Params, data_dir: Path, pca_path: Path, ae_dir: Path, deep_dir: 
     csv_text = table.to_csv(frame)
     tags = {"mnist_codec.data_sha256": meta["splits"]["eval"]["sha256"]}
     tags.update({f"mnist_codec.run.{name}": run_id for name, (_, run_id) in codecs.items()})
-    logged = {f"{name}.{k}_{stat}": m[k][stat] for name, m in metrics.items() for k in ("mse", "psnr")
-              for stat in ("mean", "std", "ci95_low", "ci95_high")}
-    with tracking.start_run("evaluate", "evaluate", tracking.params_subset(params.to_dict(), ["evaluate", "data"]),
-                            tags, params.to_dict()) as run:
+    logged = {
+        f"{name}.{k}_{stat}": m[k][stat]
+        for name, m in metrics.items()
+        for k in ("mse", "psnr")
+        for stat in ("mean", "std", "ci95_low", "ci95_high")
+    }
+    with tracking.start_run(
+        "evaluate", "evaluate", tracking.params_subset(params.to_dict(), ["evaluate", "data"]), tags, params.to_dict()
+    ) as run:
         run.log_metrics(logged)
         run.log_text(markdown, "comparison.md")
         run.log_text(csv_text, "comparison.csv")
@@ -143,9 +166,11 @@ def run(params: Params, data_dir: Path, pca_path: Path, ae_dir: Path, deep_dir: 
         fileio.write_text(table_csv, csv_text)
         fileio.write_npz(samples_path, samples)
         first = {name: seeds[0][1] for name, (seeds, _) in codecs.items()}
-        timings = {"train_seconds": {name: rec.get("train_seconds") for name, rec in first.items()},
-                   "train_device": {name: rec.get("device") for name, rec in first.items()},
-                   "evaluate_seconds": round(time.perf_counter() - start, 3)}
+        timings = {
+            "train_seconds": {name: rec.get("train_seconds") for name, rec in first.items()},
+            "train_device": {name: rec.get("device") for name, rec in first.items()},
+            "evaluate_seconds": round(time.perf_counter() - start, 3),
+        }
         fileio.write_json(timings_path, timings)
     log.info("%s", markdown)
     log.info("champion: %s: %s", "promoted" if decision.promote else "kept", decision.reason)

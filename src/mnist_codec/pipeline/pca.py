@@ -18,7 +18,8 @@ DEVICE = "cpu:scikit-learn"
 def run(params: Params, data_dir: Path, npz_path: Path, record_path: Path) -> None:
     import torch
 
-    from ..tracking import registry, runs as tracking
+    from ..tracking import registry
+    from ..tracking import runs as tracking
     from ..tracking.figures import log_figures
 
     (x, _), (ex, ey) = splits.load_splits(data_dir)
@@ -39,17 +40,35 @@ def run(params: Params, data_dir: Path, npz_path: Path, record_path: Path) -> No
             train_mse = models.reconstruction_mse(codec, torch.from_numpy(x))
             eval_mse = train_mse if ex is x else models.reconstruction_mse(codec, torch.from_numpy(ex))
         run.log_epoch(1, train_mse, eval_mse)
-        run.log_metrics({"final_train_loss": train_mse, "eval_mse": eval_mse, "train_seconds": seconds,
-                         "explained_variance": explained})
+        run.log_metrics(
+            {
+                "final_train_loss": train_mse,
+                "eval_mse": eval_mse,
+                "train_seconds": seconds,
+                "explained_variance": explained,
+            }
+        )
         log_figures(run, "pca", {"pca": codec}, None, ex, ey)
-        reg = run.log_model(codec, spec, ex[:tracking.EXAMPLE_ROWS],
-                            registry.version_tags(run, spec, eval_mse, eval_sha, {"data": train_sha}))
+        reg = run.log_model(
+            codec,
+            spec,
+            ex[: tracking.EXAMPLE_ROWS],
+            registry.version_tags(run, spec, eval_mse, eval_sha, {"data": train_sha}),
+        )
         pca.save(arrays, npz_path)
-        fileio.write_json(record_path, {
-            "codec": "pca", "spec": spec, "mlflow_run_id": run.run_id,
-            "registered_model": reg.name, "model_version": reg.version,
-            "device": DEVICE, "train_seconds": round(seconds, 3),
-            "final_train_loss": train_mse, "final_eval_loss": eval_mse,
-            "explained_variance": explained,
-        })
+        fileio.write_json(
+            record_path,
+            {
+                "codec": "pca",
+                "spec": spec,
+                "mlflow_run_id": run.run_id,
+                "registered_model": reg.name,
+                "model_version": reg.version,
+                "device": DEVICE,
+                "train_seconds": round(seconds, 3),
+                "final_train_loss": train_mse,
+                "final_eval_loss": eval_mse,
+                "explained_variance": explained,
+            },
+        )
     log.info("pca: %d components, train MSE %.6f, eval MSE %.6f", params.latent_dim, train_mse, eval_mse)

@@ -17,5 +17,6 @@ def run(params: Params, raw_dir: Path, out_dir: Path) -> None:
     with timing.work("preprocess"):
         meta = prepare.preprocess(raw_dir, out_dir, d.protocol, d.train_limit, d.eval_limit)
     n_train, n_eval = meta["splits"]["train"]["n"], meta["splits"]["eval"]["n"]
-    log.info("preprocess: protocol %s: %d training and %d evaluation images in %s", d.protocol, n_train, n_eval,
-             out_dir)
+    log.info(
+        "preprocess: protocol %s: %d training and %d evaluation images in %s", d.protocol, n_train, n_eval, out_dir
+    )

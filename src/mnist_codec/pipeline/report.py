@@ -11,8 +11,15 @@ from ..reporting import html, plots
 log = logging.getLogger(__name__)
 
 
-def run(metrics_path: Path, table_csv: Path, curves_dir: Path, samples_path: Path, figures_dir: Path,
-        html_path: Path, rate_distortion: Path | None = None) -> None:
+def run(
+    metrics_path: Path,
+    table_csv: Path,
+    curves_dir: Path,
+    samples_path: Path,
+    figures_dir: Path,
+    html_path: Path,
+    rate_distortion: Path | None = None,
+) -> None:
     plots.pyplot()  # imported outside the timed work: a fixed cost
     with timing.work("figures"):
         html.build(metrics_path, table_csv, curves_dir, samples_path, figures_dir, html_path, rate_distortion)

@@ -16,10 +16,18 @@ def deep_spec(params: Params, activation: str) -> tuple[str, dict]:
     ``deep.channels``), as ``deep.arch`` says."""
     d = params.deep
     if d.arch == "conv":
-        return f"conv_{activation}", {"kind": "conv", "latent_dim": params.latent_dim,
-                                      "channels": list(d.channels), "activation": activation}
-    return f"deep_{activation}", {"kind": "deep", "latent_dim": params.latent_dim, "hidden": list(d.hidden),
-                                  "activation": activation}
+        return f"conv_{activation}", {
+            "kind": "conv",
+            "latent_dim": params.latent_dim,
+            "channels": list(d.channels),
+            "activation": activation,
+        }
+    return f"deep_{activation}", {
+        "kind": "deep",
+        "latent_dim": params.latent_dim,
+        "hidden": list(d.hidden),
+        "activation": activation,
+    }
 
 
 def run(params: Params, data_dir: Path, out_dir: Path, curves_dir: Path) -> None:
@@ -32,7 +40,7 @@ def run(params: Params, data_dir: Path, out_dir: Path, curves_dir: Path) -> None
         targets = []
         for act in params.activation:
             name, spec = deep_spec(params, act)
-            log_params = {**params_subset(params.to_dict(), TRAIN_KEYS + ["deep"]), "activation": act}
+            log_params = {**params_subset(params.to_dict(), [*TRAIN_KEYS, "deep"]), "activation": act}
             targets.append(CodecTarget(name, spec, log_params, tmp_models / name, tmp_curves / name))
         train_codecs(params, targets, "train_deep", td, checkpoints)
         fileio.write_json(tmp_models / "index.json", {"codecs": [t.name for t in targets]})

@@ -12,11 +12,12 @@ interrupted stage resumes when run again with the same params and data.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +27,11 @@ from ..codecs import models, train
 from ..codecs.seeding import replicate_seeds, seed_everything
 from ..data import splits
 from ..params import Params
+
+if TYPE_CHECKING:
+    from ..codecs.train import EpochResult, Job
+    from ..tracking.runs import Run
+
 
 CHECKPOINT_DIR = ".checkpoints"  # beside the models; not a DVC output, removed when a stage completes
 # The per-epoch eval_loss of the training curves is measured on at most this many evaluation
@@ -70,12 +76,19 @@ def load_training_data(data_dir: Path, device_name: str, precision: str = "fp32"
     tx = torch.from_numpy(x).to(device)
     from ..tracking.runs import split_datasets
 
-    return TrainingData(device, tx, tx if ex is x else torch.from_numpy(ex).to(device), ex, ey,
-                        meta["splits"]["train"]["sha256"], meta["splits"]["eval"]["sha256"],
-                        split_datasets(data_dir, meta))
+    return TrainingData(
+        device,
+        tx,
+        tx if ex is x else torch.from_numpy(ex).to(device),
+        ex,
+        ey,
+        meta["splits"]["train"]["sha256"],
+        meta["splits"]["eval"]["sha256"],
+        split_datasets(data_dir, meta),
+    )
 
 
-def curve_csv(history) -> str:
+def curve_csv(history: list[EpochResult]) -> str:
     lines = ["epoch,train_loss,eval_loss"]
     lines += [f"{r.epoch},{r.train_loss:.8f},{r.eval_loss:.8f}" for r in history]
     return "\n".join(lines) + "\n"
@@ -129,92 +142,155 @@ def remove_checkpoints(checkpoint_dir: Path, targets: list[CodecTarget], n_seeds
     for target in targets:
         for r in range(n_seeds):
             checkpoint_path(checkpoint_dir, target.name, r).unlink(missing_ok=True)
-    try:
+    with contextlib.suppress(OSError):  # other stages' checkpoints are still there, or it never existed
         checkpoint_dir.rmdir()
-    except OSError:  # other stages' checkpoints are still there, or it never existed
-        pass
 
 
-def train_codecs(params: Params, targets: list[CodecTarget], stage: str, td: TrainingData,
-                 checkpoint_dir: Path) -> None:
+def train_codecs(
+    params: Params, targets: list[CodecTarget], stage: str, td: TrainingData, checkpoint_dir: Path
+) -> None:
     """Seed, build, train side by side, log and save the stage's autoencoders, every seed."""
     from ..evaluation.stats import summarize
     from ..progress import epoch_progress
-    from ..tracking import registry, runs as tracking
+    from ..tracking import registry
+    from ..tracking import runs as tracking
     from ..tracking.figures import log_figures
 
     device, ex, ey, t = td.device, td.eval_images, td.eval_labels, params.train
     device_name = devices.describe(device, len(targets) * params.n_seeds, t.precision)
-    jobs, specs, members = [], [], []
+    jobs: list[Job] = []
+    specs: list[tracking.RunSpec] = []
+    members: list[_Member] = []
     parents: dict[str, int] = {}  # codec name -> index of its run
     for target in targets:
-        tags = {"mnist_codec.codec": target.name, "mnist_codec.device": device_name,
-                "mnist_codec.data_sha256": td.sha256, "mnist_codec.n_seeds": str(params.n_seeds)}
+        tags = {
+            "mnist_codec.codec": target.name,
+            "mnist_codec.device": device_name,
+            "mnist_codec.data_sha256": td.sha256,
+            "mnist_codec.n_seeds": str(params.n_seeds),
+        }
         parent = parents[target.name] = len(specs)
         specs.append(tracking.RunSpec(target.name, target.log_params, tags))
         for r, seed in enumerate(replicate_seeds(params.seed, target.name, params.n_seeds)):
             generator = seed_everything(seed)  # weights drawn now, data order from the generator
-            checkpoint = train.Checkpoint(checkpoint_path(checkpoint_dir, target.name, r),
-                                          fingerprint(params, target, seed, td.sha256))
-            jobs.append(train.Job(f"{target.name}/seed{r}", models.build(target.spec).to(device), generator,
-                                  checkpoint=checkpoint))
-            specs.append(tracking.RunSpec(f"{target.name} seed{r}",
-                                          {**target.log_params, "model_seed": seed, "replicate": r},
-                                          {**tags, "mnist_codec.seed": str(seed), "mnist_codec.replicate": str(r)},
-                                          parent=parent))
+            checkpoint = train.Checkpoint(
+                checkpoint_path(checkpoint_dir, target.name, r), fingerprint(params, target, seed, td.sha256)
+            )
+            jobs.append(
+                train.Job(
+                    f"{target.name}/seed{r}", models.build(target.spec).to(device), generator, checkpoint=checkpoint
+                )
+            )
+            specs.append(
+                tracking.RunSpec(
+                    f"{target.name} seed{r}",
+                    {**target.log_params, "model_seed": seed, "replicate": r},
+                    {**tags, "mnist_codec.seed": str(seed), "mnist_codec.replicate": str(r)},
+                    parent=parent,
+                )
+            )
             members.append(_Member(target, r, seed, len(specs) - 1, parent))
-    with tracking.start_runs(specs, stage, params.to_dict()) as runs, \
-            epoch_progress([j.name for j in jobs], t.epochs) as progress:
+    with (
+        tracking.start_runs(specs, stage, params.to_dict()) as runs,
+        epoch_progress([j.name for j in jobs], t.epochs) as progress,
+    ):
         for run in runs:
             run.log_inputs(td.datasets)
-        for job, member in zip(jobs, members):
-            def on_epoch(r, job=job, run=runs[member.run]) -> None:
+        for job, member in zip(jobs, members, strict=True):
+
+            def on_epoch(r: EpochResult, job: Job = job, run: Run = runs[member.run]) -> None:
                 run.log_epoch(r.epoch, r.train_loss, r.eval_loss)
                 progress(job.name, r)
+
             job.on_epoch = on_epoch
         start = time.perf_counter()
         curve_x = td.eval_x[curve_rows(len(td.eval_x))].contiguous()
         whole = len(curve_x) == len(td.eval_x)
         with timing.work("training"):
-            histories = train.fit_many(jobs, td.x, curve_x, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
-                                       schedule=t.schedule, weight_decay=t.weight_decay,
-                                       precision=t.precision)
+            histories = train.fit_many(
+                jobs,
+                td.x,
+                curve_x,
+                epochs=t.epochs,
+                batch_size=t.batch_size,
+                lr=t.lr,
+                schedule=t.schedule,
+                weight_decay=t.weight_decay,
+                precision=t.precision,
+            )
         seconds = time.perf_counter() - start  # models trained side by side share this wall time
         with timing.work("scoring"):  # the last curve point is the final MSE where it used the whole split
-            eval_mse = [h[-1].eval_loss if whole else models.reconstruction_mse(j.model, td.eval_x)
-                        for j, h in zip(jobs, histories)]
+            eval_mse = [
+                h[-1].eval_loss if whole else models.reconstruction_mse(j.model, td.eval_x)
+                for j, h in zip(jobs, histories, strict=True)
+            ]
         finals: dict[str, list[float]] = {name: [] for name in parents}
         trained: dict[str, dict[str, tuple]] = {name: {} for name in parents}  # codec -> seed -> (model, curves)
-        for member, job, history, final_eval in zip(members, jobs, histories, eval_mse):
+        for member, job, history, final_eval in zip(members, jobs, histories, eval_mse, strict=True):
             target, run, model, final = member.target, runs[member.run], job.model.cpu(), history[-1]
-            run.log_metrics({"final_train_loss": final.train_loss, "eval_mse": final_eval,
-                             "train_seconds": seconds})
-            curves = {"epoch": [r.epoch for r in history], "train_loss": [r.train_loss for r in history],
-                      "eval_loss": [r.eval_loss for r in history]}
+            run.log_metrics({"final_train_loss": final.train_loss, "eval_mse": final_eval, "train_seconds": seconds})
+            curves = {
+                "epoch": [r.epoch for r in history],
+                "train_loss": [r.train_loss for r in history],
+                "eval_loss": [r.eval_loss for r in history],
+            }
             trained[target.name][f"seed{member.replicate}"] = (model, curves)
-            reg = run.log_model(model, target.spec, ex[:tracking.EXAMPLE_ROWS], registry.version_tags(
-                run, target.spec, final_eval, td.eval_sha256, made_of(params, member.seed, td.sha256)))
-            record = {"codec": target.name, "spec": target.spec, "mlflow_run_id": run.run_id,
-                      "mlflow_parent_run_id": runs[member.parent].run_id,
-                      "registered_model": reg.name, "model_version": reg.version,
-                      "replicate": member.replicate, "seed": member.seed, "device": device_name,
-                      "epochs": t.epochs, "train_seconds": round(seconds, 3),
-                      "trained_with": [j.name for j in jobs],
-                      "final_train_loss": final.train_loss, "final_eval_loss": final_eval,
-                      "curve_eval_images": len(curve_x)}
+            reg = run.log_model(
+                model,
+                target.spec,
+                ex[: tracking.EXAMPLE_ROWS],
+                registry.version_tags(
+                    run, target.spec, final_eval, td.eval_sha256, made_of(params, member.seed, td.sha256)
+                ),
+            )
+            record = {
+                "codec": target.name,
+                "spec": target.spec,
+                "mlflow_run_id": run.run_id,
+                "mlflow_parent_run_id": runs[member.parent].run_id,
+                "registered_model": reg.name,
+                "model_version": reg.version,
+                "replicate": member.replicate,
+                "seed": member.seed,
+                "device": device_name,
+                "epochs": t.epochs,
+                "train_seconds": round(seconds, 3),
+                "trained_with": [j.name for j in jobs],
+                "final_train_loss": final.train_loss,
+                "final_eval_loss": final_eval,
+                "curve_eval_images": len(curve_x),
+            }
             models.save(model, target.spec, target.model_dir / f"seed{member.replicate}.pt")
             fileio.write_json(target.model_dir / f"seed{member.replicate}.json", record)
             fileio.write_text(target.curve_dir / f"seed{member.replicate}.csv", curve_csv(history))
             finals[target.name].append(final_eval)
         for target in targets:
-            parent = runs[parents[target.name]]
+            parent_run = runs[parents[target.name]]
             s = summarize(finals[target.name])
-            parent.log_metrics({"eval_mse_mean": s["mean"], "eval_mse_std": s["std"],
-                                "eval_mse_ci95_low": s["ci95_low"], "eval_mse_ci95_high": s["ci95_high"],
-                                "train_seconds": seconds})
+            parent_run.log_metrics(
+                {
+                    "eval_mse_mean": s["mean"],
+                    "eval_mse_std": s["std"],
+                    "eval_mse_ci95_low": s["ci95_low"],
+                    "eval_mse_ci95_high": s["ci95_high"],
+                    "train_seconds": seconds,
+                }
+            )
             seeds = trained[target.name]  # the codec's figures, every seed in each, on its parent run
-            log_figures(parent, target.name, {k: m for k, (m, _) in seeds.items()},
-                        {k: c for k, (_, c) in seeds.items()}, ex, ey)
-            fileio.write_json(target.model_dir / "index.json", {
-                "codec": target.name, "n_seeds": params.n_seeds, "mlflow_run_id": parent.run_id,
-                "seeds": [m.seed for m in members if m.target is target]})
+            log_figures(
+                parent_run,
+                target.name,
+                {k: m for k, (m, _) in seeds.items()},
+                {k: c for k, (_, c) in seeds.items()},
+                ex,
+                ey,
+            )
+            fileio.write_json(
+                target.model_dir / "index.json",
+                {
+                    "codec": target.name,
+                    "n_seeds": params.n_seeds,
+                    "mlflow_run_id": parent_run.run_id,
+                    "seeds": [m.seed for m in members if m.target is target],
+                },
+            )

@@ -30,8 +30,10 @@ def read_digit_png(path: str | Path) -> np.ndarray:
     except (UnidentifiedImageError, OSError) as exc:
         raise BadInput(f"{path}: not a readable image ({exc})") from None
     if size != (SIDE, SIDE):
-        raise BadInput(f"{path}: image is {size[0]}x{size[1]} pixels; the codec takes {SIDE}x{SIDE} "
-                       f"(MNIST's size), white digit on black: resize it first")
+        raise BadInput(
+            f"{path}: image is {size[0]}x{size[1]} pixels; the codec takes {SIDE}x{SIDE} "
+            f"(MNIST's size), white digit on black: resize it first"
+        )
     return (np.asarray(gray, dtype=np.float32) / 255.0).reshape(1, SIDE * SIDE)
 
 

@@ -20,10 +20,27 @@ def command(ref: str, port: int, host: str = "127.0.0.1") -> tuple[list[str], di
     from ..tracking.store import repo_root, tracking_uri
 
     bin_dir = str(Path(sys.executable).parent)
-    cmd = [str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", model_uri(ref), "--env-manager", "local",
-           "--host", host, "--port", str(port), "--workers", "1"]
-    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-           "MLFLOW_TRACKING_URI": tracking_uri(repo_root()), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    cmd = [
+        str(Path(bin_dir) / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        model_uri(ref),
+        "--env-manager",
+        "local",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    env = {
+        **os.environ,
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "MLFLOW_TRACKING_URI": tracking_uri(repo_root()),
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
     return cmd, env
 
 

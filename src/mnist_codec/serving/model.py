@@ -21,12 +21,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import fileio
 from ..errors import DataError, MnistCodecError
+
+if TYPE_CHECKING:
+    from mlflow.models import ModelSignature
+    from torch import nn
+
+    from ..codecs.models import Codec
+
 
 N_PIXELS = 784
 MODES = ("reconstruct", "encode", "decode")
@@ -72,12 +79,14 @@ def check_batch(values: Any, width: int, pixels: bool, max_rows: int = MAX_ROWS)
     if pixels:
         low, high = float(array.min()), float(array.max())
         if low < 0.0 or high > 1.0:
-            raise BadInput(f"pixels must lie in [0, 1] (MNIST's 0-255 divided by 255); found values from "
-                           f"{low:g} to {high:g}. They are refused, not clipped")
+            raise BadInput(
+                f"pixels must lie in [0, 1] (MNIST's 0-255 divided by 255); found values from "
+                f"{low:g} to {high:g}. They are refused, not clipped"
+            )
     return array.astype(np.float32)
 
 
-def predict(codec, latent_dim: int, values: Any, mode: str = DEFAULT_MODE) -> np.ndarray:
+def predict(codec: Codec, latent_dim: int, values: Any, mode: str = DEFAULT_MODE) -> np.ndarray:
     """The codec's answer to one request (see the module docstring), float32."""
     import torch
 
@@ -93,7 +102,7 @@ def predict(codec, latent_dim: int, values: Any, mode: str = DEFAULT_MODE) -> np
     return out.numpy()
 
 
-def write_artifacts(model, spec: dict, folder: Path) -> dict[str, str]:
+def write_artifacts(model: nn.Module, spec: dict, folder: Path) -> dict[str, str]:
     """Write a codec's spec and weights into ``folder``; the artifacts mapping MLflow logs."""
     state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
     spec_path, weights_path = folder / SPEC_FILE, folder / WEIGHTS_FILE
@@ -102,7 +111,7 @@ def write_artifacts(model, spec: dict, folder: Path) -> dict[str, str]:
     return {"spec": str(spec_path), "weights": str(weights_path)}
 
 
-def load_codec(spec_path: str | Path, weights_path: str | Path):
+def load_codec(spec_path: str | Path, weights_path: str | Path) -> tuple[Codec, dict]:
     """(codec module in eval mode, spec) from the two artifacts; nothing is unpickled."""
     import torch
 
@@ -123,7 +132,7 @@ def load_codec(spec_path: str | Path, weights_path: str | Path):
     return codec, spec
 
 
-def signature():
+def signature() -> ModelSignature:
     """Input: a float32 batch (rows of 784 pixels, or of ``latent_dim`` codes to decode);
     param ``mode``; output: a float32 batch. One tensor spec serves both widths; they are
     checked by :func:`check_batch`, which can say which width the mode needs."""
@@ -131,5 +140,4 @@ def signature():
     from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
     batch = Schema([TensorSpec(np.dtype(np.float32), (-1, -1))])
-    return ModelSignature(inputs=batch, outputs=batch,
-                          params=ParamSchema([ParamSpec("mode", "string", DEFAULT_MODE)]))
+    return ModelSignature(inputs=batch, outputs=batch, params=ParamSchema([ParamSpec("mode", "string", DEFAULT_MODE)]))

@@ -5,13 +5,16 @@ Logged with every codec in place of a pickled object. The model's logic is in
 the scoring server answers with HTTP 400 and the message.
 """
 
+from typing import Any
+
 import numpy as np
 from mlflow.models import set_model
 from mlflow.pyfunc import PythonModel
+from mlflow.pyfunc.model import PythonModelContext
 
 
 class CodecModel(PythonModel):
-    def load_context(self, context):
+    def load_context(self, context: PythonModelContext) -> None:
         from mnist_codec.serving.model import load_codec
 
         self.codec, spec = load_codec(context.artifacts["spec"], context.artifacts["weights"])
@@ -19,7 +22,9 @@ class CodecModel(PythonModel):
 
     # np.ndarray: what the tensor signature (serving.signature) delivers; MLflow infers no
     # schema from this hint, so the declared signature stays the one that is enforced.
-    def predict(self, context, model_input: np.ndarray, params=None):
+    def predict(
+        self, context: PythonModelContext, model_input: np.ndarray, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
         from mlflow.exceptions import MlflowException
 
         from mnist_codec.serving.model import DEFAULT_MODE, BadInput, predict

@@ -5,15 +5,22 @@ A side channel of the training stages: which figures are logged changes no DVC o
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .. import timing
 
+if TYPE_CHECKING:
+    from .runs import Run
+
+
 N_GRID = 8  # digits in the reconstruction grid logged with each training run
 
 
-def log_figures(run, name: str, models: dict, curves: dict | None, ex: np.ndarray, ey: np.ndarray,
-                n: int = N_GRID) -> None:
+def log_figures(
+    run: Run, name: str, models: dict, curves: dict | None, ex: np.ndarray, ey: np.ndarray, n: int = N_GRID
+) -> None:
     """Log to ``run`` one grid of the first ``n`` evaluation digits with a row of
     reconstructions per entry of ``models`` ({row name: model}, e.g. one per seed) and, when
     given, one plot of every entry's loss curves (``curves``: {row name: {'epoch',

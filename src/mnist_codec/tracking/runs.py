@@ -10,10 +10,11 @@ import hashlib
 import os
 import subprocess
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MnistCodecError
 from ..interrupts import deferred
@@ -29,7 +30,13 @@ from .store import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+    from matplotlib.figure import Figure
+    from mlflow import MlflowClient
+    from torch import nn
+
     from .registry import Registration
+
 
 @dataclass(frozen=True)
 class DatasetRef:
@@ -39,7 +46,6 @@ class DatasetRef:
     digest: str  # MLflow keeps at most 36 characters: the first 32 of the SHA-256
     source: str  # where the split lives (a path or URL)
     context: str  # training | evaluation
-
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
@@ -138,7 +144,6 @@ def base_tags(stage: str, all_params: dict[str, Any]) -> dict[str, str]:
     }
 
 
-
 EXAMPLE_ROWS = 5  # rows in a logged model's input example
 
 
@@ -173,7 +178,7 @@ class Run:
     API's per-thread "active run".
     """
 
-    def __init__(self, client, run_id: str, tags: dict[str, str] | None = None):
+    def __init__(self, client: MlflowClient, run_id: str, tags: dict[str, str] | None = None):
         self._client = client
         self.run_id = run_id
         self.tags = dict(tags or {})  # the tags it was created with
@@ -196,7 +201,7 @@ class Run:
         with deferred():
             self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
-    def log_figure(self, figure, filename: str) -> None:
+    def log_figure(self, figure: Figure, filename: str) -> None:
         with deferred():
             self._client.log_figure(self.run_id, figure, filename)
 
@@ -204,7 +209,7 @@ class Run:
         with deferred():
             self._client.log_text(self.run_id, text, filename)
 
-    def log_inputs(self, datasets: list["DatasetRef"]) -> None:
+    def log_inputs(self, datasets: list[DatasetRef]) -> None:
         """Record the data splits the run used (MLflow's Dataset column): name, digest, source."""
         from mlflow.data.dataset_source_registry import resolve_dataset_source
         from mlflow.data.meta_dataset import MetaDataset
@@ -216,12 +221,15 @@ class Run:
             with warnings.catch_warnings():  # a file URI matches MLflow's local source twice; either is right
                 warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
                 source = resolve_dataset_source(d.source)
-            ds = MetaDataset(source, name=d.name, digest=d.digest)
+            # MLflow's own code builds MetaDatasets so; only its type declares ``profile`` abstract
+            ds = MetaDataset(source, name=d.name, digest=d.digest)  # type: ignore[abstract]
             inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, d.context)]))
         with deferred():
             self._client.log_inputs(self.run_id, datasets=inputs)
 
-    def log_model(self, model, spec: dict, example, version_tags: dict[str, str]) -> "Registration":
+    def log_model(
+        self, model: nn.Module, spec: dict, example: np.ndarray, version_tags: dict[str, str]
+    ) -> Registration:
         """Log a codec as an MLflow pyfunc model and register it in the Model Registry.
 
         The model is logged *as code* (``served_model.py``) with its spec and weights as
@@ -241,16 +249,19 @@ class Run:
 
         torch_version = torch.__version__.split("+")[0]
         mlflow.set_tracking_uri(self._client.tracking_uri)  # the fluent API below must use this run's store
-        with tempfile.TemporaryDirectory() as tmp, deferred(), quiet_mlflow(), \
-                mlflow.start_run(run_id=self.run_id):
+        with tempfile.TemporaryDirectory() as tmp, deferred(), quiet_mlflow(), mlflow.start_run(run_id=self.run_id):
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(serving.CODE_FILE),
                 artifacts=serving.write_artifacts(model, spec, Path(tmp)),
                 signature=serving.signature(),
                 input_example=(example, {"mode": serving.DEFAULT_MODE}),
-                pip_requirements=[f"torch=={torch_version}", f"numpy=={np.__version__}",
-                                  f"mlflow=={mlflow.__version__}", "mnist-codec"],
+                pip_requirements=[
+                    f"torch=={torch_version}",
+                    f"numpy=={np.__version__}",
+                    f"mlflow=={mlflow.__version__}",
+                    "mnist-codec",
+                ],
             )
         return register(self._client, info.model_uri, self.run_id, version_tags)
 
@@ -296,10 +307,11 @@ def start_runs(specs: list[RunSpec], stage: str, all_params: dict[str, Any]) -> 
             if spec.parent is not None:
                 tags["mlflow.parentRunId"] = runs[spec.parent].run_id
             with deferred():
-                run = client.create_run(exp_id, run_name=spec.name, tags=tags)
-                runs.append(Run(client, run.info.run_id, tags))
-                client.log_batch(run.info.run_id,
-                                 params=[Param(k, str(v)) for k, v in flatten(spec.params).items()])
+                created = client.create_run(exp_id, run_name=spec.name, tags=tags)
+                runs.append(Run(client, created.info.run_id, tags))
+                client.log_batch(
+                    created.info.run_id, params=[Param(k, str(v)) for k, v in flatten(spec.params).items()]
+                )
         yield runs
     except KeyboardInterrupt:
         status = "KILLED"
@@ -323,10 +335,13 @@ def start_runs(specs: list[RunSpec], stage: str, all_params: dict[str, Any]) -> 
 
 
 @contextmanager
-def start_run(run_name: str, stage: str, params: dict[str, Any], tags: dict[str, str] | None = None,
-              all_params: dict[str, Any] | None = None) -> Iterator[Run]:
+def start_run(
+    run_name: str,
+    stage: str,
+    params: dict[str, Any],
+    tags: dict[str, str] | None = None,
+    all_params: dict[str, Any] | None = None,
+) -> Iterator[Run]:
     """One run; see start_runs. ``all_params`` defaults to ``params``."""
     with start_runs([RunSpec(run_name, params, tags or {})], stage, all_params or params) as runs:
         yield runs[0]
-
-

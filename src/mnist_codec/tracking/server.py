@@ -57,17 +57,23 @@ class ServerConfig:
 def check_admin_password(password: str | None) -> None:
     """A basic-auth server needs an admin password of its owner's choosing."""
     if not password:
-        raise ParamsError(f"--auth needs the admin password in {ADMIN_PASSWORD_ENV} (MLflow creates the admin "
-                          f"user with it on first start); set it, e.g. {ADMIN_PASSWORD_ENV}=\"$(openssl rand -hex 16)\"")
+        raise ParamsError(
+            f"--auth needs the admin password in {ADMIN_PASSWORD_ENV} (MLflow creates the admin "
+            f'user with it on first start); set it, e.g. {ADMIN_PASSWORD_ENV}="$(openssl rand -hex 16)"'
+        )
     if password.lower() in WEAK_PASSWORDS or len(password) < MIN_PASSWORD_LENGTH:
-        raise ParamsError(f"{ADMIN_PASSWORD_ENV} is a default or weak password; use at least "
-                          f"{MIN_PASSWORD_LENGTH} characters that are not a well-known default")
+        raise ParamsError(
+            f"{ADMIN_PASSWORD_ENV} is a default or weak password; use at least "
+            f"{MIN_PASSWORD_LENGTH} characters that are not a well-known default"
+        )
 
 
 def check_config(cfg: ServerConfig) -> None:
     if cfg.host != "127.0.0.1":
-        raise ParamsError(f"host {cfg.host!r}: the server binds to 127.0.0.1 only; reach it from other machines "
-                          "through an SSH tunnel or a reverse proxy with TLS (see the docs: Working as a team)")
+        raise ParamsError(
+            f"host {cfg.host!r}: the server binds to 127.0.0.1 only; reach it from other machines "
+            "through an SSH tunnel or a reverse proxy with TLS (see the docs: Working as a team)"
+        )
     if not 1 <= cfg.port <= 65535:
         raise ParamsError(f"port {cfg.port}: not a TCP port")
     if cfg.workers < 1:
@@ -76,23 +82,40 @@ def check_config(cfg: ServerConfig) -> None:
         raise ParamsError(f"default permission {cfg.default_permission!r}: one of {', '.join(PERMISSIONS)}")
     scheme = cfg.backend.split(":", 1)[0]
     if scheme not in ("sqlite", "postgresql", "postgresql+psycopg2", "mysql", "mysql+pymysql", "mssql"):
-        raise ParamsError(f"backend store {cfg.backend!r}: a database URL is needed (sqlite:///… or "
-                          "postgresql://user:password@host:port/database)")
+        raise ParamsError(
+            f"backend store {cfg.backend!r}: a database URL is needed (sqlite:///… or "
+            "postgresql://user:password@host:port/database)"
+        )
 
 
 def auth_config_text(cfg: ServerConfig) -> str:
     """MLflow's basic_auth.ini for this server; the admin password stays in the environment."""
     db = cfg.auth_db_uri or f"sqlite:///{cfg.folder.resolve() / 'basic_auth.db'}"
-    return ("[mlflow]\n"
-            f"default_permission = {cfg.default_permission}\n"
-            f"database_uri = {db}\n"
-            "admin_username = admin\n"
-            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    return (
+        "[mlflow]\n"
+        f"default_permission = {cfg.default_permission}\n"
+        f"database_uri = {db}\n"
+        "admin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
 
 
 def server_command(cfg: ServerConfig, mlflow_bin: str = "mlflow") -> list[str]:
-    cmd = [mlflow_bin, "server", "--host", cfg.host, "--port", str(cfg.port), "--workers", str(cfg.workers),
-           "--backend-store-uri", cfg.backend, "--serve-artifacts", "--artifacts-destination", cfg.artifacts]
+    cmd = [
+        mlflow_bin,
+        "server",
+        "--host",
+        cfg.host,
+        "--port",
+        str(cfg.port),
+        "--workers",
+        str(cfg.workers),
+        "--backend-store-uri",
+        cfg.backend,
+        "--serve-artifacts",
+        "--artifacts-destination",
+        cfg.artifacts,
+    ]
     if cfg.auth:
         cmd += ["--app-name", "basic-auth"]
     return cmd
@@ -143,6 +166,10 @@ def redact(uri: str) -> str:
 def run(cfg: ServerConfig) -> None:
     """Replace this process with ``mlflow server`` (its PID is this one's)."""
     cmd, env = prepare(cfg, dict(os.environ))
-    print(f"mnist-codec server: {cfg.url} (store {redact(cfg.backend)}, artifacts {cfg.artifacts}"
-          f"{', basic-auth' if cfg.auth else ''})", file=sys.stderr, flush=True)
+    print(
+        f"mnist-codec server: {cfg.url} (store {redact(cfg.backend)}, artifacts {cfg.artifacts}"
+        f"{', basic-auth' if cfg.auth else ''})",
+        file=sys.stderr,
+        flush=True,
+    )
     os.execve(cmd[0], cmd, env)

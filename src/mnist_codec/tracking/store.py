@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING
 
 from ..interrupts import deferred
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
 
 EXPERIMENT = "mnist-codec"
 # MLflow's UI opens an experiment by its kind: this one opens on its training runs table,
@@ -50,9 +55,11 @@ def retry_window() -> tuple[int, float]:
     """(retries, seconds) a request to a tracking server keeps trying at most, from MLflow's
     settings: urllib3 retries the first failure at once and waits ``factor * 2**(n-1)``
     seconds (at most 120) after the n-th, each wait plus up to ``jitter`` seconds."""
-    from mlflow.environment_variables import (MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
-                                              MLFLOW_HTTP_REQUEST_BACKOFF_JITTER,
-                                              MLFLOW_HTTP_REQUEST_MAX_RETRIES)
+    from mlflow.environment_variables import (
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+        MLFLOW_HTTP_REQUEST_BACKOFF_JITTER,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+    )
 
     retries = MLFLOW_HTTP_REQUEST_MAX_RETRIES.get()
     factor, jitter = MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get(), MLFLOW_HTTP_REQUEST_BACKOFF_JITTER.get()
@@ -65,12 +72,12 @@ def show_retries() -> None:
     import logging
 
     logger = logging.getLogger("urllib3.connectionpool")
-    if any(getattr(h, "mnist_codec", False) for h in logger.handlers):
+    if any(h.get_name() == "mnist_codec" for h in logger.handlers):
         return
     handler = logging.StreamHandler()
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("tracking server: %(message)s"))
-    handler.mnist_codec = True
+    handler.set_name("mnist_codec")
     logger.addHandler(handler)
 
 
@@ -86,20 +93,33 @@ def failure_message(exc: BaseException) -> str | None:
         return None
     text = str(exc)
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-    if any(s in text for s in ("Max retries exceeded", "Connection refused", "ConnectionError",
-                               "Failed to establish a new connection")):
+    if any(
+        s in text
+        for s in (
+            "Max retries exceeded",
+            "Connection refused",
+            "ConnectionError",
+            "Failed to establish a new connection",
+        )
+    ):
         retries, seconds = retry_window()
         tries = f"{retries} {'retry' if retries == 1 else 'retries'}"
-        return (f"the MLflow tracking server {uri} did not answer ({tries} over about {seconds:.0f} s; "
-                "MLFLOW_HTTP_REQUEST_MAX_RETRIES and MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR set the window); "
-                f"runs this stage opened are ended FAILED by the next stage that reaches the server")
+        return (
+            f"the MLflow tracking server {uri} did not answer ({tries} over about {seconds:.0f} s; "
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES and MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR set the window); "
+            f"runs this stage opened are ended FAILED by the next stage that reaches the server"
+        )
     if re.search(r"error code 401\b", text) or exc.error_code == "UNAUTHENTICATED":
-        return (f"the MLflow tracking server {uri} refused the login: set MLFLOW_TRACKING_USERNAME and "
-                "MLFLOW_TRACKING_PASSWORD to a user of that server")
+        return (
+            f"the MLflow tracking server {uri} refused the login: set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD to a user of that server"
+        )
     if re.search(r"error code 403\b", text) or exc.error_code == "PERMISSION_DENIED":
         user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(anonymous)")
-        return (f"the MLflow tracking server {uri} refused user {user!r}: no permission to write to this experiment "
-                "or model; an admin grants it (docs: Working as a team)")
+        return (
+            f"the MLflow tracking server {uri} refused user {user!r}: no permission to write to this experiment "
+            "or model; an admin grants it (docs: Working as a team)"
+        )
     return None
 
 
@@ -108,7 +128,7 @@ def experiment_name() -> str:
     return os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
 
 
-def experiment_id(client, root: Path) -> str:
+def experiment_id(client: MlflowClient, root: Path) -> str:
     """The experiment's id, created if needed: artifacts in ``root``/mlruns for a local store,
     where the server says (its artifact proxy) for a tracking server."""
     from ..errors import DataError
@@ -118,9 +138,11 @@ def experiment_id(client, root: Path) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         if server and exp.artifact_location.startswith(("file:", "/")):
-            raise DataError(f"experiment {name!r} on {client.tracking_uri} keeps its artifacts at "
-                            f"{exp.artifact_location}, a folder of one machine; use another experiment "
-                            "(MLFLOW_EXPERIMENT_NAME) so the server's artifact proxy stores them")
+            raise DataError(
+                f"experiment {name!r} on {client.tracking_uri} keeps its artifacts at "
+                f"{exp.artifact_location}, a folder of one machine; use another experiment "
+                "(MLFLOW_EXPERIMENT_NAME) so the server's artifact proxy stores them"
+            )
         if exp.tags.get(KIND_TAG) != KIND:  # created before the tag was set
             client.set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
         return exp.experiment_id
@@ -172,7 +194,7 @@ def remember_unterminated(root: Path, uri: str, run_ids: list[str], status: str)
             fh.write(json.dumps({"uri": uri, "run_id": run_id, "status": status}) + "\n")
 
 
-def settle_unterminated(client, root: Path) -> list[str]:
+def settle_unterminated(client: MlflowClient, root: Path) -> list[str]:
     """End the runs an earlier stage left open on this store; returns their ids. Entries for
     other stores stay in the journal."""
     import json
@@ -199,5 +221,3 @@ def settle_unterminated(client, root: Path) -> list[str]:
     tmp.write_text("".join(json.dumps(e) + "\n" for e in kept))
     os.replace(tmp, path)
     return settled
-
-

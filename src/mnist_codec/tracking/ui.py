@@ -31,8 +31,20 @@ def command(root: Path, port: int, host: str = "127.0.0.1") -> tuple[list[str], 
     with store_lock(uri, root):
         exp_id = experiment_id(mlflow.MlflowClient(uri), root)
     bin_dir = str(Path(sys.executable).parent)
-    cmd = [str(Path(bin_dir) / "mlflow"), "ui", "--backend-store-uri", uri,
-           "--default-artifact-root", str(root / "mlruns"), "--host", host, "--port", str(port), "--workers", "1"]
+    cmd = [
+        str(Path(bin_dir) / "mlflow"),
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--default-artifact-root",
+        str(root / "mlruns"),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
     env.pop("MLFLOW_TRACKING_URI", None)  # the UI shows this checkout's store, named on its command line
     # MLflow's background job workers serve GenAI evaluation, which these runs never use: without

@@ -15,11 +15,18 @@ import logging
 import shlex
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from ..errors import MnistCodecError
 from .space import Spec, decode
+
+if TYPE_CHECKING:
+    import optuna
+
+    from ..experiments.frontier import Result
+
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +39,7 @@ class ProofError(MnistCodecError):
     """The study has no winner to prove, or its experiment failed."""
 
 
-def yaml_text(value) -> str:
+def yaml_text(value: object) -> str:
     """A value as ``dvc exp run -S`` reads it back (YAML): floats keep a dot and a signed
     exponent (YAML reads ``1e-05`` as text), lists stay flow lists."""
     if isinstance(value, bool) or value is None:
@@ -54,8 +61,12 @@ def yaml_text(value) -> str:
 def overrides(spec: Spec, searched: dict, precision: str | None = None) -> tuple[str, ...]:
     """The ``-S`` overrides of the test run: the file's fixed keys, the search's epochs and
     precision, the winner's searched keys; protocol and seeds stay params.yaml's."""
-    keys = {**spec.fixed, "train.epochs": spec.max_epochs, "train.precision": precision or spec.precision,
-            **decode(searched)}
+    keys = {
+        **spec.fixed,
+        "train.epochs": spec.max_epochs,
+        "train.precision": precision or spec.precision,
+        **decode(searched),
+    }
     return tuple(f"{k}={yaml_text(v)}" for k, v in keys.items())
 
 
@@ -67,11 +78,11 @@ def shown_storage(storage: str, root: Path | None = None) -> str:
     if root is not None:
         prefix = f"sqlite:///{Path(root).resolve()}/"
         if storage.startswith(prefix):
-            return "sqlite:///" + storage[len(prefix):] + " (in the repository)"
+            return "sqlite:///" + storage[len(prefix) :] + " (in the repository)"
     return _redact(storage)
 
 
-def search_record(study, spec: Spec, storage: str) -> dict:
+def search_record(study: optuna.Study, spec: Spec, storage: str) -> dict:
     """What the study says of the search: its space, budget, ASHA, trials and every run
     (``storage`` as the record shows it: :func:`shown_storage`)."""
     from .search import RUNS_ATTR, _redact, ended, epochs_run, finished, winner
@@ -79,15 +90,21 @@ def search_record(study, spec: Spec, storage: str) -> dict:
     trials = finished(study)
     best = winner(study, spec.max_epochs)
     if best is None:
-        raise ProofError(f"tune: study {spec.study!r} has no trial that ran all {spec.max_epochs} epochs yet; "
-                         "run the search (make tune) first")
+        raise ProofError(
+            f"tune: study {spec.study!r} has no trial that ran all {spec.max_epochs} epochs yet; "
+            "run the search (make tune) first"
+        )
     runs = study.user_attrs.get(RUNS_ATTR, [])
     ends = [ended(t) for t in trials]
     return {
-        "study": spec.study, "storage": _redact(storage), "file": spec.source,
+        "study": spec.study,
+        "storage": _redact(storage),
+        "file": spec.source,
         "sampler": f"Optuna TPESampler (seed {spec.seed} + the trials already in the study), define-by-run space",
-        "scheduler": (f"ASHA: epochs as budget, max {spec.max_epochs}, grace {spec.grace_epochs}, "
-                      f"reduction factor {spec.reduction_factor:g}"),
+        "scheduler": (
+            f"ASHA: epochs as budget, max {spec.max_epochs}, grace {spec.grace_epochs}, "
+            f"reduction factor {spec.reduction_factor:g}"
+        ),
         **spec.describe(),
         "trials": len(trials),
         "ran_every_epoch": sum(1 for t in trials if epochs_run(t) >= spec.max_epochs),
@@ -95,11 +112,24 @@ def search_record(study, spec: Spec, storage: str) -> dict:
         "cut_by_time": sum(1 for e in ends if e.startswith("cut")),
         "runs": runs,
         "wall_seconds": round(sum(r.get("wall_seconds", 0) for r in runs), 1),
-        "winner": {"optuna_trial": best.number, "ray_trial": best.user_attrs.get("ray_trial_id"),
-                   "mlflow_run_id": best.user_attrs.get("mlflow_run_id"), "searched": decode(best.params),
-                   "validation_mse": best.value, "epochs": epochs_run(best)},
-        "table": [{"optuna_trial": t.number, "searched": decode(t.params), "validation_mse": t.value,
-                   "epochs": epochs_run(t), "ended": ended(t)} for t in trials],
+        "winner": {
+            "optuna_trial": best.number,
+            "ray_trial": best.user_attrs.get("ray_trial_id"),
+            "mlflow_run_id": best.user_attrs.get("mlflow_run_id"),
+            "searched": decode(best.params),
+            "validation_mse": best.value,
+            "epochs": epochs_run(best),
+        },
+        "table": [
+            {
+                "optuna_trial": t.number,
+                "searched": decode(t.params),
+                "validation_mse": t.value,
+                "epochs": epochs_run(t),
+                "ended": ended(t),
+            }
+            for t in trials
+        ],
     }
 
 
@@ -111,8 +141,17 @@ def replaced(previous: dict | None) -> dict | None:
     return {k: previous[k] for k in keys if k in previous}
 
 
-def record(spec: Spec, search: dict, final, per_seed_mse: dict, command: list[str], previous: dict | None,
-           seconds: dict, machine: str, precision: str) -> dict:
+def record(
+    spec: Spec,
+    search: dict,
+    final: Result,
+    per_seed_mse: dict,
+    command: list[str],
+    previous: dict | None,
+    seconds: dict,
+    machine: str,
+    precision: str,
+) -> dict:
     """reports/frontier.json for the tuned codec."""
     from ..experiments.frontier import measured
 
@@ -121,19 +160,22 @@ def record(spec: Spec, search: dict, final, per_seed_mse: dict, command: list[st
         "command": COMMAND,
         "experiment_command": shlex.join(command),
         **measured(final, per_seed_mse, TARGET_MSE),
-        "interval_below_replaced": bool(old) and per_seed_mse["ci95_high"] < old["test_mse_ci95"][0],
+        "interval_below_replaced": old is not None and per_seed_mse["ci95_high"] < old["test_mse_ci95"][0],
         "precision": {"search": spec.precision, "test run": precision},
-        "selection": {"protocol": "validation",
-                      "rule": "the lowest validation MSE among the study's trials that ran every epoch (one seed each)",
-                      "search": search},
+        "selection": {
+            "protocol": "validation",
+            "rule": "the lowest validation MSE among the study's trials that ran every epoch (one seed each)",
+            "search": search,
+        },
         "replaces": old,
         "wall_seconds": {k: round(v, 1) for k, v in seconds.items()},
         "device": machine,
     }
 
 
-def run(root: Path, spec: Spec, storage: str, out: Path, extra: tuple[str, ...] = (),
-        precision: str | None = None) -> dict:
+def run(
+    root: Path, spec: Spec, storage: str, out: Path, extra: tuple[str, ...] = (), precision: str | None = None
+) -> dict:
     """Run the study's winner on the test images and write ``out``; ``extra`` overrides are
     added to the test run (a small profile for tests)."""
     import json
@@ -148,8 +190,11 @@ def run(root: Path, spec: Spec, storage: str, out: Path, extra: tuple[str, ...] 
     search = search_record(study, spec, shown_storage(storage, root))
     precision = precision or spec.precision
     args = (*overrides(spec, search["winner"]["searched"], precision), *extra)
-    log.info("tune: proving optuna trial %d (validation MSE %.6f) on the test images",
-             search["winner"]["optuna_trial"], search["winner"]["validation_mse"])
+    log.info(
+        "tune: proving optuna trial %d (validation MSE %.6f) on the test images",
+        search["winner"]["optuna_trial"],
+        search["winner"]["validation_mse"],
+    )
     try:
         test_seconds = frontier.run_experiment(root, NAME, args)  # its wall seconds
     except MnistCodecError as exc:
@@ -159,12 +204,31 @@ def run(root: Path, spec: Spec, storage: str, out: Path, extra: tuple[str, ...] 
     previous = json.loads(out.read_text()) if out.is_file() else None
     if previous and previous.get("command") == COMMAND and previous.get("replaces"):
         previous = previous["replaces"]  # a re-run compares with what the first tuned record replaced
-    seconds = {"search": search["wall_seconds"], "test run": test_seconds,
-               "total": search["wall_seconds"] + test_seconds}
-    rec = record(spec, search, final, final.mse, frontier.exp_run_command(NAME, args), previous, seconds,
-                 machine_name(), precision)
+    seconds = {
+        "search": search["wall_seconds"],
+        "test run": test_seconds,
+        "total": search["wall_seconds"] + test_seconds,
+    }
+    rec = record(
+        spec,
+        search,
+        final,
+        final.mse,
+        frontier.exp_run_command(NAME, args),
+        previous,
+        seconds,
+        machine_name(),
+        precision,
+    )
     fileio.write_json(out, rec)
-    log.info("tune: %s test MSE %.6f [%.6f, %.6f] over %d seeds (target %s: %s); %s", rec["codec_name"],
-             rec["test_mse"], *rec["test_mse_ci95"], rec["n_seeds"], TARGET_MSE,
-             "met" if rec["meets_target"] else "not met", out)
+    log.info(
+        "tune: %s test MSE %.6f [%.6f, %.6f] over %d seeds (target %s: %s); %s",
+        rec["codec_name"],
+        rec["test_mse"],
+        *rec["test_mse_ci95"],
+        rec["n_seeds"],
+        TARGET_MSE,
+        "met" if rec["meets_target"] else "not met",
+        out,
+    )
     return rec

@@ -19,12 +19,16 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ..errors import ParamsError
 from ..params import SCHEMA, Params, validate
+
+if TYPE_CHECKING:
+    import optuna
+
 
 FILE = "tune.yaml"
 TOP_KEYS = ("study", "seed", "precision", "budget", "asha", "fixed", "space", "start_from")
@@ -80,24 +84,40 @@ class Spec:
         """The search as the record states it: space, fixed keys, budget and ASHA."""
         space = {}
         for e in self.space:
-            d = {e.kind: list(e.values)} if e.kind == "choice" else {e.kind: list(e.values), "log": e.log}
+            d: dict[str, Any] = (
+                {e.kind: list(e.values)} if e.kind == "choice" else {e.kind: list(e.values), "log": e.log}
+            )
             if e.when:
                 d["when"] = dict(e.when)
             space[e.key] = d
-        return {"space": space, "fixed": {**self.fixed, **self.controlled()},
-                "budget": {"trials": self.trials, "time_s": self.time_s, "cpus_per_trial": self.cpus_per_trial,
-                           "gpus_per_trial": self.gpus_per_trial},
-                "asha": {"max_epochs": self.max_epochs, "grace_epochs": self.grace_epochs,
-                         "reduction_factor": self.reduction_factor}}
+        return {
+            "space": space,
+            "fixed": {**self.fixed, **self.controlled()},
+            "budget": {
+                "trials": self.trials,
+                "time_s": self.time_s,
+                "cpus_per_trial": self.cpus_per_trial,
+                "gpus_per_trial": self.gpus_per_trial,
+            },
+            "asha": {
+                "max_epochs": self.max_epochs,
+                "grace_epochs": self.grace_epochs,
+                "reduction_factor": self.reduction_factor,
+            },
+        }
 
     def controlled(self) -> dict:
-        return {"data.protocol": "validation", "n_seeds": 1, "train.epochs": self.max_epochs,
-                "train.precision": self.precision}
+        return {
+            "data.protocol": "validation",
+            "n_seeds": 1,
+            "train.epochs": self.max_epochs,
+            "train.precision": self.precision,
+        }
 
 
 def _same(a: Any, b: Any) -> bool:
     """Equal as YAML values: 1 and 1.0 differ from True; lists compare element-wise."""
-    return type(a) is type(b) and a == b or (type(a) in (int, float) and type(b) in (int, float) and a == b)
+    return (type(a) is type(b) and a == b) or (type(a) in (int, float) and type(b) in (int, float) and a == b)
 
 
 def set_key(raw: dict, key: str, value: Any) -> None:
@@ -118,7 +138,7 @@ def params_for(base: dict, spec: Spec, config: dict) -> Params:
     return validate(raw)
 
 
-class suggest:  # noqa: N801 - used as a function: suggest(spec)(trial)
+class suggest:
     """Optuna's define-by-run space: asks the trial for every key active under its earlier
     choices, in the file's order. List values go to Optuna as JSON text (its choices are
     plain scalars) and come back as lists in :func:`decode`. A class, not a closure, so that
@@ -127,7 +147,7 @@ class suggest:  # noqa: N801 - used as a function: suggest(spec)(trial)
     def __init__(self, spec: Spec):
         self.spec = spec
 
-    def __call__(self, trial) -> None:
+    def __call__(self, trial: optuna.Trial) -> None:
         config: dict = {}
         for e in self.spec.space:
             if not e.active(config):
@@ -163,6 +183,7 @@ def encode(point: dict) -> dict:
 
 
 # --- reading and checking the file ----------------------------------------------------------------
+
 
 def _err(where: str, what: str) -> ParamsError:
     return ParamsError(f"{where}: {what}")
@@ -202,8 +223,11 @@ def _entry(key: str, raw: Any, earlier: dict[str, Entry], base: dict, source: st
     if key not in SCHEMA:
         raise _err(where, f"not a params.yaml key; known keys are {', '.join(SCHEMA)}")
     if key in CONTROLLED:
-        raise _err(where, "is set by the search itself (validation protocol, one seed, ASHA's max_epochs, "
-                          "the search's precision, the pipeline's seed and device), not searched")
+        raise _err(
+            where,
+            "is set by the search itself (validation protocol, one seed, ASHA's max_epochs, "
+            "the search's precision, the pipeline's seed and device), not searched",
+        )
     entry = _mapping(raw, where, ENTRY_KEYS)
     kinds = [k for k in ("choice", "int", "float") if k in entry]
     if len(kinds) != 1:
@@ -335,8 +359,22 @@ def check(raw: Any, base: dict, source: str = FILE) -> Spec:
     if not isinstance(starts, list):
         raise _err(f"{source}: start_from", "expected a list of points of the space")
     points = tuple(_point(p, f"{source}: start_from[{i}]", space) for i, p in enumerate(starts))
-    spec = Spec(study.strip(), seed, precision, trials, time_s, cpus, gpus, max_epochs, grace, factor,
-                dict(fixed), space, points, source)
+    spec = Spec(
+        study.strip(),
+        seed,
+        precision,
+        trials,
+        time_s,
+        cpus,
+        gpus,
+        max_epochs,
+        grace,
+        factor,
+        dict(fixed),
+        space,
+        points,
+        source,
+    )
     for i, p in enumerate(points):  # a whole point is a valid params file too
         try:
             params_for(base, spec, p)

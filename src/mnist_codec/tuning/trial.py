@@ -15,11 +15,16 @@ Nothing here imports Ray: the search passes ``report`` (Ray Tune's) and the node
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from ..params import Params
 from .space import Spec, decode, params_for
+
+if TYPE_CHECKING:
+    import torch
+
 
 VAL_METRIC = "val_mse"  # what ASHA and Optuna minimise: per-pixel MSE on the validation split
 
@@ -38,7 +43,7 @@ class Context:
     node_ip: str = ""
 
 
-def validation_data(params: Params):
+def validation_data(params: Params) -> tuple[torch.Tensor, torch.Tensor]:
     """(train x, validation x) as float32 tensors: the validation protocol's splits of the
     bundled MNIST training images (limits applied), the test images left unread."""
     import numpy as np
@@ -77,17 +82,25 @@ def run(config: dict, ctx: Context, report: Callable[[dict], None], trial_id: st
     devices.check_precision(device, params.train.precision)
     seed = replicate_seeds(params.seed, name, 1)[0]
     client = MlflowClient(ctx.tracking_uri)
-    tags = {"mlflow.parentRunId": ctx.parent_run_id, "mnist_codec.stage": "tune",
-            "mnist_codec.tune_study": ctx.spec.study, "mnist_codec.tune_trial": trial_id,
-            "mnist_codec.codec": name, "mnist_codec.seed": str(seed),
-            "mnist_codec.device": devices.describe(device, 1, params.train.precision),
-            "mnist_codec.ray_node": ctx.node, "mnist_codec.ray_host": ctx.host,
-            "mnist_codec.ray_node_ip": ctx.node_ip}
+    tags = {
+        "mlflow.parentRunId": ctx.parent_run_id,
+        "mnist_codec.stage": "tune",
+        "mnist_codec.tune_study": ctx.spec.study,
+        "mnist_codec.tune_trial": trial_id,
+        "mnist_codec.codec": name,
+        "mnist_codec.seed": str(seed),
+        "mnist_codec.device": devices.describe(device, 1, params.train.precision),
+        "mnist_codec.ray_node": ctx.node,
+        "mnist_codec.ray_host": ctx.host,
+        "mnist_codec.ray_node_ip": ctx.node_ip,
+    }
     run_id = client.create_run(ctx.experiment_id, run_name=f"trial {trial_id} {name}", tags=tags).info.run_id
     last: dict = {}
     try:
-        logged = {**{f"searched.{k}": v for k, v in searched.items()},
-                  **flatten({k: v for k, v in params.to_dict().items() if k != "evaluate"})}
+        logged = {
+            **{f"searched.{k}": v for k, v in searched.items()},
+            **flatten({k: v for k, v in params.to_dict().items() if k != "evaluate"}),
+        }
         client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in sorted(logged.items())])
         x, vx = (t.to(device) for t in validation_data(params))
         generator = seed_everything(seed)
@@ -97,8 +110,13 @@ def run(config: dict, ctx: Context, report: Callable[[dict], None], trial_id: st
 
         def on_epoch(r: train.EpochResult) -> None:
             now = int(time.time() * 1000)
-            client.log_batch(run_id, metrics=[Metric("val_mse", r.eval_loss, now, r.epoch),
-                                              Metric("train_loss", r.train_loss, now, r.epoch)])
+            client.log_batch(
+                run_id,
+                metrics=[
+                    Metric("val_mse", r.eval_loss, now, r.epoch),
+                    Metric("train_loss", r.train_loss, now, r.epoch),
+                ],
+            )
             last["val_mse"] = r.eval_loss
             if r.epoch == t.epochs:  # ended before the last report: Ray may stop the trial inside it
                 client.set_tag(run_id, "mnist_codec.epochs_run", str(t.epochs))
@@ -106,9 +124,20 @@ def run(config: dict, ctx: Context, report: Callable[[dict], None], trial_id: st
                 last["done"] = True
             report({VAL_METRIC: r.eval_loss, "train_loss": r.train_loss, "epoch": r.epoch, "mlflow_run_id": run_id})
 
-        train.fit(model, x, vx, name=f"trial {trial_id}", epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
-                  generator=generator, on_epoch=on_epoch, schedule=t.schedule, weight_decay=t.weight_decay,
-                  precision=t.precision)
+        train.fit(
+            model,
+            x,
+            vx,
+            name=f"trial {trial_id}",
+            epochs=t.epochs,
+            batch_size=t.batch_size,
+            lr=t.lr,
+            generator=generator,
+            on_epoch=on_epoch,
+            schedule=t.schedule,
+            weight_decay=t.weight_decay,
+            precision=t.precision,
+        )
         return last["val_mse"]
     except SystemExit:  # Ray Tune ends a stopped trial's thread with sys.exit(0): the search ends its run
         raise
