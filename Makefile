@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Extra pip arguments, e.g. PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+# Extra installer arguments (uv pip install takes pip's), e.g. PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 PIP_ARGS ?=
 STAMP := $(VENV)/.installed
 TEAM_STAMP := $(VENV)/.installed-team
@@ -37,36 +37,36 @@ install-docs: $(DOCS_STAMP)
 install-cluster: $(CLUSTER_STAMP)
 install-tune: $(TUNE_STAMP)
 
-# constraints.txt is the lock: exact versions of every dependency.
+# constraints.txt is the lock: exact versions of every dependency. uv installs them (seconds where
+# pip takes minutes; uv itself is installed by pip, at the lock's version). A folder of wheels that
+# pip is pointed at (PIP_FIND_LINKS, such as a CPU build of torch on disk) is searched too.
+UV := $(BIN)/uv
+FIND_LINKS := $(foreach d,$(PIP_FIND_LINKS),--find-links $(d))
+INSTALL = $(UV) pip install --quiet --python $(BIN)/python $(FIND_LINKS) $(PIP_ARGS) -c constraints.txt
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) \
-		-c constraints.txt -e .
+	@test -x $(UV) || $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt uv
+	$(INSTALL) -e .
 	@touch $(STAMP)
 
 $(TEAM_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) \
-		-c constraints.txt -e '.[team]'
+	$(INSTALL) -e '.[team]'
 	@touch $(TEAM_STAMP)
 
 $(DEV_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) \
-		-c constraints.txt -e '.[dev]'
+	$(INSTALL) -e '.[dev]'
 	@touch $(DEV_STAMP) $(DOCS_STAMP) $(TEAM_STAMP) $(CLUSTER_STAMP) $(TUNE_STAMP)
 
 $(CLUSTER_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) \
-		-c constraints.txt -e '.[cluster]'
+	$(INSTALL) -e '.[cluster]'
 	@touch $(CLUSTER_STAMP)
 
 $(TUNE_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) \
-		-c constraints.txt -e '.[tune]'
+	$(INSTALL) -e '.[tune]'
 	@touch $(TUNE_STAMP)
 
 $(DOCS_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) \
-		-c constraints.txt -e '.[docs]'
+	$(INSTALL) -e '.[docs]'
 	@touch $(DOCS_STAMP)
 
 # dvc repro, then the README's headline table from the reports it wrote (mnist-codec readme).
