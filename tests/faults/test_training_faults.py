@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -217,32 +218,42 @@ def _outputs(root: Path) -> dict[str, bytes]:
     }
 
 
-def _run_stages(root: Path, params) -> None:
-    """Every stage after fetch, as the pipeline runs them, on the mini project."""
-    preprocess_stage.run(params, root / "data/raw", root / "data/processed")
-    pca_stage.run(params, root / "data/processed", root / "models/pca.npz", root / "models/pca.json")
-    train_ae_stage.run(params, root / "data/processed", root / "models/ae", root / "reports/curves/ae")
-    evaluate_stage.run(
-        params,
-        root / "data/processed",
-        root / "models/pca.npz",
-        root / "models/ae",
-        root / "models/deep",
-        root / "reports/metrics.json",
-        root / "reports/comparison.md",
-        root / "reports/comparison.csv",
-        root / "reports/timings.json",
-        root / "data/evaluation/samples.npz",
-    )
-    train_deep_stage.run(params, root / "data/processed", root / "models/deep", root / "reports/curves/deep")
-    report_stage.run(
-        root / "reports/metrics.json",
-        root / "reports/comparison.csv",
-        root / "reports/curves",
-        root / "data/evaluation/samples.npz",
-        root / "reports/figures",
-        root / "reports/report.html",
-    )
+def _stages(root: Path, params) -> list[tuple[str, Callable[[], None]]]:
+    """Every stage after fetch, in the pipeline's order, each as (name, a call that runs it as
+    the pipeline does), on the mini project."""
+    data, models_dir, reports = root / "data/processed", root / "models", root / "reports"
+    return [
+        ("preprocess", lambda: preprocess_stage.run(params, root / "data/raw", data)),
+        ("pca", lambda: pca_stage.run(params, data, models_dir / "pca.npz", models_dir / "pca.json")),
+        ("train_ae", lambda: train_ae_stage.run(params, data, models_dir / "ae", reports / "curves/ae")),
+        (
+            "evaluate",
+            lambda: evaluate_stage.run(
+                params,
+                data,
+                models_dir / "pca.npz",
+                models_dir / "ae",
+                models_dir / "deep",
+                reports / "metrics.json",
+                reports / "comparison.md",
+                reports / "comparison.csv",
+                reports / "timings.json",
+                root / "data/evaluation/samples.npz",
+            ),
+        ),
+        ("train_deep", lambda: train_deep_stage.run(params, data, models_dir / "deep", reports / "curves/deep")),
+        (
+            "report",
+            lambda: report_stage.run(
+                reports / "metrics.json",
+                reports / "comparison.csv",
+                reports / "curves",
+                root / "data/evaluation/samples.npz",
+                reports / "figures",
+                reports / "report.html",
+            ),
+        ),
+    ]
 
 
 @pytest.mark.full
@@ -262,37 +273,45 @@ def test_a_stage_killed_at_any_rename_leaves_each_output_old_or_complete(tmp_pat
     params = validate(yaml.safe_load((root / "params.yaml").read_text()))
     pca_stage.run(params, root / "data/processed", root / "models/pca.npz", root / "models/pca.json")
     train_deep_stage.run(params, root / "data/processed", root / "models/deep", root / "reports/curves/deep")
-    _run_stages(root, params)
+    stages = _stages(root, params)
+    for _, run in stages:
+        run()
     old = _outputs(root)
 
-    real_replace, calls = os.replace, []
+    real_replace = os.replace
+    # each rename killed once, in a run of its own stage (the others' outputs stay as they are,
+    # old and complete, as after any earlier run), until a run of the stage gets through
+    killed = {}
+    for name, run in stages:
+        k = 0
+        while True:
+            seen = []
 
-    def count(src, dst):
-        calls.append(dst)
-        return real_replace(src, dst)
+            def kill_at_k(src, dst, k=k, seen=seen, name=name):
+                seen.append(dst)
+                if len(seen) == k + 1:
+                    raise KeyboardInterrupt(f"{name} killed at its rename {k + 1} ({dst})")
+                return real_replace(src, dst)
 
-    monkeypatch.setattr(os, "replace", count)
-    _run_stages(root, params)  # how many renames a full run makes
-    n_renames = len(calls)
-    assert n_renames >= 20
-    for k in range(n_renames):
-        seen = []
-
-        def kill_at_k(src, dst, k=k, seen=seen):
-            seen.append(dst)
-            if len(seen) == k + 1:
-                raise KeyboardInterrupt(f"killed at rename {k + 1} ({dst})")
-            return real_replace(src, dst)
-
-        monkeypatch.setattr(os, "replace", kill_at_k)
-        with pytest.raises(KeyboardInterrupt):
-            _run_stages(root, params)
-        monkeypatch.setattr(os, "replace", real_replace)
-        now = _outputs(root)
-        assert leftovers(root) == [], f"rename {k + 1}"
-        assert set(now) == set(old), f"rename {k + 1}"  # nothing removed
-        for rel in now:  # each file the old one or a complete new one, never torn
-            _check_complete(root / rel)
+            monkeypatch.setattr(os, "replace", kill_at_k)
+            try:
+                run()
+                done = True
+            except KeyboardInterrupt:
+                done = False
+            finally:
+                monkeypatch.setattr(os, "replace", real_replace)
+            now = _outputs(root)
+            assert leftovers(root) == [], f"{name}, rename {k + 1}"
+            assert set(now) == set(old), f"{name}, rename {k + 1}"  # nothing removed
+            for rel in now:  # each file the old one or a complete new one, never torn
+                _check_complete(root / rel)
+            if done:
+                break
+            k += 1
+            assert k < 100, f"{name}: a run killed at each of 100 renames never got through"
+        killed[name] = k
+    assert sum(killed.values()) >= 20 and all(killed.values()), killed
 
 
 def _check_complete(path: Path) -> None:
