@@ -42,7 +42,7 @@ install-tune: $(TUNE_STAMP)
 # pip is pointed at (PIP_FIND_LINKS, such as a CPU build of torch on disk) is searched too.
 UV := $(BIN)/uv
 FIND_LINKS := $(foreach d,$(PIP_FIND_LINKS),--find-links $(d))
-INSTALL = $(UV) pip install --quiet --python $(BIN)/python $(FIND_LINKS) $(PIP_ARGS) -c constraints.txt
+INSTALL = $(UV) pip install --quiet --compile-bytecode --python $(BIN)/python $(FIND_LINKS) $(PIP_ARGS) -c constraints.txt
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(UV) || $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt uv

@@ -287,6 +287,7 @@ def dvc_status(repo: Path) -> dict:
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DVC_SITE_CACHE_DIR", project_env(repo)["DVC_SITE_CACHE_DIR"])  # DVC's state stays in the temp dir
+        mp.chdir(repo)  # DVC names the stages relative to the working directory, as the command does
         with Repo(str(repo)) as dvc, lock_repo(dvc):
             return dvc.status()
 
