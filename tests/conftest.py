@@ -136,6 +136,16 @@ def params_text(overrides: dict | None = None) -> str:
 
 # --- a throw-away copy of the project, for tests that run DVC --------------------------------
 
+# The profile of the tests that check plumbing rather than numbers (DVC's locks and queue, the
+# team's services, MLflow's records): two seeds, one deep codec, 1,000 training images, 2 epochs.
+TINY = {
+    "n_seeds": 2,
+    "activation": ["relu"],
+    "data": {"train_limit": 1000, "eval_limit": 300},
+    "train": {"epochs": 2},
+    "evaluate": {"n_projection": 200},
+}
+
 
 def clean_env() -> dict[str, str]:
     """This process's environment without MLflow and DVC settings (a test's store stays its own)."""
@@ -224,3 +234,44 @@ def smoke(tmp_path_factory) -> Path:
         mp.chdir(root)
         run.run_all(root, run.params_for())
     return root
+
+
+# --- how `make test-full` spreads the tests over pytest-xdist's workers (--dist loadgroup) -----
+
+# The files whose tests cost most (make test-full's durations on a 2-core AMD EPYC), heaviest
+# first: they start first, so that no long file is left running alone at the end of the run.
+HEAVY_FIRST = (
+    "tests/test_team.py",
+    "tests/test_gate_e2e.py",
+    "tests/test_cluster.py",
+    "tests/faults/test_dvc_faults.py",
+    "tests/test_tune.py",
+    "tests/test_frontier.py",
+    "tests/test_pipeline_e2e.py",
+    "tests/test_sweep.py",
+    "tests/test_registry.py",
+    "tests/faults/test_training_faults.py",
+)
+
+
+def shares_module_fixture(item: pytest.Item) -> bool:
+    """Whether the test uses a fixture built once per module (a trained project copy, a service)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(defs[-1].scope in ("module", "package", "class") for defs in info.name2fixturedefs.values() if defs)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests of a file that share a module-scoped fixture form one xdist group, so that one
+    worker builds the fixture once; every other test is scheduled on its own. The heaviest
+    files come first (`make test-full` passes --no-loadscope-reorder to keep this order)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None and shares_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::")[0]
+        return HEAVY_FIRST.index(path) if path in HEAVY_FIRST else len(HEAVY_FIRST)
+
+    items.sort(key=rank)  # stable: the collection's order within a rank

@@ -35,9 +35,10 @@ SMALL = {
     "data": {"train_limit": 3000, "eval_limit": 500},
     "train": {"epochs": 4, "batch_size": 64},
     "n_seeds": 10,
+    "activation": ["relu", "leaky_relu"],  # the two whose regression below is asserted
     "evaluate": {"n_projection": 200},
 }
-DEEP = ["deep_relu", "deep_tanh", "deep_leaky_relu"]
+DEEP = ["deep_relu", "deep_leaky_relu"]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,10 @@ def _run(repo: Path, changes: dict, *prefix: str) -> tuple[dict, subprocess.Comp
         (params[section] if section else params)[sub] = value
     try:
         path.write_text(yaml.safe_dump(params, sort_keys=False))
-        sh(repo, *prefix, "dvc", "repro", "--force")
+        # the stages whose numbers the gate reads, each forced on its own (-s): the data, PCA's
+        # fit and the report's figures are the baseline's, and cost nothing here
+        for stage in ("train_ae", "train_deep", "evaluate"):
+            sh(repo, *prefix, "dvc", "repro", "--force", "--single-item", stage)
         return json.loads((repo / "reports/metrics.json").read_text()), _gate(repo)
     finally:
         path.write_text(original)
@@ -116,9 +120,9 @@ def test_a_regression_of_a_few_percent_fails(repo):
     changes = {codec: _change(base, current, codec) for codec in DEEP}
     assert proc.returncode == 1, proc.stdout + proc.stderr
     failed = {line.split()[0] for line in proc.stdout.splitlines() if "regressed" in line}
-    # ReLU and LeakyReLU lose a few percent (measured: +6% and +8%) and are caught; Tanh,
-    # nearly flat between epochs 3 and 4 here, may pass: that is not a regression worth a failure
-    for codec in ("deep_relu", "deep_leaky_relu"):
+    # ReLU and LeakyReLU lose a few percent (measured: +6% and +8%) and are caught (Tanh, nearly
+    # flat between epochs 3 and 4 here, is left out of this profile: it would not be a regression)
+    for codec in DEEP:
         assert 0.02 < changes[codec] < 0.15, changes
         assert f"{codec}.mse" in failed, proc.stdout
     assert not any(m.startswith("pca.") for m in failed)  # PCA did not change

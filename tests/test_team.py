@@ -22,18 +22,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import drain_queue, project_copy, project_env
+from conftest import TINY, drain_queue, project_copy, project_env
 from services import Postgres, S3Server, TrackingServer
 
 pytestmark = pytest.mark.full
 
-TEAM = {
-    "n_seeds": 2,
-    "activation": ["relu"],
-    "data": {"train_limit": 1000, "eval_limit": 300},
-    "train": {"epochs": 2},
-    "evaluate": {"n_projection": 200},
-}
+TEAM = TINY
 OUTPUTS = (
     "data/raw/train-images-idx3-ubyte.gz",
     "data/processed/train_x.npy",
