@@ -81,15 +81,15 @@ repro: install
 # them in one process). PYTEST_ARGS adds pytest arguments, e.g. PYTEST_ARGS="-k registry".
 PYTEST_ARGS ?=
 PYTEST_WORKERS ?= auto
-# test-full spreads its tests over one worker per core (3 workers on 2 cores measured slower:
-# docs/tests.md); tests that share a module's fixture stay together (--dist loadgroup;
-# tests/conftest.py groups them and starts the heaviest files first).
+# test-full spreads its test files over one worker per core (3 workers on 2 cores measured
+# slower: docs/tests.md); a file's tests stay on one worker, where its module-scoped fixtures
+# are built once (--dist loadfile), the heaviest files first (tests/conftest.py).
 PYTEST_FULL_WORKERS ?= 2
 test: install-dev
 	$(RUN) python -m pytest -m "not full" -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-full: install-dev
-	$(RUN) python -m pytest -n $(PYTEST_FULL_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=25 \
+	$(RUN) python -m pytest -n $(PYTEST_FULL_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 \
 		--cov --cov-report=term $(PYTEST_ARGS)
 
 # Style and types, as CI runs them (and pre-commit: .pre-commit-config.yaml): ruff's rules and its

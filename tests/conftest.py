@@ -236,16 +236,16 @@ def smoke(tmp_path_factory) -> Path:
     return root
 
 
-# --- how `make test-full` spreads the tests over pytest-xdist's workers (--dist loadgroup) -----
+# --- the order `make test-full` hands the test files to pytest-xdist's workers ---------------
 
 # The files whose tests cost most (make test-full's durations on a 2-core AMD EPYC), heaviest
 # first: they start first, so that no long file is left running alone at the end of the run.
 HEAVY_FIRST = (
     "tests/test_team.py",
     "tests/test_gate_e2e.py",
+    "tests/test_tune.py",
     "tests/test_cluster.py",
     "tests/faults/test_dvc_faults.py",
-    "tests/test_tune.py",
     "tests/test_frontier.py",
     "tests/test_pipeline_e2e.py",
     "tests/test_sweep.py",
@@ -254,21 +254,9 @@ HEAVY_FIRST = (
 )
 
 
-def shares_module_fixture(item: pytest.Item) -> bool:
-    """Whether the test uses a fixture built once per module (a trained project copy, a service)."""
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return False
-    return any(defs[-1].scope in ("module", "package", "class") for defs in info.name2fixturedefs.values() if defs)
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests of a file that share a module-scoped fixture form one xdist group, so that one
-    worker builds the fixture once; every other test is scheduled on its own. The heaviest
-    files come first (`make test-full` passes --no-loadscope-reorder to keep this order)."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None and shares_module_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    """The heaviest files first (`make test-full` runs `--dist loadfile --no-loadscope-reorder`:
+    each file on one worker, where its module-scoped fixtures are built once, in this order)."""
 
     def rank(item: pytest.Item) -> int:
         path = item.nodeid.split("::")[0]

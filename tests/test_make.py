@@ -99,7 +99,7 @@ def test_the_benchmarks_notebook_baseline_runs_from_the_repository_alone(tmp_pat
 
 def test_test_full_runs_on_workers_with_coverage_and_ci_runs_lint_tests_and_the_pipeline():
     full = make_n("test-full").split("pytest", 1)[1]
-    assert "-n 2" in full and "--dist loadgroup" in full and "--no-loadscope-reorder" in full
+    assert "-n 2" in full and "--dist loadfile" in full and "--no-loadscope-reorder" in full
     assert "--cov " in full and "--cov-report=term" in full
     report = (REPO / "pyproject.toml").read_text().split("[tool.coverage.report]", 1)[1].split("\n[", 1)[0]
     assert 0 < float(re.search(r"^fail_under = ([\d.]+)$", report, re.M).group(1)) <= 100  # pytest-cov fails below it
@@ -108,21 +108,12 @@ def test_test_full_runs_on_workers_with_coverage_and_ci_runs_lint_tests_and_the_
     assert made == ["install-dev", "lint", "test-full", "docs", "repro"]  # in this order
 
 
-def test_tests_that_share_a_module_fixture_form_one_xdist_group_and_the_heaviest_files_come_first(request):
-    """What `--dist loadgroup` schedules (tests/conftest.py): a module's fixture is built once,
-    on one worker, and every other test goes to whichever worker is free."""
-    from conftest import HEAVY_FIRST, shares_module_fixture
+def test_the_heaviest_test_files_come_first(request):
+    """What `--dist loadfile --no-loadscope-reorder` hands to the workers, in order: the files
+    of tests/conftest.py's HEAVY_FIRST, then the rest in the collection's order."""
+    from conftest import HEAVY_FIRST
 
-    items = request.session.items
-    for item in items:
-        group = item.get_closest_marker("xdist_group")
-        if shares_module_fixture(item):
-            assert group is not None and group.args[0] == item.nodeid.split("::")[0], item.nodeid
-    # where this run collected them (not under -k): the registry's module-scoped trained project
-    # groups its tests; the data tests share nothing and stay apart
-    registry = [i for i in items if i.nodeid.startswith("tests/test_registry.py::test_every_trained_model")]
-    assert all(shares_module_fixture(i) for i in registry)
-    plain = [i for i in items if i.nodeid.startswith("tests/test_data.py::")]
-    assert all(i.get_closest_marker("xdist_group") is None for i in plain)
-    ranks = [HEAVY_FIRST.index(p) if (p := i.nodeid.split("::")[0]) in HEAVY_FIRST else len(HEAVY_FIRST) for i in items]
+    files = list(dict.fromkeys(i.nodeid.split("::")[0] for i in request.session.items))
+    ranks = [HEAVY_FIRST.index(f) if f in HEAVY_FIRST else len(HEAVY_FIRST) for f in files]
     assert ranks == sorted(ranks)
+    assert all((REPO / f).is_file() for f in HEAVY_FIRST)  # no stale name

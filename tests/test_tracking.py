@@ -148,3 +148,40 @@ def test_make_ui_serves_the_checkouts_store_on_loopback_and_names_the_runs_table
         assert listening.strip() and all(" 127.0.0.1:" in line for line in listening.strip().splitlines()), listening
     finally:
         ui.stop()
+
+
+def test_a_dataset_that_another_writer_inserted_first_is_linked_on_the_next_try(mlflow_store, monkeypatch):
+    """Two stages on two machines log the same new split to one server at once: the store's
+    lookup-then-insert lets one of them hit the dataset table's unique key (a 400 from the
+    server). That run logs again and links the row the other wrote; other errors still raise."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import BAD_REQUEST
+
+    ref = truns.DatasetRef("mnist-holdout-train", "0" * 32, "data/processed/train_x.npy", "training")
+    race = "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name, datasets.digest"
+    calls = []
+    real = mlflow.MlflowClient.log_inputs
+
+    def first_loses_the_race(self, run_id, datasets=None, models=None):
+        calls.append(run_id)
+        if len(calls) == 1:
+            raise MlflowException(race, error_code=BAD_REQUEST)  # as the store words it
+        return real(self, run_id, datasets=datasets, models=models)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "log_inputs", first_loses_the_race)
+    with truns.start_run("ae", "train_ae", {"seed": 0}, {}) as run:
+        run.log_inputs([ref])
+    assert len(calls) == 2
+    got = mlflow.MlflowClient(mlflow_store).get_run(run.run_id)
+    assert [i.dataset.name for i in got.inputs.dataset_inputs] == ["mnist-holdout-train"]
+
+    def refused(self, run_id, datasets=None, models=None):
+        calls.append(run_id)
+        raise MlflowException("Invalid dataset name", error_code=BAD_REQUEST)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "log_inputs", refused)
+    calls.clear()
+    with pytest.raises(MlflowException, match="Invalid dataset name"), truns.start_run("ae", "train_ae", {}, {}) as r:
+        r.log_inputs([ref])
+    assert len(calls) == 1  # not a race: not tried again

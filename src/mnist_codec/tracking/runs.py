@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -214,6 +215,7 @@ class Run:
         from mlflow.data.dataset_source_registry import resolve_dataset_source
         from mlflow.data.meta_dataset import MetaDataset
         from mlflow.entities import DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
         inputs = []
@@ -224,8 +226,19 @@ class Run:
             # MLflow's own code builds MetaDatasets so; only its type declares ``profile`` abstract
             ds = MetaDataset(source, name=d.name, digest=d.digest)  # type: ignore[abstract]
             inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, d.context)]))
-        with deferred():
-            self._client.log_inputs(self.run_id, datasets=inputs)
+        for attempt in range(DATASET_RACE_TRIES):
+            try:
+                with deferred():
+                    self._client.log_inputs(self.run_id, datasets=inputs)
+                return
+            except MlflowException as e:
+                # Two runs that log the same new dataset at once (two machines' stages against
+                # one server): the store looks the dataset up, then inserts it, so one of them
+                # hits the table's unique key. The other's row is committed by then, and logging
+                # again links that row to this run.
+                if attempt == DATASET_RACE_TRIES - 1 or not is_unique_violation(e):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def log_model(
         self, model: nn.Module, spec: dict, example: np.ndarray, version_tags: dict[str, str]
@@ -264,6 +277,16 @@ class Run:
                 ],
             )
         return register(self._client, info.model_uri, self.run_id, version_tags)
+
+
+DATASET_RACE_TRIES = 4
+# How the stores word a duplicate of a unique key: SQLite, PostgreSQL, MySQL.
+UNIQUE_VIOLATIONS = ("UNIQUE constraint failed", "violates unique constraint", "Duplicate entry")
+
+
+def is_unique_violation(error: Exception) -> bool:
+    """Whether an MLflow error is the store refusing a row that another writer inserted first."""
+    return any(words in str(error) for words in UNIQUE_VIOLATIONS)
 
 
 @dataclass(frozen=True)
