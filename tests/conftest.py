@@ -254,12 +254,13 @@ HEAVY_FIRST = (
 )
 
 
+def heaviness_rank(item: pytest.Item) -> int:
+    """Where the test's file stands in HEAVY_FIRST; every other file after them."""
+    path = item.nodeid.split("::")[0]
+    return HEAVY_FIRST.index(path) if path in HEAVY_FIRST else len(HEAVY_FIRST)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The heaviest files first (`make test-full` runs `--dist loadfile --no-loadscope-reorder`:
     each file on one worker, where its module-scoped fixtures are built once, in this order)."""
-
-    def rank(item: pytest.Item) -> int:
-        path = item.nodeid.split("::")[0]
-        return HEAVY_FIRST.index(path) if path in HEAVY_FIRST else len(HEAVY_FIRST)
-
-    items.sort(key=rank)  # stable: the collection's order within a rank
+    items.sort(key=heaviness_rank)  # stable: the collection's order within a rank

@@ -111,9 +111,8 @@ def test_test_full_runs_on_workers_with_coverage_and_ci_runs_lint_tests_and_the_
 def test_the_heaviest_test_files_come_first(request):
     """What `--dist loadfile --no-loadscope-reorder` hands to the workers, in order: the files
     of tests/conftest.py's HEAVY_FIRST, then the rest in the collection's order."""
-    from conftest import HEAVY_FIRST
+    from conftest import HEAVY_FIRST, heaviness_rank
 
-    files = list(dict.fromkeys(i.nodeid.split("::")[0] for i in request.session.items))
-    ranks = [HEAVY_FIRST.index(f) if f in HEAVY_FIRST else len(HEAVY_FIRST) for f in files]
+    ranks = [heaviness_rank(i) for i in request.session.items]
     assert ranks == sorted(ranks)
     assert all((REPO / f).is_file() for f in HEAVY_FIRST)  # no stale name

@@ -160,16 +160,9 @@ def test_the_command_reads_exp_show_rows(raw_dir, tmp_path):
 def test_make_sweep_runs_the_queue_and_reports_every_size(tmp_path):
     """`make sweep` for real on a tiny profile, from a clone with no outputs: two queued
     experiments, DVC's queue, the report (PCA's curve on the workspace's splits)."""
-    from conftest import project_copy, project_env
+    from conftest import TINY, project_copy, project_env
 
-    tiny = {
-        "n_seeds": 2,
-        "activation": ["relu"],
-        "data": {"train_limit": 1000, "eval_limit": 300},
-        "train": {"epochs": 2},
-        "evaluate": {"n_projection": 200},
-    }
-    repo = project_copy(tmp_path / "repo", tiny)
+    repo = project_copy(tmp_path / "repo", TINY)
     stamp = tmp_path / "installed"  # this environment is installed: make must not reinstall into it
     stamp.touch()
     try:

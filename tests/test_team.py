@@ -27,7 +27,6 @@ from services import Postgres, S3Server, TrackingServer
 
 pytestmark = pytest.mark.full
 
-TEAM = TINY
 OUTPUTS = (
     "data/raw/train-images-idx3-ubyte.gz",
     "data/processed/train_x.npy",
@@ -106,7 +105,7 @@ def team(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("team")
     origin, store = base / "origin.git", base / "dvc-store"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
-    seed = project_copy(base / "seed", TEAM)
+    seed = project_copy(base / "seed", TINY)
     run(seed, "dvc", "remote", "add", "-d", "team", str(store))
     run(seed, "git", "add", ".dvc/config")
     run(seed, "git", "commit", "-qm", "DVC remote for the team")
