@@ -13,7 +13,7 @@ from scipy import stats as scipy_stats
 from mnist_codec import cli
 from mnist_codec.errors import GateError
 from mnist_codec.evaluation import gate
-from mnist_codec.evaluation.stats import summarize, welch
+from mnist_codec.evaluation.stats import summarize, t_quantile, welch
 
 from conftest import REPO
 
@@ -86,6 +86,12 @@ def test_welch_matches_scipy():
     assert df == pytest.approx(ref.df, rel=1e-9)
     check = gate.check_summary("x.mse", summarize(a), summarize(b), gate.Rule("*.mse", "lower"))
     assert check.p == pytest.approx(ref.pvalue, rel=1e-9)
+
+
+def test_the_t_quantile_is_scipys_to_the_last_bit():
+    for df in [*range(1, 60), 0.5, 2.7, 1e3]:
+        for p in (0.5, 0.9, 0.95, 0.975, 0.995, 0.025):
+            assert t_quantile(p, df) == float(scipy_stats.t.ppf(p, df)), (p, df)
 
 
 def test_one_seed_against_several_is_an_error_not_a_guess():

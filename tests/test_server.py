@@ -72,6 +72,14 @@ def test_auth_files_hold_no_password_and_the_secret_key_is_private_and_stable(tm
     assert Path(cmd[0]).name == "mlflow" and (tmp_path / "srv" / "artifacts").is_dir()
 
 
+def test_the_server_runs_no_background_job_workers_unless_the_environment_asks(tmp_path):
+    _, env = server.prepare(server.ServerConfig(folder=tmp_path / "srv"), {"PATH": os.environ["PATH"]})
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    asked = {"PATH": os.environ["PATH"], "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"}
+    _, env = server.prepare(server.ServerConfig(folder=tmp_path / "srv"), asked)
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
+
+
 def test_the_log_line_hides_the_database_password():
     assert server.redact("postgresql://mlflow:s3cret@db:5432/mlflow") == "postgresql://mlflow:***@db:5432/mlflow"
     assert server.redact("sqlite:////srv/mlflow.db") == "sqlite:////srv/mlflow.db"

@@ -19,6 +19,7 @@ import urllib.request
 from base64 import b64encode
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -175,6 +176,9 @@ def test_the_pipeline_logs_runs_metrics_artifacts_and_models_through_the_server(
     assert "models:/mnist-codec@champion" in enc.stderr
     # machine and experiment are on every run
     assert {r.data.tags["mnist_codec.host"] for r in runs} == {os.uname().nodename}
+    # the server runs no MLflow background job workers (GenAI evaluation, unused here)
+    started = [" ".join(p.cmdline()) for p in psutil.Process(server.pid).children(recursive=True)]
+    assert started and not [c for c in started if "huey" in c], started
 
 
 # --- 2. DVC remotes --------------------------------------------------------------------------------

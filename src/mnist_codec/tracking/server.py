@@ -27,6 +27,10 @@ SECRET_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 WEAK_PASSWORDS = {"password1234", "password", "admin", "changeme", "mlflow"}
 MIN_PASSWORD_LENGTH = 12
 PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
+# MLflow's server starts background job workers (huey consumers, one process per job kind) for
+# GenAI evaluation, which this project's runs never use: they cost seconds of CPU at every start
+# and stay resident. Off unless the environment turns them on.
+JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,7 @@ def prepare(cfg: ServerConfig, environ: dict[str, str]) -> tuple[list[str], dict
     env = dict(environ)
     if cfg.auth:
         check_admin_password(env.get(ADMIN_PASSWORD_ENV))
+    env.setdefault(JOB_EXECUTION_ENV, "false")
     cfg.folder.mkdir(parents=True, exist_ok=True)
     if cfg.artifacts_destination is None:
         Path(cfg.artifacts).mkdir(exist_ok=True)

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from .server import JOB_EXECUTION_ENV
 from .store import experiment_id, repo_root, store_lock
 
 
@@ -49,7 +50,7 @@ def command(root: Path, port: int, host: str = "127.0.0.1") -> tuple[list[str], 
     env.pop("MLFLOW_TRACKING_URI", None)  # the UI shows this checkout's store, named on its command line
     # MLflow's background job workers serve GenAI evaluation, which these runs never use: without
     # them the UI starts in seconds and leaves no worker processes behind
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    env[JOB_EXECUTION_ENV] = "false"
     return cmd, env, runs_url(host, port, exp_id)
 
 
