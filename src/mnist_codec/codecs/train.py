@@ -46,6 +46,7 @@ from torch import nn
 
 from ..atomic import atomic_path
 from ..errors import TrainingError
+from ..interrupts import deferred
 from .checkpoints import CHECKPOINT_FORMAT, Checkpoint, read_checkpoint
 from .graphs import GraphedSteps, cuda_capture
 from .schedules import make_optimizer, make_scheduler
@@ -384,6 +385,9 @@ def _fit_together(
             emit(k, trainers[k].finish_epoch(epoch, eval_x, start))
 
 
+INTERRUPT_POLL_S = 0.2  # how long a Ctrl-C may wait while the stacks train in threads
+
+
 def _fit_threaded(
     trainers: list[StackTrainer],
     eval_x: torch.Tensor,
@@ -417,11 +421,16 @@ def _fit_threaded(
         running: set[Future] = {pool.submit(epoch, k) for k in order}
         try:
             while running:
-                done, running = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    k, results = future.result()  # a worker's exception is raised here
-                    emit(k, results)
-                    if trainers[k].epochs_done < epochs:
-                        running.add(pool.submit(epoch, k))
+                # Ctrl-C and SIGTERM are held off inside this block and raised at its end, at
+                # most INTERRUPT_POLL_S after they came: raised anywhere in wait(), between two
+                # of the futures' locks it takes, the exception left one held, the workers
+                # blocked on it for ever and the stage hung instead of stopping
+                with deferred():
+                    done, running = wait(running, timeout=INTERRUPT_POLL_S, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        k, results = future.result()  # a worker's exception is raised here
+                        emit(k, results)
+                        if trainers[k].epochs_done < epochs:
+                            running.add(pool.submit(epoch, k))
         finally:
             stop.set()  # on an error (or Ctrl-C) the other workers stop at their next step
