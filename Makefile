@@ -12,13 +12,14 @@ DEV_STAMP := $(VENV)/.installed-dev
 DOCS_STAMP := $(VENV)/.installed-docs
 CLUSTER_STAMP := $(VENV)/.installed-cluster
 TUNE_STAMP := $(VENV)/.installed-tune
-RUN := PATH="$(CURDIR)/$(BIN):$$PATH"
+RUN := PATH="$(abspath $(BIN)):$$PATH"
 
-.PHONY: help install install-team install-dev install-docs install-cluster install-tune repro test test-full lint docs docs-serve bench sweep \
+.PHONY: help install install-team install-dev install-docs install-cluster install-tune repro compare test test-full lint docs docs-serve bench sweep \
 	frontier tune notebook-table ui tracking-server serve-model clean-venv
 
 help:
 	@echo "make repro            run the pipeline (dvc repro): reports/, models in MLflow"
+	@echo "make compare          the experiments side by side: every codec's MSE, then the params each changed"
 	@echo "make ui               the MLflow UI on http://127.0.0.1:$(UI_PORT), opened on the training runs"
 	@echo "make test             the fast tests (a few minutes); make test-full: every test, as CI runs"
 	@echo "make lint             ruff (lint and format) and mypy, as CI and pre-commit run them"
@@ -73,6 +74,15 @@ $(DOCS_STAMP): $(STAMP)
 repro: install
 	$(RUN) dvc repro
 	$(RUN) mnist-codec readme
+
+# The experiments side by side, in two tables that fit a 120-column terminal (dvc exp show): every
+# codec's MSE (metrics.json's `<codec>.mse`, the mean over seeds), then the params that differ
+# between them. `dvc metrics diff main <experiment>` gives every headline number of one experiment.
+# COMPARE_ARGS adds dvc exp show arguments to both, e.g. COMPARE_ARGS="-A" (every commit's).
+COMPARE_ARGS ?=
+compare: install
+	$(RUN) dvc exp show --no-pager --keep 'Experiment|.*\.mse$$' --drop '.*' $(COMPARE_ARGS)
+	$(RUN) dvc exp show --no-pager --only-changed --drop 'Created|.*/|.*\.(mse|mse_ci95|psnr|n_seeds)$$' $(COMPARE_ARGS)
 
 # The fast tests: unit tests and one in-process smoke run of the whole pipeline (tests/smoke.py),
 # no PostgreSQL needed. `make test-full` runs every test (the DVC end-to-end runs, the gate's

@@ -51,6 +51,7 @@ def train_and_evaluate(root: Path, params, data_dir: Path) -> None:
         root / "models/ae",
         root / "models/deep",
         root / "reports/metrics.json",
+        root / "reports/metrics_detail.json",
         root / "reports/comparison.md",
         root / "reports/comparison.csv",
         root / "reports/timings.json",
@@ -65,7 +66,7 @@ def run_all(root: Path, params) -> None:
     preprocess_stage.run(params, root / "data/raw", root / "data/processed")
     train_and_evaluate(root, params, root / "data/processed")
     report_stage.run(
-        root / "reports/metrics.json",
+        root / "reports/metrics_detail.json",
         root / "reports/comparison.csv",
         root / "reports/curves",
         root / "data/evaluation/samples.npz",

@@ -73,7 +73,7 @@ def test_conv_codecs_are_trained_logged_and_registered_per_seed(conv_project):
 @pytest.mark.full  # trains conv codecs of their own: make test-full
 def test_the_comparison_table_names_the_conv_codecs_with_their_stored_numbers(conv_project):
     table = (conv_project / "reports/comparison.md").read_text()
-    metrics = json.loads((conv_project / "reports/metrics.json").read_text())
+    metrics = json.loads((conv_project / "reports/metrics_detail.json").read_text())
     stored = models.count_parameters(models.conv_autoencoder(32, (4, 8), "relu"))
     assert metrics["conv_relu"]["stored_numbers"] == stored
     for name in ("Conv AE (ReLU)", "Conv AE (ELU)"):
@@ -83,7 +83,7 @@ def test_the_comparison_table_names_the_conv_codecs_with_their_stored_numbers(co
 
 @pytest.mark.full  # trains conv codecs of their own: make test-full
 def test_a_fresh_process_loads_a_conv_version_from_mlflow_with_its_number(conv_project):
-    metrics = json.loads((conv_project / "reports/metrics.json").read_text())
+    metrics = json.loads((conv_project / "reports/metrics_detail.json").read_text())
     record = json.loads((conv_project / "models/deep/conv_elu/seed1.json").read_text())
     script = (
         "import sys, mlflow, numpy as np\n"

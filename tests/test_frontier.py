@@ -37,9 +37,9 @@ def _exp_show(runs: dict[str, tuple[str, dict]], older: dict[str, tuple[str, dic
             "train.epochs": 40.0,
         }
         for codec, m in metrics.items():
-            r.update(
-                {f"reports/metrics.json:{codec}.mse.{stat}": v for stat, v in m["mse"].items() if stat != "per_seed"}
-            )
+            s, key = m["mse"], f"reports/metrics.json:{codec}"  # the headline columns, as DVC names them
+            r.update({f"{key}.mse": s["mean"], f"{key}.mse_ci95": (s["ci95_high"] - s["ci95_low"]) / 2})
+            r[f"{key}.n_seeds"] = s["n"]
         return r
 
     out = [{"Experiment": None, "rev": "main", "typ": "baseline"}]

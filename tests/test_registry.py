@@ -101,7 +101,7 @@ def test_training_runs_show_their_datasets_and_source(project, client):
 
 
 def test_the_best_codec_is_champion_and_the_decision_is_recorded(project, client):
-    metrics = json.loads((project / "reports/metrics.json").read_text())
+    metrics = json.loads((project / "reports/metrics_detail.json").read_text())
     best = min(metrics, key=lambda c: metrics[c]["mse"]["mean"])
     champion = client.get_model_version_by_alias(registry.REGISTERED_MODEL, registry.CHAMPION)
     assert champion.tags["mnist_codec.codec"] == best
@@ -116,7 +116,7 @@ def test_the_best_codec_is_champion_and_the_decision_is_recorded(project, client
 
 
 def test_a_fresh_process_loads_each_version_with_the_evaluations_numbers(project, client):
-    metrics = json.loads((project / "reports/metrics.json").read_text())
+    metrics = json.loads((project / "reports/metrics_detail.json").read_text())
     script = (
         "import json, sys, mlflow, numpy as np\n"
         "from mnist_codec.data import splits\n"

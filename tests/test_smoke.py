@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from conftest import REPO
@@ -22,8 +23,18 @@ def test_every_output_dvc_yaml_declares_is_written(smoke):
 
 
 def test_the_evaluation_compares_every_codec_with_intervals_over_its_seeds(smoke):
-    metrics = json.loads((smoke / "reports/metrics.json").read_text())
+    metrics = json.loads((smoke / "reports/metrics_detail.json").read_text())
     assert sorted(metrics) == sorted(CODECS)
+    headline = json.loads((smoke / "reports/metrics.json").read_text())  # what dvc exp show lists
+    assert {c: sorted(h) for c, h in headline.items()} == {c: ["mse", "mse_ci95", "n_seeds", "psnr"] for c in CODECS}
+    for codec, h in headline.items():
+        m = metrics[codec]
+        assert h["mse"] == m["mse"]["mean"] and h["psnr"] == m["psnr"]["mean"] and h["n_seeds"] == m["mse"]["n"]
+        assert h["mse_ci95"] == pytest.approx((m["mse"]["ci95_high"] - m["mse"]["ci95_low"]) / 2)
+        folder = smoke / "models" / ("ae" if codec == "ae" else f"deep/{codec}")
+        records = [json.loads(p.read_text()) for p in sorted(folder.glob("seed*.json"))] if codec != "pca" else []
+        assert m["seeds"] == [r["seed"] for r in records]  # each seed's value with its seed (PCA: none)
+        assert m["settings"]["train"] == (None if codec == "pca" else records[0]["made_of"]["train"])
     for codec, m in metrics.items():
         n = 1 if codec == "pca" else 2
         assert m["mse"]["n"] == n and len(m["mse"]["per_seed"]) == n

@@ -46,6 +46,7 @@ def test_run_logs_params_history_and_tags(mlflow_store, monkeypatch):
     assert got.data.params == {"seed": "3", "train.lr": "0.001"}
     assert got.data.tags["mnist_codec.dvc_exp"] == "exp-test"
     assert got.data.tags["mnist_codec.stage"] == "train_ae"
+    assert got.info.run_name == "ae (exp-test)"  # the UI labels runs by name: main's and an experiment's differ
     history = client.get_metric_history(run.run_id, "eval_loss")
     assert [(m.step, m.value) for m in history] == [(1, 2.0), (2, 1.0), (3, 2.0 / 3)]
     exp = client.get_experiment(got.info.experiment_id)
@@ -73,6 +74,21 @@ def test_a_run_that_raises_ends_failed_or_killed(mlflow_store, exc, status):
         raise exc
     assert mlflow.MlflowClient(mlflow_store).get_run(run.run_id).info.status == status
     assert os.environ["MLFLOW_TRACKING_URI"] == mlflow_store
+
+
+def test_only_an_experiments_top_level_runs_carry_its_name(mlflow_store, monkeypatch):
+    specs = [truns.RunSpec("deep_tanh", {}), truns.RunSpec("deep_tanh seed0", {}, parent=0)]
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    with truns.start_runs(specs, "train_deep", {}) as runs:
+        pass
+    monkeypatch.setenv("DVC_EXP_NAME", "epochs-8")
+    with truns.start_runs(specs, "train_deep", {}) as exp_runs:
+        pass
+    import mlflow
+
+    client = mlflow.MlflowClient(mlflow_store)
+    names = [client.get_run(r.run_id).info.run_name for r in [*runs, *exp_runs]]
+    assert names == ["deep_tanh", "deep_tanh seed0", "deep_tanh (epochs-8)", "deep_tanh seed0"]
 
 
 def test_several_runs_open_at_once_each_get_their_own_metrics(mlflow_store):

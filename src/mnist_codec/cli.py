@@ -19,8 +19,14 @@ if TYPE_CHECKING:
 def _gate(args: argparse.Namespace) -> int:
     from .evaluation import gate
 
-    checks = gate.run(args.baseline, args.current, args.rules)
-    print(gate.format_checks(checks))
+    baseline, current = gate.read_metrics(args.baseline), gate.read_metrics(args.current)
+    checks = gate.compare(baseline, current, gate.load_rules(args.rules))
+    print(gate.format_checks(checks, every=args.all))
+    if args.report:
+        from . import fileio
+        from .machine import describe
+
+        fileio.write_text(args.report, gate.report_markdown(checks, baseline, args.title, describe()))
     return 0 if all(c.ok for c in checks) else 1
 
 
@@ -203,9 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mnist-codec", description="mnist-codec pipeline tools")
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("gate", help="fail when fresh metrics regress against a baseline")
-    g.add_argument("--baseline", required=True, help="committed metrics.json")
-    g.add_argument("--current", default="reports/metrics.json", help="fresh metrics.json")
+    g.add_argument("--baseline", required=True, help="the committed detail file (metrics_detail.json)")
+    g.add_argument("--current", default="reports/metrics_detail.json", help="the fresh detail file")
     g.add_argument("--rules", default="metrics_gate.yaml", help="direction and tolerance per metric")
+    g.add_argument("--all", action="store_true", help="list every check (default: each codec's headline ones)")
+    g.add_argument("--report", default=None, help="also write the comparison report, Markdown, to this file")
+    g.add_argument("--title", default="mnist-codec: metrics against the committed baseline", help="its heading")
     g.set_defaults(func=_gate)
     c = sub.add_parser("check-params", help="validate a params file")
     c.add_argument("params", nargs="?", default="params.yaml")

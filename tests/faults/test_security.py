@@ -106,6 +106,8 @@ def test_the_evaluate_stage_refuses_a_planted_model_file(tmp_path):
             "models/deep",
             "--metrics",
             "reports/metrics.json",
+            "--detail",
+            "reports/metrics_detail.json",
             "--table-md",
             "reports/comparison.md",
             "--table-csv",

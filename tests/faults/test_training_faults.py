@@ -235,6 +235,7 @@ def _stages(root: Path, params) -> list[tuple[str, Callable[[], None]]]:
                 models_dir / "ae",
                 models_dir / "deep",
                 reports / "metrics.json",
+                reports / "metrics_detail.json",
                 reports / "comparison.md",
                 reports / "comparison.csv",
                 reports / "timings.json",
@@ -245,7 +246,7 @@ def _stages(root: Path, params) -> list[tuple[str, Callable[[], None]]]:
         (
             "report",
             lambda: report_stage.run(
-                reports / "metrics.json",
+                reports / "metrics_detail.json",
                 reports / "comparison.csv",
                 reports / "curves",
                 root / "data/evaluation/samples.npz",

@@ -1,12 +1,23 @@
 """Metrics regression gate: compare fresh metrics with a committed baseline, per rule.
 
-A metric summarised over seeds (``{'mean', 'std', 'n', ...}`` in metrics.json) fails only
-when its mean is worse than the baseline's by more than the noise both runs measured
-allows: Welch's t-test, one-sided, at the rule's ``alpha`` (the chance that an unchanged
-codec, retrained on another machine or seed, fails). A worsening within the rule's floor
-(``abs_floor + rel_floor * |baseline|``) always passes, so float noise on a deterministic
-codec (PCA: n = 1 on both sides) never fails it; beyond the floor a deterministic metric
-fails. Plain numbers (code size, stored numbers) are compared against the floor alone.
+It reads the detail file (reports/metrics_detail.json): each codec's summaries over seeds,
+each seed's value, the seeds themselves and the settings the models were trained with.
+
+* **Paired**, where both sides trained the same seeds with the same settings (model spec,
+  training params, training and evaluation data): each seed's model is compared with its own
+  baseline, so the seed-to-seed spread cancels out and what is left is float-path noise (other
+  CPU kernels, another thread plan), which moves a seed's model by well under 1%. The mean of
+  the per-seed changes (equal to the change of the mean) fails when it is worse than
+  ``paired_abs + paired_rel * |baseline|``: a tolerance calibrated on measured float-path
+  differences (docs/gate.md), not on the seeds' spread.
+* **Unpaired**, where the seeds or settings differ (another ``seed``, another ``n_seeds``, or
+  a side with no seeds recorded): Welch's t-test, one-sided, at the rule's ``alpha`` (the
+  chance that an unchanged codec retrained on other seeds fails), beyond the rule's floor.
+* **Deterministic** (PCA: one model on each side): the floor alone
+  (``abs_floor + rel_floor * |baseline|``) covers float rounding.
+
+Plain numbers (code size, stored numbers) are compared against the floor alone. Every check
+says which test it used and why.
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from .stats import is_summary, one_sided_p, t_quantile, welch
 
 DIRECTIONS = ("lower", "higher", "equal")
 DEFAULT_ALPHA = 0.005
-RULE_KEYS = {"metric", "direction", "rel_floor", "abs_floor", "alpha"}
+RULE_KEYS = {"metric", "direction", "rel_floor", "abs_floor", "alpha", "paired_rel", "paired_abs"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,12 @@ class Rule:
     rel_floor: float = 0.0  # a worsening up to this fraction of |baseline| always passes
     abs_floor: float = 0.0  # ... plus this much, in the metric's own unit
     alpha: float = DEFAULT_ALPHA  # one-sided false-alarm probability for summaries over seeds
+    paired_rel: float | None = None  # paired test: a worsening of the mean up to this fraction of |baseline| ...
+    paired_abs: float = 0.0  # ... plus this much passes; None: this metric is never paired
+
+    @property
+    def pairs(self) -> bool:
+        return self.paired_rel is not None
 
 
 @dataclass(frozen=True)
@@ -47,14 +64,54 @@ class Check:
     why: str
     p: float | None = None  # Welch's one-sided p-value, for summaries over seeds
     n: tuple[int, int] | None = None  # seeds (baseline, current), for summaries
+    test: str = "floor"  # paired | Welch | floor (deterministic or a plain number) | equal
+    basis: str = ""  # why that test: the pairing of the two runs' seeds and settings
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """Whether two runs of a codec trained the same seeds with the same settings."""
+
+    paired: bool
+    why: str
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix.rstrip("."): d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}."))
+    return out
+
+
+def pairing(baseline: dict, current: dict) -> Pairing:
+    """Paired when both sides name the same seeds, in the same order, and the same settings."""
+    bs, cs = baseline.get("seeds") or [], current.get("seeds") or []
+    if not bs or not cs:
+        side = "either side" if not bs and not cs else ("the baseline" if not bs else "the current run")
+        return Pairing(False, f"no seeds recorded in {side}")
+    if len(bs) != len(cs):
+        return Pairing(False, f"{len(bs)} seeds vs {len(cs)}")
+    if bs != cs:
+        return Pairing(False, "other seeds")
+    b, c = _flat(baseline.get("settings") or {}), _flat(current.get("settings") or {})
+    differ = sorted(k for k in b.keys() | c.keys() if b.get(k) != c.get(k))
+    if differ:
+        shown = ", ".join(differ[:2]) + (f" +{len(differ) - 2}" if len(differ) > 2 else "")
+        return Pairing(False, f"settings differ: {shown}")
+    return Pairing(True, f"same {len(bs)} seeds and settings")
 
 
 def gated_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested metrics -> {'ae.mse': {summary}, 'ae.code_size': 32, ...}: summaries over seeds
-    and plain numbers, keyed by dotted path (lists and text are not gated)."""
+    and plain numbers, keyed by dotted path (lists, text and a codec's training settings are
+    not gated)."""
     out: dict[str, Any] = {}
     for key, value in metrics.items():
         name = f"{prefix}{key}"
+        if key == "settings":
+            continue
         if is_summary(value):
             out[name] = value
         elif isinstance(value, dict):
@@ -92,7 +149,23 @@ def load_rules(path: str | Path) -> list[Rule]:
             raise GateError(f"gate: rule {i} in {path}: floors must be >= 0")
         if not 0 < alpha < 0.5:
             raise GateError(f"gate: rule {i} in {path}: alpha must be between 0 and 0.5, found {alpha}")
-        rules.append(Rule(str(r["metric"]), r["direction"], rel, ab, alpha))
+        paired_rel = r.get("paired_rel")
+        paired_abs = float(r.get("paired_abs", 0.0))
+        if (paired_rel is not None and float(paired_rel) < 0) or paired_abs < 0:
+            raise GateError(f"gate: rule {i} in {path}: paired tolerances must be >= 0")
+        if paired_rel is None and "paired_abs" in r:
+            paired_rel = 0.0
+        rules.append(
+            Rule(
+                str(r["metric"]),
+                r["direction"],
+                rel,
+                ab,
+                alpha,
+                None if paired_rel is None else float(paired_rel),
+                paired_abs,
+            )
+        )
     if not rules:
         raise GateError(f"gate: {path} has no rules")
     return rules
@@ -126,12 +199,16 @@ def check_value(metric: str, baseline: float, current: float | None, rule: Rule)
         current,
         _limit(rule, baseline, floor),
         ok,
-        "ok" if ok else f"regressed ({rule.direction} is better)",
+        "ok" if ok else "regressed",
+        test="equal" if rule.direction == "equal" else "floor",
+        basis="a plain number",
     )
 
 
-def check_summary(metric: str, baseline: dict, current: Any, rule: Rule) -> Check:
-    """A summary over seeds: Welch's one-sided t-test of the means, beyond the floor."""
+def check_summary(metric: str, baseline: dict, current: Any, rule: Rule, pair: Pairing | None = None) -> Check:
+    """A summary over seeds: paired against each seed's baseline where ``pair`` says the two
+    runs trained the same seeds with the same settings, else Welch's one-sided t-test of the
+    means; beyond the floor either way."""
     base_mean = float(baseline["mean"])
     if not is_summary(current):
         why = "missing" if current is None else "not a summary over seeds (mean, std, n)"
@@ -150,24 +227,62 @@ def check_summary(metric: str, baseline: dict, current: Any, rule: Rule) -> Chec
             cur_mean,
             _limit(rule, base_mean, floor),
             ok,
-            "ok (deterministic)" if ok else f"regressed beyond the floor ({rule.direction} is better)",
+            "ok" if ok else "regressed",
             n=(nb, nc),
+            test="floor",
+            basis="deterministic",
         )
+    if pair is not None and pair.paired and rule.pairs and "per_seed" in baseline and "per_seed" in current:
+        # the mean of the per-seed changes is the change of the mean: the seeds' spread cancels
+        tolerance = rule.paired_abs + (rule.paired_rel or 0.0) * abs(base_mean)
+        ok = worse <= tolerance
+        return Check(
+            metric,
+            base_mean,
+            cur_mean,
+            _limit(rule, base_mean, tolerance),
+            ok,
+            "ok" if ok else "regressed",
+            n=(nb, nc),
+            test="paired",
+            basis=pair.why,
+        )
+    basis = pair.why if pair is not None else "seeds not compared"
+    if pair is not None and pair.paired:
+        basis = "this metric has no paired tolerance" if not rule.pairs else "no per-seed values"
     if nb < 2 or nc < 2:
         raise GateError(
-            f"gate: {metric}: {nb} seed(s) in the baseline and {nc} now; comparing against the "
-            "noise needs at least 2 on each side (params: n_seeds)"
+            f"gate: {metric}: {nb} seed(s) in the baseline and {nc} now, and not paired ({basis}); "
+            "comparing against the noise needs at least 2 on each side (params: n_seeds)"
         )
     se, df = welch(baseline, current)
     p = one_sided_p(worse, baseline, current)
     margin = max(floor, t_quantile(1 - rule.alpha, df) * se)
     ok = worse <= margin
-    why = "ok" if ok else f"regressed: p = {p:.2g} < alpha {rule.alpha:g} ({rule.direction} is better)"
-    return Check(metric, base_mean, cur_mean, _limit(rule, base_mean, margin), ok, why, p, (nb, nc))
+    why = "ok" if ok else f"regressed, p = {p:.2g} < {rule.alpha:g}"
+    return Check(metric, base_mean, cur_mean, _limit(rule, base_mean, margin), ok, why, p, (nb, nc), "Welch", basis)
+
+
+def _is_headline(metrics: dict) -> bool:
+    """metrics.json's headline numbers (``{'ae': {'mse': 0.0138, ...}}``), not the detail file."""
+    return bool(metrics) and all(
+        isinstance(m, dict) and isinstance(m.get("mse"), (int, float)) for m in metrics.values()
+    )
 
 
 def compare(baseline: dict, current: dict, rules: list[Rule]) -> list[Check]:
     """One check per baseline metric; a metric with no rule is an error, not a pass."""
+    for name, side in (("baseline", baseline), ("current", current)):
+        if _is_headline(side):
+            raise GateError(
+                f"gate: the {name} file holds headline metrics (metrics.json); the gate reads the "
+                "detail file, reports/metrics_detail.json, with each seed's value and its seed"
+            )
+    pairs = {
+        codec: pairing(b, current[codec])
+        for codec, b in baseline.items()
+        if isinstance(b, dict) and isinstance(current.get(codec), dict)
+    }
     base, cur = gated_metrics(baseline), gated_metrics(current)
     checks = []
     for metric, value in base.items():
@@ -175,34 +290,106 @@ def compare(baseline: dict, current: dict, rules: list[Rule]) -> list[Check]:
         if rule is None:
             raise GateError(f"gate: no rule matches metric '{metric}'; add one to the rules file")
         if is_summary(value):
-            checks.append(check_summary(metric, value, cur.get(metric), rule))
+            checks.append(check_summary(metric, value, cur.get(metric), rule, pairs.get(metric.split(".")[0])))
         else:
             got = cur.get(metric)
             checks.append(check_value(metric, value, got if isinstance(got, float) else None, rule))
     return checks
 
 
+def read_metrics(path: str | Path) -> dict:
+    try:
+        return fileio.read_json(path)
+    except (OSError, ValueError) as exc:
+        raise GateError(f"gate: cannot read metrics {path}: {exc}") from None
+
+
 def run(baseline_path: str | Path, current_path: str | Path, rules_path: str | Path) -> list[Check]:
-    def read(path: str | Path) -> dict:
-        try:
-            return fileio.read_json(path)
-        except (OSError, ValueError) as exc:
-            raise GateError(f"gate: cannot read metrics {path}: {exc}") from None
-
-    return compare(read(baseline_path), read(current_path), load_rules(rules_path))
+    return compare(read_metrics(baseline_path), read_metrics(current_path), load_rules(rules_path))
 
 
-def format_checks(checks: list[Check]) -> str:
-    lines = [
-        f"{'metric':<28} {'baseline':>10} {'current':>10} {'change':>8} {'limit':>10} {'seeds':>6} {'p':>8}  result"
-    ]
-    for c in checks:
+HEADLINE_METRICS = ("mse", "psnr", "code_size", "stored_numbers")
+
+
+def is_headline(metric: str) -> bool:
+    """A codec's headline check (``ae.mse``), not one of its per-digit ones (``ae.mse_digit.3``)."""
+    return metric.partition(".")[2] in HEADLINE_METRICS
+
+
+def _change(c: Check) -> str:
+    return "-" if c.current is None or c.baseline == 0 else f"{(c.current / c.baseline - 1) * 100:+.2f}%"
+
+
+def format_checks(checks: list[Check], every: bool = False) -> str:
+    """The gate's table for a terminal (under 120 columns): every codec's headline checks and
+    any other check that failed; ``every`` lists all of them. ``limit`` is the worst value that
+    passes; ``test`` says how it was set and ``basis`` why that test."""
+    shown = [c for c in checks if every or is_headline(c.metric) or not c.ok]
+    width = max([len("metric"), *(len(c.metric) for c in shown)])
+    header = f"{'metric':<{width}} {'baseline':>10} {'current':>10} {'change':>8} {'limit':>10}  "
+    lines = [header + f"{'test':<6}  {'basis':<27}  result"]
+    for c in shown:
         cur = "-" if c.current is None else f"{c.current:.6g}"
         lim = "-" if c.limit is None else f"{c.limit:.6g}"
-        change = "-" if c.current is None or c.baseline == 0 else f"{(c.current / c.baseline - 1) * 100:+.2f}%"
-        seeds = "-" if c.n is None else f"{c.n[0]}/{c.n[1]}"
-        p = "-" if c.p is None else f"{c.p:.2g}"
-        lines.append(f"{c.metric:<28} {c.baseline:>10.6g} {cur:>10} {change:>8} {lim:>10} {seeds:>6} {p:>8}  {c.why}")
+        lines.append(
+            f"{c.metric:<{width}} {c.baseline:>10.6g} {cur:>10} {_change(c):>8} {lim:>10}  "
+            f"{c.test:<6}  {c.basis:<27}  {c.why}"
+        )
+    hidden = [c for c in checks if c not in shown]
+    if hidden:
+        tests = ", ".join(f"{t} {sum(c.test == t for c in hidden)}" for t in sorted({c.test for c in hidden}))
+        lines.append(f"(and {len(hidden)} more checks, all passed: {tests}; --all lists them)")
     failed = sum(not c.ok for c in checks)
     lines.append(f"gate: {len(checks) - failed} passed, {failed} failed")
     return "\n".join(lines)
+
+
+def report_markdown(checks: list[Check], baseline: dict, title: str, machine: str) -> str:
+    """What a reviewer reads about a change (CI's comparison report), under 30 lines: per codec
+    its MSE against the baseline, the limit and the test behind it, its PSNR and the verdict;
+    then how the other checks went. ``machine``: where the current run was made."""
+    from .table import display_name
+
+    failed = [c for c in checks if not c.ok]
+    by_metric = {c.metric: c for c in checks}
+    lines = [
+        f"## {title}",
+        "",
+        (
+            f"**Gate: {'passed' if not failed else 'FAILED'}**: {len(checks) - len(failed)} of {len(checks)} "
+            f"checks passed. This run: {machine}. Limit: the worst change that passes."
+        ),
+        "",
+        "| Codec | MSE baseline | MSE now | Change | Limit | Test | PSNR now | Verdict |",
+        "|---|---:|---:|---:|---:|---|---:|---|",
+    ]
+    for codec in baseline:
+        mse, psnr = by_metric.get(f"{codec}.mse"), by_metric.get(f"{codec}.psnr")
+        if mse is None:
+            continue
+        now = "-" if mse.current is None else f"{mse.current:.6f}"
+        limit = "-" if mse.limit is None else f"{(mse.limit / mse.baseline - 1) * 100:+.2f}%"
+        ps = "-" if psnr is None or psnr.current is None else f"{psnr.current:.2f} dB"
+        ok = mse.ok and (psnr is None or psnr.ok)
+        lines.append(
+            f"| {display_name(codec)} | {mse.baseline:.6f} | {now} | {_change(mse)} | {limit} | "
+            f"{mse.test}: {mse.basis} | {ps} | {'pass' if ok else '**FAIL**'} |"
+        )
+    others = [c for c in checks if not c.metric.endswith((".mse", ".psnr")) or not is_headline(c.metric)]
+    digits = [c for c in others if ".mse_digit." in c.metric]
+    plain = [c for c in others if c not in digits]
+    lines += [
+        "",
+        (
+            f"Per-digit MSE: {sum(c.ok for c in digits)} of {len(digits)} checks passed. "
+            f"Code size and stored numbers: {sum(c.ok for c in plain)} of {len(plain)} unchanged."
+        ),
+    ]
+    rest = [c for c in failed if not (c.metric.endswith((".mse", ".psnr")) and is_headline(c.metric))]
+    for c in rest[:8]:
+        lines.append(
+            f"- failed: `{c.metric}` {c.baseline:.6g} -> {'-' if c.current is None else f'{c.current:.6g}'} ({c.why})"
+        )
+    if len(rest) > 8:
+        lines.append(f"- and {len(rest) - 8} more failed checks: the gate's table lists them")
+    return "\n".join(lines) + "\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -72,27 +73,56 @@ def codec_metrics(model: Codec, x: np.ndarray, y: np.ndarray) -> tuple[dict, np.
     return metrics, codes
 
 
-def aggregate(per_seed: list[dict]) -> dict:
-    """A codec's entry in metrics.json from its models' metrics, one per seed.
+def aggregate(per_seed: list[dict], records: Sequence[dict] = (), eval_sha256: str | None = None) -> dict:
+    """A codec's entry in the detail file (metrics_detail.json) from its models' metrics and
+    training records, one per seed.
 
-    MSE and PSNR become summaries over seeds (mean, std, n, 95% interval, each seed's
-    value); per-digit MSE the same without the per-seed lists; code size and stored
-    numbers (parameters, or PCA's mean and components) are the same for every seed.
+    MSE, PSNR and per-digit MSE become summaries over seeds (mean, std, n, 95% interval, each
+    seed's value); code size and stored numbers (parameters, or PCA's mean and components) are
+    the same for every seed. ``seeds`` are the seeds the models were drawn from, in replicate
+    order, and ``settings`` what else their weights and their scores depend on (the model spec,
+    the training params, the training and evaluation data): where two runs share both, the
+    gate compares each seed's model with its own baseline (:mod:`.gate`). ``trained_on`` is
+    the device the first seed's model trained on, as its record names it.
     """
     from .stats import summarize
 
-    def digit(d: str) -> dict:
-        s = summarize([m["mse_digit"][d] for m in per_seed])
-        del s["per_seed"]
-        return s
-
-    first = per_seed[0]
+    first, record = per_seed[0], (records[0] if records else {})
+    made_of = record.get("made_of", {})
     return {
         "mse": summarize([m["mse"] for m in per_seed]),
         "psnr": summarize([m["psnr"] for m in per_seed]),
         "code_size": first["code_size"],
         "stored_numbers": first["stored_numbers"],
-        "mse_digit": {d: digit(d) for d in first["mse_digit"]},
+        "mse_digit": {d: summarize([m["mse_digit"][d] for m in per_seed]) for d in first["mse_digit"]},
+        "seeds": [r["made_of"]["seed"] for r in records if "seed" in r.get("made_of", {})],
+        "trained_on": record.get("device"),
+        "settings": {
+            "spec": record.get("spec"),
+            "train": made_of.get("train"),
+            "train_data": made_of.get("data"),
+            "eval_data": eval_sha256,
+        },
+    }
+
+
+HEADLINE = ("mse", "mse_ci95", "psnr", "n_seeds")  # per codec in metrics.json
+
+
+def headline(detail: dict) -> dict:
+    """metrics.json, what a person compares (``dvc exp show``, ``dvc metrics diff``): per codec
+    its mean MSE, the half-width of its 95% interval, its mean PSNR and its number of seeds.
+    Everything else stays in the detail file."""
+    from .stats import half_width
+
+    return {
+        codec: {
+            "mse": m["mse"]["mean"],
+            "mse_ci95": half_width(m["mse"]),
+            "psnr": m["psnr"]["mean"],
+            "n_seeds": m["mse"]["n"],
+        }
+        for codec, m in detail.items()
     }
 
 

@@ -2,8 +2,8 @@
 
 Rows come in DVC's order: the commits from HEAD back (every first-parent commit), under each
 its experiments newest first, so the first row of a name is its latest run. A row's metrics
-are flat columns (``ae.mse.mean``); lists such as the per-seed MSE are left out (read the
-experiment's commit for them).
+are metrics.json's headline columns (``ae.mse``, ``ae.mse_ci95``, ``ae.n_seeds``); the rest,
+such as each seed's MSE, is in the experiment's commit (reports/metrics_detail.json).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any
 from ..errors import DataError
 
 METRICS = "reports/metrics.json"
+DETAIL = "reports/metrics_detail.json"
 PARAMS = "params.yaml"
 PENDING = ("Queued", "Running")  # DVC's executor states of an experiment not finished yet
-_SUMMARY = re.compile(r"^(\w+)\.mse\.(mean|std|n|ci95_low|ci95_high)$")
+_HEADLINE = re.compile(r"^(\w+)\.(mse|mse_ci95|n_seeds)$")
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Experiment:
     rev: str  # the experiment's commit (short)
     state: str | None  # DVC's executor state; None for an experiment pulled from a remote (finished)
     params: dict[str, Any]  # params.yaml as flat columns: 'latent_dim', 'data.protocol', ...
-    mse: dict[str, dict]  # codec -> its MSE summary over seeds: mean, std, n, ci95_low, ci95_high
+    mse: dict[str, dict]  # codec -> its MSE over seeds: mean, ci95_low, ci95_high, n
 
     @property
     def finished(self) -> bool:
@@ -133,18 +134,27 @@ def experiments(rows: list[dict]) -> list[Experiment]:
     for row in rows:
         if row.get("typ") not in ("branch_commit", "branch_base") or not row.get("Experiment"):
             continue
-        mse: dict[str, dict] = {}
+        headline: dict[str, dict] = {}
         params: dict[str, Any] = {}
         for key, value in row.items():
             value = _cell(value)
-            match = _SUMMARY.match(_column(key, METRICS))
+            match = _HEADLINE.match(_column(key, METRICS))
             if match and isinstance(value, (int, float)) and not isinstance(value, bool):
-                mse.setdefault(match.group(1), {})[match.group(2)] = int(value) if match.group(2) == "n" else value
+                headline.setdefault(match.group(1), {})[match.group(2)] = value
             elif _column(key, PARAMS) in SCHEMA:
                 params[_column(key, PARAMS)] = value
-        complete = {c: s for c, s in mse.items() if {"mean", "ci95_low", "ci95_high", "n"} <= set(s)}
+        complete = {c: _summary(h) for c, h in headline.items() if set(_HEADLINE_KEYS) <= set(h)}
         out.append(Experiment(row["Experiment"], str(row.get("rev") or ""), _cell(row.get("State")), params, complete))
     return out
+
+
+_HEADLINE_KEYS = ("mse", "mse_ci95", "n_seeds")
+
+
+def _summary(headline: dict) -> dict:
+    """A codec's headline columns as the MSE summary the sweep and the frontier read."""
+    mean, half = float(headline["mse"]), float(headline["mse_ci95"])
+    return {"mean": mean, "ci95_low": mean - half, "ci95_high": mean + half, "n": int(headline["n_seeds"])}
 
 
 def latest_finished(rows: list[dict]) -> dict[str, Experiment]:

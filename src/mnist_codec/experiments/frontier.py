@@ -91,13 +91,13 @@ def find(rows: list[dict], name: str) -> Result:
 
 
 def committed_metrics(repo: Path, rev: str) -> dict:
-    """An experiment's whole metrics.json from its commit (``dvc exp show`` leaves out lists,
-    such as the per-seed MSE)."""
+    """An experiment's detail file (metrics_detail.json) from its commit: what ``dvc exp show``
+    does not show, such as each seed's MSE."""
     import json
 
-    from .exps import committed_file
+    from .exps import DETAIL, committed_file
 
-    return json.loads(committed_file(repo, rev, METRICS))
+    return json.loads(committed_file(repo, rev, DETAIL))
 
 
 def choose(scores: dict[str, Result]) -> str:

@@ -69,6 +69,7 @@ def run(params: Params, data_dir: Path, npz_path: Path, record_path: Path) -> No
                 "final_train_loss": train_mse,
                 "final_eval_loss": eval_mse,
                 "explained_variance": explained,
+                "made_of": {"data": train_sha},
             },
         )
     log.info("pca: %d components, train MSE %.6f, eval MSE %.6f", params.latent_dim, train_mse, eval_mse)

@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 
 def run(
-    metrics_path: Path,
+    detail_path: Path,
     table_csv: Path,
     curves_dir: Path,
     samples_path: Path,
@@ -22,5 +22,5 @@ def run(
 ) -> None:
     plots.pyplot()  # imported outside the timed work: a fixed cost
     with timing.work("figures"):
-        html.build(metrics_path, table_csv, curves_dir, samples_path, figures_dir, html_path, rate_distortion)
+        html.build(detail_path, table_csv, curves_dir, samples_path, figures_dir, html_path, rate_distortion)
     log.info("report: %s and figures in %s", html_path, figures_dir)

@@ -150,7 +150,6 @@ def train_codecs(
     params: Params, targets: list[CodecTarget], stage: str, td: TrainingData, checkpoint_dir: Path
 ) -> None:
     """Seed, build, train side by side, log and save the stage's autoencoders, every seed."""
-    from ..evaluation.stats import summarize
     from ..progress import epoch_progress
     from ..tracking import registry
     from ..tracking import runs as tracking
@@ -224,7 +223,6 @@ def train_codecs(
                 h[-1].eval_loss if whole else models.reconstruction_mse(j.model, td.eval_x)
                 for j, h in zip(jobs, histories, strict=True)
             ]
-        finals: dict[str, list[float]] = {name: [] for name in parents}
         trained: dict[str, dict[str, tuple]] = {name: {} for name in parents}  # codec -> seed -> (model, curves)
         for member, job, history, final_eval in zip(members, jobs, histories, eval_mse, strict=True):
             target, run, model, final = member.target, runs[member.run], job.model.cpu(), history[-1]
@@ -259,23 +257,15 @@ def train_codecs(
                 "final_train_loss": final.train_loss,
                 "final_eval_loss": final_eval,
                 "curve_eval_images": len(curve_x),
+                "made_of": made_of(params, member.seed, td.sha256),
             }
             models.save(model, target.spec, target.model_dir / f"seed{member.replicate}.pt")
             fileio.write_json(target.model_dir / f"seed{member.replicate}.json", record)
             fileio.write_text(target.curve_dir / f"seed{member.replicate}.csv", curve_csv(history))
-            finals[target.name].append(final_eval)
         for target in targets:
+            # the codec's headline metrics (mse, mse_ci95, psnr) come from the evaluate stage
             parent_run = runs[parents[target.name]]
-            s = summarize(finals[target.name])
-            parent_run.log_metrics(
-                {
-                    "eval_mse_mean": s["mean"],
-                    "eval_mse_std": s["std"],
-                    "eval_mse_ci95_low": s["ci95_low"],
-                    "eval_mse_ci95_high": s["ci95_high"],
-                    "train_seconds": seconds,
-                }
-            )
+            parent_run.log_metrics({"train_seconds": seconds})
             seeds = trained[target.name]  # the codec's figures, every seed in each, on its parent run
             log_figures(
                 parent_run,

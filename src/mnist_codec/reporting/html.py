@@ -138,7 +138,7 @@ def render_html(table: list[dict], pngs: dict[str, bytes]) -> str:
 
 
 def build(
-    metrics_path: Path,
+    detail_path: Path,
     table_csv: Path,
     curves_dir: Path,
     samples_path: Path,
@@ -154,7 +154,7 @@ def build(
             sweep_png = Path(rate_distortion).read_bytes()
         except FileNotFoundError:
             raise DataError(f"{rate_distortion}: not found; `make sweep` makes it") from None
-    metrics = fileio.read_json(metrics_path)
+    metrics = fileio.read_json(detail_path)
     with np.load(samples_path, allow_pickle=False) as npz:
         samples = {k: npz[k] for k in npz.files}
     figures = make_figures(metrics, read_curves(curves_dir), samples)

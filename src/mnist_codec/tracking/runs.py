@@ -32,6 +32,7 @@ from .store import (
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
     from matplotlib.figure import Figure
     from mlflow import MlflowClient
     from torch import nn
@@ -210,6 +211,15 @@ class Run:
         with deferred():
             self._client.log_text(self.run_id, text, filename)
 
+    def log_table(self, table: pd.DataFrame, filename: str) -> None:
+        """A table artifact (``mlflow.log_table``): the UI's Evaluation view shows it as rows."""
+        with deferred():
+            self._client.log_table(self.run_id, table, filename)
+
+    def sibling(self, run_id: str) -> Run:
+        """Another run of the same store, by id: e.g. a training run that this evaluation scores."""
+        return Run(self._client, run_id)
+
     def log_inputs(self, datasets: list[DatasetRef]) -> None:
         """Record the data splits the run used (MLflow's Dataset column): name, digest, source."""
         from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -303,6 +313,14 @@ class RunSpec:
     parent: int | None = None
 
 
+def run_name(spec: RunSpec, tags: dict[str, str]) -> str:
+    """A top-level run made under a DVC experiment carries its name (``deep_tanh (epochs-8)``),
+    so that the UI's tables and charts, which label runs by name, tell ``main``'s codec from an
+    experiment's; a seed's run, folded under its codec's, keeps its own name."""
+    exp = tags.get("mnist_codec.dvc_exp", "workspace")
+    return spec.name if spec.parent is not None or exp == "workspace" else f"{spec.name} ({exp})"
+
+
 @contextmanager
 def start_runs(specs: list[RunSpec], stage: str, all_params: dict[str, Any]) -> Iterator[list[Run]]:
     """Open one MLflow run per spec; end them FINISHED, or KILLED (Ctrl-C, SIGTERM) or FAILED.
@@ -330,7 +348,7 @@ def start_runs(specs: list[RunSpec], stage: str, all_params: dict[str, Any]) -> 
             if spec.parent is not None:
                 tags["mlflow.parentRunId"] = runs[spec.parent].run_id
             with deferred():
-                created = client.create_run(exp_id, run_name=spec.name, tags=tags)
+                created = client.create_run(exp_id, run_name=run_name(spec, common), tags=tags)
                 runs.append(Run(client, created.info.run_id, tags))
                 client.log_batch(
                     created.info.run_id, params=[Param(k, str(v)) for k, v in flatten(spec.params).items()]
