@@ -107,6 +107,7 @@ _groups: list[tuple[set[str], set[str]]] = [
             P + "experiments/cluster.py",
             P + "experiments/node.py",
             P + "readme.py",
+            P + "machine.py",
             P + "tracking/ui.py",
             P + "serving/http.py",
             P + "tuning/__init__.py",
