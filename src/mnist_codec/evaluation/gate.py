@@ -192,17 +192,15 @@ def check_value(metric: str, baseline: float, current: float | None, rule: Rule)
     if current is None or not math.isfinite(current):
         return Check(metric, baseline, current, None, False, "missing" if current is None else "not finite")
     floor = rule.abs_floor + rule.rel_floor * abs(baseline)
-    ok = _worsening(rule, baseline, current) <= floor
-    return Check(
-        metric,
-        baseline,
-        current,
-        _limit(rule, baseline, floor),
-        ok,
-        "ok" if ok else "regressed",
-        test="equal" if rule.direction == "equal" else "floor",
-        basis="a plain number",
-    )
+    test = "equal" if rule.direction == "equal" else "floor"
+    return _held_to(metric, rule, baseline, current, floor, test=test, basis="a plain number")
+
+
+def _held_to(metric: str, rule: Rule, baseline: float, current: float, margin: float, **how: Any) -> Check:
+    """The check of a value that passes when it is worse than the baseline by at most ``margin``;
+    ``how``: the Check's n, test and basis."""
+    ok = _worsening(rule, baseline, current) <= margin
+    return Check(metric, baseline, current, _limit(rule, baseline, margin), ok, "ok" if ok else "regressed", **how)
 
 
 def check_summary(metric: str, baseline: dict, current: Any, rule: Rule, pair: Pairing | None = None) -> Check:
@@ -220,33 +218,11 @@ def check_summary(metric: str, baseline: dict, current: Any, rule: Rule, pair: P
     floor = rule.abs_floor + rule.rel_floor * abs(base_mean)
     worse = _worsening(rule, base_mean, cur_mean)
     if nb == 1 and nc == 1:  # deterministic on both sides: the floor alone
-        ok = worse <= floor
-        return Check(
-            metric,
-            base_mean,
-            cur_mean,
-            _limit(rule, base_mean, floor),
-            ok,
-            "ok" if ok else "regressed",
-            n=(nb, nc),
-            test="floor",
-            basis="deterministic",
-        )
+        return _held_to(metric, rule, base_mean, cur_mean, floor, n=(nb, nc), test="floor", basis="deterministic")
     if pair is not None and pair.paired and rule.pairs and "per_seed" in baseline and "per_seed" in current:
         # the mean of the per-seed changes is the change of the mean: the seeds' spread cancels
         tolerance = rule.paired_abs + (rule.paired_rel or 0.0) * abs(base_mean)
-        ok = worse <= tolerance
-        return Check(
-            metric,
-            base_mean,
-            cur_mean,
-            _limit(rule, base_mean, tolerance),
-            ok,
-            "ok" if ok else "regressed",
-            n=(nb, nc),
-            test="paired",
-            basis=pair.why,
-        )
+        return _held_to(metric, rule, base_mean, cur_mean, tolerance, n=(nb, nc), test="paired", basis=pair.why)
     basis = pair.why if pair is not None else "seeds not compared"
     if pair is not None and pair.paired:
         basis = "this metric has no paired tolerance" if not rule.pairs else "no per-seed values"
