@@ -280,10 +280,6 @@ def read_metrics(path: str | Path) -> dict:
         raise GateError(f"gate: cannot read metrics {path}: {exc}") from None
 
 
-def run(baseline_path: str | Path, current_path: str | Path, rules_path: str | Path) -> list[Check]:
-    return compare(read_metrics(baseline_path), read_metrics(current_path), load_rules(rules_path))
-
-
 HEADLINE_METRICS = ("mse", "psnr", "code_size", "stored_numbers")
 
 
