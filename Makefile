@@ -12,10 +12,12 @@ DEV_STAMP := $(VENV)/.installed-dev
 DOCS_STAMP := $(VENV)/.installed-docs
 CLUSTER_STAMP := $(VENV)/.installed-cluster
 TUNE_STAMP := $(VENV)/.installed-tune
+SERVE_STAMP := $(VENV)/.installed-serve
+BENCH_STAMP := $(VENV)/.installed-bench
 RUN := PATH="$(abspath $(BIN)):$$PATH"
 
-.PHONY: help install install-team install-dev install-docs install-cluster install-tune repro compare test test-full lint docs docs-serve bench sweep \
-	frontier tune notebook-table ui tracking-server serve-model clean-venv
+.PHONY: help install install-team install-dev install-docs install-cluster install-tune install-serve install-bench repro compare test test-full lint docs docs-serve bench sweep \
+	frontier tune notebook-table ui tracking-server serve-model serve-ray clean-venv
 
 help:
 	@echo "make repro            run the pipeline (dvc repro): reports/, models in MLflow"
@@ -29,7 +31,8 @@ help:
 	@echo "make notebook-table   the comparison under the notebook's protocol: reports/protocols/notebook.md"
 	@echo "make bench            side-by-side timings: benchmarks/RESULTS.md"
 	@echo "make tracking-server  the team's MLflow server on 127.0.0.1:$(TRACKING_PORT)"
-	@echo "make serve-model      the champion over HTTP on 127.0.0.1:$(SERVE_PORT)"
+	@echo "make serve-model      the champion over HTTP on 127.0.0.1:$(SERVE_PORT) (MLflow's scoring server)"
+	@echo "make serve-ray        the champion on Ray Serve on 127.0.0.1:$(RAY_SERVE_PORT): batched, JSON or npy"
 
 install: $(STAMP)
 install-team: $(TEAM_STAMP)
@@ -37,6 +40,8 @@ install-dev: $(DEV_STAMP)
 install-docs: $(DOCS_STAMP)
 install-cluster: $(CLUSTER_STAMP)
 install-tune: $(TUNE_STAMP)
+install-serve: $(SERVE_STAMP)
+install-bench: $(BENCH_STAMP)
 
 # constraints.txt is the lock: exact versions of every dependency. uv installs them (seconds where
 # pip takes minutes; uv itself is installed by pip, at the lock's version). A folder of wheels that
@@ -56,7 +61,7 @@ $(TEAM_STAMP): $(STAMP)
 
 $(DEV_STAMP): $(STAMP)
 	$(INSTALL) -e '.[dev]'
-	@touch $(DEV_STAMP) $(DOCS_STAMP) $(TEAM_STAMP) $(CLUSTER_STAMP) $(TUNE_STAMP)
+	@touch $(DEV_STAMP) $(DOCS_STAMP) $(TEAM_STAMP) $(CLUSTER_STAMP) $(TUNE_STAMP) $(SERVE_STAMP) $(BENCH_STAMP)
 
 $(CLUSTER_STAMP): $(STAMP)
 	$(INSTALL) -e '.[cluster]'
@@ -65,6 +70,14 @@ $(CLUSTER_STAMP): $(STAMP)
 $(TUNE_STAMP): $(STAMP)
 	$(INSTALL) -e '.[tune]'
 	@touch $(TUNE_STAMP)
+
+$(SERVE_STAMP): $(STAMP)
+	$(INSTALL) -e '.[serve]'
+	@touch $(SERVE_STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(INSTALL) -e '.[bench]'
+	@touch $(BENCH_STAMP) $(SERVE_STAMP)
 
 $(DOCS_STAMP): $(STAMP)
 	$(INSTALL) -e '.[docs]'
@@ -119,12 +132,14 @@ docs-serve: install-docs
 	$(RUN) NO_MKDOCS_2_WARNING=1 mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 # 1 seed vs 3, the notebook vs the pipeline stage by stage under both protocols, the CPU
-# training plans (~45 min together), and the champion served over HTTP vs in-process (~2 min;
-# needs `make repro` first); writes benchmarks/RESULTS.md. BENCH_ARGS="--before <commit>"
-# times that commit's pipeline beside this one's.
+# training plans (~45 min together), and the champion on Ray Serve and on MLflow's server under
+# Locust's load (~17 min, a 10-minute soak among them; needs `make repro` first); writes
+# benchmarks/RESULTS.md. ONLY=serve runs one of them (notebook, seeds, precision, plans, cluster,
+# serve); BENCH_ARGS="--before <commit>" times that commit's pipeline beside this one's.
+ONLY ?=
 BENCH_ARGS ?=
-bench: install
-	$(BIN)/python benchmarks/bench_pipeline.py $(BENCH_ARGS)
+bench: install-bench
+	$(RUN) python benchmarks/bench_pipeline.py $(if $(ONLY),--only $(ONLY)) $(BENCH_ARGS)
 
 # The rate-distortion curve: one queued DVC experiment per code size (rd-<k>), run by DVC's
 # queue, then reports/rate_distortion.{png,md,csv}. SWEEP_ARGS adds -S overrides to every one.
@@ -200,6 +215,16 @@ MODEL ?= champion
 SERVE_PORT ?= 5001
 serve-model: install
 	$(BIN)/mnist-codec serve --model "$(MODEL)" --port $(SERVE_PORT)
+
+# The same champion on Ray Serve (docs/serving.md): requests batched on the server, JSON as above
+# or application/x-npy bodies; replicas, batching and limits in serve.yaml. Ray runs on this
+# machine, every node on 127.0.0.1; CLUSTER=HOST:PORT (or RAY_ADDRESS) deploys it on that cluster.
+# Ctrl-C stops Ray and every replica (on a cluster: deletes the application).
+RAY_SERVE_PORT ?= 5002
+RAY_SERVE_CONFIG ?= serve.yaml
+serve-ray: install-serve
+	$(RUN) mnist-codec serve --ray --model "$(MODEL)" --port $(RAY_SERVE_PORT) --config "$(RAY_SERVE_CONFIG)" \
+		$(if $(strip $(CLUSTER)),--cluster $(CLUSTER))
 
 clean-venv:
 	rm -rf $(VENV)

@@ -30,11 +30,10 @@ that a busy machine slows both sides alike:
   the cluster's own work (scheduling, checks, clone or fetch, pull, push) against its
   ``dvc exp run``. The first task clones, the second finds the node's clone and fetches.
 
-* ``serve``: the registered champion of this checkout's MLflow store (``make repro`` sets
-  it) answering over HTTP (``mlflow models serve`` on 127.0.0.1, one keep-alive
-  connection, bodies encoded before the clock starts) against the same model called
-  in-process (``mlflow.pyfunc.load_model``): latency p50 and p99 for 1 image and for 256
-  images per request, and images per second, rounds of each alternating.
+* ``serve``: the registered champion of this checkout's MLflow store (``make repro`` sets it) on
+  Ray Serve (``make serve-ray``) and on MLflow's scoring server (``make serve-model``), both on
+  127.0.0.1, under Locust's load: single images at 1, 8 and 32 users, 256-image requests as JSON
+  and as npy, and a soak of both at once (``benchmarks/bench_serve.py``).
 
 It writes medians, ratios and every model's MSE to a Markdown file, and the raw figures to
 a JSON file beside it (a benchmark not run this time keeps its earlier section).
@@ -227,147 +226,19 @@ def markdown(results: dict) -> str:
     return "\n".join(parts)
 
 
-SERVE_TARGET_MS = 10.0  # p50 for one image over HTTP, end to end
-
-
-def percentile(values: list[float], q: float) -> float:
-    import numpy as np
-
-    return float(np.percentile(values, q))
-
-
 def serve_markdown(result: dict) -> str:
-    lines = [
-        *section_head("The champion served over HTTP", result),
-        (
-            f"- **Model:** `{result['model']}` ({result['codec']}), served by `mlflow models serve "
-            f"--env-manager local` with 1 worker; {result['calls']} calls per size and side, in "
-            f"{result['rounds']} alternating rounds."
-        ),
-        "",
-        "| Request | Side | p50 | p99 | images/s |",
-        "|---|---|---:|---:|---:|",
-    ]
-    for size in ("1", "256"):
-        for side, label in (("http", "HTTP (JSON, 127.0.0.1)"), ("inprocess", "in-process `predict`")):
-            t = result["timings"][side][size]
-            ms = [v * 1000 for v in t]
-            rate = int(size) * len(t) / sum(t)
-            lines.append(
-                f"| {size} image{'s' if size != '1' else ''} | {label} | {percentile(ms, 50):.2f} ms | "
-                f"{percentile(ms, 99):.2f} ms | {rate:,.0f} |"
-            )
-    p50 = percentile([v * 1000 for v in result["timings"]["http"]["1"]], 50)
-    met = "met" if p50 <= SERVE_TARGET_MS else "**not met**"
-    lines += [
-        "",
-        f"Target: p50 for one image over HTTP at most {SERVE_TARGET_MS:.0f} ms; measured {p50:.2f} ms: {met}.",
-        "",
-        (
-            "A 256-image request carries 200,704 numbers as JSON text each way (about 1.5 MB out, in "
-            "full float precision): reading and writing that text in the server and the client, not the "
-            "model, is nearly all of its time, as the in-process row shows."
-        ),
-        "",
-    ]
-    return "\n".join(lines)
+    import bench_serve
+
+    if "cases" not in result:  # measured before the load test: one client, MLflow's server only
+        return ""
+    return bench_serve.markdown(result, section_head("The champion served under load: Ray Serve and MLflow", result))
 
 
 def bench_serve(args, work: Path, env: dict, log: Path) -> dict:
-    """The champion over HTTP against the same model in-process (see the module docstring)."""
-    import http.client
-    import signal
-    import socket
+    """Both servers under Locust's load (benchmarks/bench_serve.py)."""
+    import bench_serve as serve_bench
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ROOT / 'mlflow.db'}"
-    env = {**env, "MLFLOW_TRACKING_URI": uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    import mlflow
-
-    mlflow.set_tracking_uri(uri)
-
-    from mnist_codec.data import splits
-
-    client = mlflow.MlflowClient(uri)
-    champion = client.get_model_version_by_alias("mnist-codec", "champion")
-    model = mlflow.pyfunc.load_model("models:/mnist-codec@champion")
-    x = splits.load_split(ROOT / "data/processed", "eval")[0]
-    batches = {"1": x[:1], "256": x[:256]}
-    bodies = {k: json.dumps({"inputs": v.tolist()}).encode() for k, v in batches.items()}
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with open(log, "a") as fh:
-        server = subprocess.Popen(
-            [
-                "mlflow",
-                "models",
-                "serve",
-                "-m",
-                "models:/mnist-codec@champion",
-                "--env-manager",
-                "local",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    timings: dict = {"http": {k: [] for k in batches}, "inprocess": {k: [] for k in batches}}
-    try:
-        deadline = time.monotonic() + 120
-        conn = None
-        while conn is None:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                c.request("GET", "/ping")
-                c.getresponse().read()
-                conn = c
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"serve: the scoring server did not start; see {log}") from None
-                time.sleep(0.3)
-
-        def over_http(size: str) -> float:
-            start = time.perf_counter()
-            conn.request("POST", "/invocations", body=bodies[size], headers={"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            out = json.loads(resp.read())
-            elapsed = time.perf_counter() - start
-            assert resp.status == 200 and len(out["predictions"]) == int(size), out
-            return elapsed
-
-        def in_process(size: str) -> float:
-            start = time.perf_counter()
-            model.predict(batches[size])
-            return time.perf_counter() - start
-
-        for size in batches:  # warm both sides
-            for _ in range(5):
-                over_http(size), in_process(size)
-        per_round = args.calls // args.rounds
-        for k in range(args.rounds):
-            print(f"serve: round {k + 1}/{args.rounds}", flush=True)
-            for size in batches:
-                timings["http"][size] += [over_http(size) for _ in range(per_round)]
-                timings["inprocess"][size] += [in_process(size) for _ in range(per_round)]
-        conn.close()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-    codec = champion.tags.get("mnist_codec.codec", "?")
-    return {
-        "model": f"models:/mnist-codec/{champion.version}",
-        "codec": codec,
-        "timings": timings,
-        "calls": per_round * args.rounds,
-        "rounds": args.rounds,
-    }
+    return serve_bench.bench(args, work, env, log)
 
 
 CLUSTER_TARGET = 0.10  # the cluster's own work, at most this share of an experiment's run
@@ -1092,7 +963,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--before", metavar="REF", help="notebook: also time the pipeline at this commit, stage by stage (e.g. HEAD~3)"
     )
-    parser.add_argument("--calls", type=int, default=400, help="serve: requests per size and side")
+    parser.add_argument("--calls", type=int, default=400, help="serve: in-process calls per batch size")
+    parser.add_argument("--case-s", type=float, default=20, help="serve: seconds of load per case and server")
+    parser.add_argument("--soak-s", type=float, default=600, help="serve: the soak's seconds (600 for the targets)")
+    parser.add_argument("--soak-rps", type=float, default=50, help="serve: the soak's requests/s on each server")
     parser.add_argument(
         "--notebook",
         type=Path,

@@ -249,7 +249,9 @@ HEAVY_FIRST = (
     "tests/test_frontier.py",
     "tests/test_pipeline_e2e.py",
     "tests/test_sweep.py",
+    "tests/test_compare.py",
     "tests/test_registry.py",
+    "tests/test_serve_ray.py",
     "tests/faults/test_training_faults.py",
 )
 

@@ -4,7 +4,7 @@ DVC re-runs a stage when one of its ``deps`` changes. The rule (docs/pipeline.md
 
 * the HTML report and its figures -> report only;
 * evaluation, metrics, the comparison table, the promotion rule -> evaluate and report;
-* the gate, the ``mnist-codec`` command, encode/decode, the servers, the sweep and frontier
+* the gate, the ``mnist-codec`` command, encode/decode, the servers (MLflow's and Ray Serve's), the sweep and frontier
   commands, the benchmark -> no stage;
 * side channels -- how a run is logged to MLflow, progress, timing, the stage runner, params
   validation -- change no output: no stage;
@@ -110,6 +110,9 @@ _groups: list[tuple[set[str], set[str]]] = [
             P + "machine.py",
             P + "tracking/ui.py",
             P + "serving/http.py",
+            P + "serving/wire.py",
+            P + "serving/config.py",
+            P + "serving/ray_serve.py",
             P + "tuning/__init__.py",
             P + "tuning/space.py",
             P + "tuning/trial.py",
@@ -117,6 +120,8 @@ _groups: list[tuple[set[str], set[str]]] = [
             P + "tuning/proof.py",
             "benchmarks/bench_pipeline.py",
             "benchmarks/notebook_baseline.py",
+            "benchmarks/bench_serve.py",
+            "benchmarks/locustfile.py",
         },
         set(),
     ),

@@ -9,6 +9,7 @@ import contextlib
 import glob
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -76,6 +77,26 @@ class Service:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
         self.log.close()
+
+
+def off_loopback(pids: set[int]) -> list[str]:
+    """The TCP and UDP sockets of ``pids`` with an end outside 127.0.0.0/8 (a listening
+    socket's peer is a wildcard and is not checked)."""
+    out = subprocess.run(["ss", "-tuanpH"], capture_output=True, text=True, check=True).stdout
+    bad = []
+    for line in out.splitlines():
+        owners = {int(p) for p in re.findall(r"pid=(\d+)", line)}
+        if not owners & pids:
+            continue
+        fields = line.split()
+        state, local, peer = fields[1], fields[4], fields[5]
+        ends = [local] if state in ("LISTEN", "UNCONN") else [local, peer]
+        for end in ends:
+            host = end.rsplit(":", 1)[0].strip("[]")
+            host = host.removeprefix("::ffff:")
+            if not (host.startswith("127.") or host == "::1"):
+                bad.append(line)
+    return bad
 
 
 def http_ok(url: str) -> bool:

@@ -29,6 +29,7 @@ from mnist_codec.experiments import cluster, node
 from mnist_codec.experiments.node import Job, Outcome, Point
 
 from conftest import project_copy, project_env
+from services import off_loopback
 
 TINY = {
     "n_seeds": 1,
@@ -326,26 +327,6 @@ def ran_on(driver: Path, name: str) -> dict:
 
     exp = {e.name: e for e in exps.experiments(exps.show(driver))}[name]
     return yaml.safe_load(git(driver, "show", f"{exp.rev}:ran_on.yaml"))
-
-
-def off_loopback(pids: set[int]) -> list[str]:
-    """The TCP and UDP sockets of ``pids`` with an end outside 127.0.0.0/8 (a listening
-    socket's peer is a wildcard and is not checked)."""
-    out = subprocess.run(["ss", "-tuanpH"], capture_output=True, text=True, check=True).stdout
-    bad = []
-    for line in out.splitlines():
-        owners = {int(p) for p in __import__("re").findall(r"pid=(\d+)", line)}
-        if not owners & pids:
-            continue
-        fields = line.split()
-        state, local, peer = fields[1], fields[4], fields[5]
-        ends = [local] if state in ("LISTEN", "UNCONN") else [local, peer]
-        for end in ends:
-            host = end.rsplit(":", 1)[0].strip("[]")
-            host = host.removeprefix("::ffff:")
-            if not (host.startswith("127.") or host == "::1"):
-                bad.append(line)
-    return bad
 
 
 class LoopbackWatch:

@@ -4,6 +4,7 @@ test targets, and a benchmark baseline of its own."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -20,23 +21,39 @@ def make_n(*args: str) -> str:
         f"TEAM_STAMP={REPO}/Makefile",
         f"DEV_STAMP={REPO}/Makefile",
         f"DOCS_STAMP={REPO}/Makefile",
+        f"SERVE_STAMP={REPO}/Makefile",
+        f"BENCH_STAMP={REPO}/Makefile",
     ]
     proc = subprocess.run(["make", "-n", *stamps, *args], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
 
-def test_the_three_servers_have_distinct_names_and_ports():
+def test_the_four_servers_have_distinct_names_and_ports():
     ports = {}
-    for target, flag in (("ui", "--port"), ("tracking-server", "--port"), ("serve-model", "--port")):
+    for target in ("ui", "tracking-server", "serve-model", "serve-ray"):
         out = make_n(target)
-        ports[target] = int(re.search(rf"{flag} (\d+)", out).group(1))
-    assert ports == {"ui": 5000, "tracking-server": 5050, "serve-model": 5001}
+        ports[target] = int(re.search(r"--port (\d+)", out).group(1))
+    assert ports == {"ui": 5000, "tracking-server": 5050, "serve-model": 5001, "serve-ray": 5002}
+    assert 8000 not in ports.values()  # the docs server's (make docs-serve)
     targets = re.findall(r"^([a-z-]+):", (REPO / "Makefile").read_text(), re.M)
     assert "serve" not in targets and "server" not in targets  # one letter apart, gone
     assert "mnist-codec serve " in make_n("serve-model") and "mnist-codec ui " in make_n("ui")
     listed = subprocess.run(["make", "help"], cwd=REPO, capture_output=True, text=True, timeout=60).stdout
-    assert all(f"make {t}" in listed for t in ("repro", "ui", "test", "docs", "tracking-server", "serve-model"))
+    assert all(
+        f"make {t}" in listed for t in ("repro", "ui", "test", "docs", "tracking-server", "serve-model", "serve-ray")
+    )
+
+
+def test_serve_ray_deploys_on_a_cluster_when_one_is_named_and_bench_takes_only():
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    local = subprocess.run(
+        ["make", "-n", f"SERVE_STAMP={REPO}/Makefile", "serve-ray"], cwd=REPO, capture_output=True, text=True, env=env
+    ).stdout
+    assert "mnist-codec serve --ray" in local and '--config "serve.yaml"' in local and "--cluster" not in local
+    on = make_n("serve-ray", "CLUSTER=127.0.0.1:6379")
+    assert "--cluster 127.0.0.1:6379" in on
+    assert "--only serve" in make_n("bench", "ONLY=serve") and "--only" not in make_n("bench")
 
 
 def test_test_runs_the_fast_set_and_test_full_everything():

@@ -5,6 +5,7 @@ No stage imports it (stages go through :mod:`mnist_codec.runner`)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -199,9 +200,19 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.ray:
+        from .serving import config
+
+        settings = config.load(args.config, port=args.port)  # checked before Ray starts
+        cluster = args.cluster or os.environ.get("RAY_ADDRESS") or None
+        config.ray_environment(local=cluster is None)  # before Ray is imported
+        from .serving import ray_serve
+
+        ray_serve.run(args.model, settings, cluster)
+        return 0
     from .serving import http
 
-    http.run(args.model, args.port)
+    http.run(args.model, args.port or 5001)
     return 0  # not reached: run() becomes the server
 
 
@@ -361,9 +372,16 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--port", type=int, default=5000)
     u.set_defaults(func=_ui)
 
-    v = sub.add_parser("serve", help="a registered codec over HTTP on 127.0.0.1 (mlflow models serve)")
+    v = sub.add_parser(
+        "serve", help="a registered codec over HTTP on 127.0.0.1 (mlflow models serve; --ray: Ray Serve)"
+    )
     v.add_argument("--model", default="champion", help=model_help)
-    v.add_argument("--port", type=int, default=5001)
+    v.add_argument("--port", type=int, default=None, help="default 5001, or serve.yaml's port (5002) with --ray")
+    v.add_argument("--ray", action="store_true", help="serve on Ray Serve: batched, JSON or npy bodies (serve.yaml)")
+    v.add_argument("--config", default="serve.yaml", help="--ray: replicas, batching, limits")
+    v.add_argument(
+        "--cluster", default=None, help="--ray: deploy on this Ray cluster (HOST:PORT; default: Ray on this machine)"
+    )
     v.set_defaults(func=_serve)
     args = parser.parse_args(argv)
     from .runner import setup_logging
