@@ -8,6 +8,8 @@ Cases, each against both servers in turn:
 - single-image requests (JSON) at 1, 8 and 32 concurrent users;
 - 256-image requests as JSON and as ``application/x-npy`` (MLflow's server takes no npy: its
   answer to one is recorded instead);
+- Ray Serve's batching settings, each on a server of its own first (what ``serve.yaml`` chose
+  from);
 - a soak: both servers at once, single images at a steady rate for ``--soak-s`` seconds (at least
   600 for the targets), each server's processes' memory sampled every 5 s.
 
@@ -194,6 +196,9 @@ def handle_calls(npz: str, seconds: float, callers: int = 32) -> dict:
     """Single images through a DeploymentHandle to the codec's batched method, ``callers`` at once."""
     import asyncio
 
+    from mnist_codec.serving.config import ray_environment
+
+    ray_environment(local=True)  # before Ray is imported: the server's Ray is on 127.0.0.1
     import ray
     from ray import serve
 
@@ -263,6 +268,34 @@ def soak(servers: list[Server], seconds: float, rps: float, work: Path, env: dic
     return out
 
 
+# The batching settings tried before the cases: (max_batch_size, batch_wait_timeout_s).
+BATCH_GRID = ((1, 0.0), (8, 0.002), (32, 0.002), (32, 0.01))
+
+
+def batch_grid(ref: str, work: Path, env: dict, log: Path, seconds: float) -> list[dict]:
+    """Ray Serve alone under each batching setting of BATCH_GRID: single images at 32 users and
+    npy batches at 8, ``seconds`` each; what serve.yaml's choice was measured against."""
+    mnist_codec = str(Path(sys.executable).parent / "mnist-codec")
+    base = (ROOT / "serve.yaml").read_text()
+    rows = []
+    for size, wait in BATCH_GRID:
+        cfg = work / f"serve-{size}-{wait}.yaml"
+        cfg.write_text(base + f"max_batch_size: {size}\nbatch_wait_timeout_s: {wait}\n")
+        port = free_port()
+        cmd = [mnist_codec, "serve", "--ray", "--model", ref, "--port", str(port), "--config", str(cfg)]
+        server = Server("ray", cmd, port, env, log)
+        try:
+            server.wait_ready()
+            locust("single", server, 8, 3, 10**6, work, env)  # warm
+            print(f"serve: batching {size} requests, {wait * 1000:g} ms wait", flush=True)
+            single = summary(locust("single", server, 32, seconds, 200_000, work, env), 1)
+            batch = summary(locust("batch-npy", server, BATCH_USERS, seconds, 200_000, work, env), 256)
+        finally:
+            server.stop()
+        rows.append({"max_batch_size": size, "batch_wait_timeout_s": wait, "single": single, "npy": batch})
+    return rows
+
+
 def bench(args, work: Path, env: dict, log: Path) -> dict:
     """Every case against both servers; see the module docstring."""
     import mlflow
@@ -281,6 +314,7 @@ def bench(args, work: Path, env: dict, log: Path) -> dict:
     own = in_process(model, x, args.calls)
 
     settings = config.load(ROOT / "serve.yaml")
+    grid = batch_grid(ref, work, env, log, args.case_s / 2)
     mnist_codec = str(Path(sys.executable).parent / "mnist-codec")
     ray_port, mlflow_port = free_port(), free_port()
     servers = [
@@ -317,6 +351,7 @@ def bench(args, work: Path, env: dict, log: Path) -> dict:
         "model": f"models:/mnist-codec/{ref}",
         "codec": champion.tags.get("mnist_codec.codec", "?"),
         "settings": settings.model_dump(),
+        "batch_grid": grid,
         "replicas": replicas,
         "in_process": own,
         "handle": floor,
@@ -401,8 +436,36 @@ def markdown(result: dict, head: list[str]) -> str:
             f"{r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | {r['memory_early_mib']:,.0f} MiB | "
             f"{r['memory_late_mib']:,.0f} MiB | {r['memory_growth'] * 100:+.1f}% |"
         )
-    lines += ["", *targets(result), ""]
+    lines += ["", *grid_lines(result), *targets(result), ""]
     return "\n".join(lines)
+
+
+def grid_lines(result: dict) -> list[str]:
+    """How serve.yaml's batching was chosen: Ray Serve alone under each setting tried."""
+    if not result.get("batch_grid"):
+        return []
+    lines = [
+        (
+            f"Batching settings tried (Ray Serve alone, {result['case_s'] / 2:.0f} s a case; the row in bold "
+            "is serve.yaml's):"
+        ),
+        "",
+        "| max_batch_size | wait | 1 image, 32 users: requests/s | p99 | 256 images npy, 8 users: images/s | p99 |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    st = result["settings"]
+    for row in result["batch_grid"]:
+        chosen = (row["max_batch_size"], row["batch_wait_timeout_s"]) == (
+            st["max_batch_size"],
+            st["batch_wait_timeout_s"],
+        )
+        b = "**" if chosen else ""
+        lines.append(
+            f"| {b}{row['max_batch_size']}{b} | {b}{row['batch_wait_timeout_s'] * 1000:g} ms{b} | "
+            f"{_fmt(row['single']['rps'])} | {row['single']['p99_ms']:.1f} ms | {_fmt(row['npy']['images_per_s'])} | "
+            f"{row['npy']['p99_ms']:.1f} ms |"
+        )
+    return [*lines, ""]
 
 
 def targets(result: dict) -> list[str]:

@@ -14,9 +14,11 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -122,6 +124,7 @@ def served(smoke, tmp_path_factory):
     # as in a user's shell: `make serve-ray` keeps Ray on the loopback by itself (the test
     # process sets it for the clusters it starts)
     ray_env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+    ray_env["RAY_TMPDIR"] = ray_tmp = tempfile.mkdtemp(prefix="mc-ray-")  # Ray's sessions, removed at the end
     ray_server = Service(
         "make serve-ray",
         ["make", "--no-print-directory", "-C", str(REPO), "serve-ray", f"MODEL={version}",
@@ -156,6 +159,7 @@ def served(smoke, tmp_path_factory):
         for pid in started:  # anything Ray's own shutdown left
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_json_and_npy_answer_as_the_model_does_and_json_as_mlflows_server(served):
@@ -285,7 +289,9 @@ def test_with_a_cluster_named_it_deploys_there_and_ctrl_c_deletes_only_the_appli
     finally:
         driver.stop(timeout=30)
         everything = started | ({p.pid for p in psutil.Process().children(recursive=True)} - before)
+        session = cluster.head_node.get_session_dir_path()  # the nodes' logs and sockets
         cluster.shutdown()
+        shutil.rmtree(session, ignore_errors=True)
         for pid in everything:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
