@@ -82,6 +82,10 @@ def machine() -> dict:
                 break
     except OSError:
         pass
+    from mnist_codec.machine import cpu_numbers
+
+    family, model = cpu_numbers()  # a VM may name only the vendor's line ("AMD EPYC"): these tell them apart
+    cpu = f"{cpu} (family {family}, model {model})"
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {

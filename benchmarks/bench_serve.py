@@ -474,7 +474,7 @@ def targets(result: dict) -> list[str]:
     json_mlflow = result["cases"][f"batch-json@{BATCH_USERS}"]["mlflow"]
     one, one_mlflow = result["cases"]["single@32"]["ray"], result["cases"]["single@32"]["mlflow"]
     soak_r, soak_m = result["soak"]["ray"], result["soak"]["mlflow"]
-    long_enough = soak_r["seconds"] >= 600
+    long_enough = result["soak_s"] >= 600  # Locust's clock ends at the last answer, a moment before
 
     def met(ok: bool) -> str:
         return "met" if ok else "**not met**"
