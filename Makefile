@@ -223,8 +223,7 @@ serve-model: install
 RAY_SERVE_PORT ?= 5002
 RAY_SERVE_CONFIG ?= serve.yaml
 serve-ray: install-serve
-	$(RUN) mnist-codec serve --ray --model "$(MODEL)" --port $(RAY_SERVE_PORT) --config "$(RAY_SERVE_CONFIG)" \
-		$(if $(strip $(CLUSTER)),--cluster $(CLUSTER))
+	$(RUN) mnist-codec serve --ray --model "$(MODEL)" --port $(RAY_SERVE_PORT) --config "$(RAY_SERVE_CONFIG)"$(if $(strip $(CLUSTER)), --cluster $(CLUSTER))
 
 clean-venv:
 	rm -rf $(VENV)

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -199,8 +200,6 @@ def port_free(port: int) -> None:
 def start_ray(cluster: str | None) -> None:
     """Join ``cluster``, or start Ray on this machine with every node on 127.0.0.1 (the caller has
     set :func:`.config.ray_environment` before Ray was imported: Ray reads it at import)."""
-    import logging
-
     import ray
 
     from ..experiments.cluster import ClusterError
@@ -232,6 +231,9 @@ def run(ref: str, settings: ServeConfig, cluster: str | None = None) -> None:
     start_ray(cluster)
     import ray
 
+    # Serve's own start-up lines say less than the one line below (and one of them, that new HTTP
+    # options "will not be applied", is about serve.run's second start, not the options set here).
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
     try:
         replicas = settings.replica_count(ray.cluster_resources().get("CPU", 1.0))
         try:
