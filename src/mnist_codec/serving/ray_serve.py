@@ -69,7 +69,9 @@ def split_rows(out: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
 
 
 class CodecServer:
-    """One replica: the codec in eval mode, answering ``/invocations`` (see the module docstring)."""
+    """One replica's logic: the codec in eval mode, answering ``/invocations`` (see the module
+    docstring), one request at a time. :class:`BatchedCodecServer`, the deployment, batches
+    :meth:`infer`; this class runs without Ray Serve (Serve's batching needs a replica)."""
 
     def __init__(self, model_uri: str, tracking_uri: str, settings: dict[str, Any]) -> None:
         import mlflow
@@ -82,9 +84,6 @@ class CodecServer:
         served = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
         self.codec, self.latent_dim = served.codec, int(served.latent_dim)
         self.model_uri = model_uri
-        batcher: Any = self.infer  # serve.batch's wrapper, typed by Ray as the plain method
-        batcher.set_max_batch_size(self.settings.max_batch_size)
-        batcher.set_batch_wait_timeout_s(self.settings.batch_wait_timeout_s)
 
     async def __call__(self, request: Request) -> Response:
         from starlette.responses import Response
@@ -131,9 +130,11 @@ class CodecServer:
             ) from None
         return b"".join(chunks)
 
-    # The settings' batch size and wait replace these defaults in __init__.
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
-    async def infer(self, items: list[tuple[str, np.ndarray]]) -> list[np.ndarray]:
+    async def infer(self, item: tuple[str, np.ndarray]) -> np.ndarray:
+        """One request's (mode, rows) through the codec."""
+        return self.run_batch([item])[0]
+
+    def run_batch(self, items: list[tuple[str, np.ndarray]]) -> list[np.ndarray]:
         """Requests that arrived together, run through the codec as one batch per mode."""
         import torch
 
@@ -153,6 +154,21 @@ class CodecServer:
         return answers  # type: ignore[return-value]  # every slot is filled: each item has a mode
 
 
+class BatchedCodecServer(CodecServer):
+    """The deployment: requests that arrive together go through the codec as one batch."""
+
+    def __init__(self, model_uri: str, tracking_uri: str, settings: dict[str, Any]) -> None:
+        super().__init__(model_uri, tracking_uri, settings)
+        batcher: Any = self.infer  # serve.batch's wrapper, typed by Ray as the plain method
+        batcher.set_max_batch_size(self.settings.max_batch_size)
+        batcher.set_batch_wait_timeout_s(self.settings.batch_wait_timeout_s)
+
+    # The settings' batch size and wait replace these defaults in __init__.
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def infer(self, items: list[tuple[str, np.ndarray]]) -> list[np.ndarray]:
+        return self.run_batch(items)
+
+
 def application(model_uri: str, tracking_uri: str, settings: ServeConfig, replicas: int) -> Any:
     """The Ray Serve application: ``replicas`` copies of the codec's deployment."""
     deployment = serve.deployment(
@@ -167,7 +183,7 @@ def application(model_uri: str, tracking_uri: str, settings: ServeConfig, replic
         health_check_period_s=2,
         health_check_timeout_s=10,
         graceful_shutdown_timeout_s=5,
-    )(CodecServer)
+    )(BatchedCodecServer)
     return deployment.bind(model_uri, tracking_uri, settings.model_dump())
 
 
