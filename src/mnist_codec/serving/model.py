@@ -88,10 +88,16 @@ def check_batch(values: Any, width: int, pixels: bool, max_rows: int = MAX_ROWS)
 
 def predict(codec: Codec, latent_dim: int, values: Any, mode: str = DEFAULT_MODE) -> np.ndarray:
     """The codec's answer to one request (see the module docstring), float32."""
-    import torch
 
     mode = check_mode(mode)
-    x = torch.from_numpy(check_batch(values, latent_dim if mode == "decode" else N_PIXELS, mode != "decode"))
+    return run(codec, check_batch(values, latent_dim if mode == "decode" else N_PIXELS, mode != "decode"), mode)
+
+
+def run(codec: Codec, rows: np.ndarray, mode: str) -> np.ndarray:
+    """The codec on rows already checked for ``mode``: (N, 784) pixels or (N, latent_dim) codes."""
+    import torch
+
+    x = torch.from_numpy(rows)
     with torch.no_grad():
         if mode == "encode":
             out = codec.encode(x)

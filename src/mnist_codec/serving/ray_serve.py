@@ -28,6 +28,7 @@ from ray import serve
 from ..errors import MnistCodecError
 from . import wire
 from .config import ServeConfig
+from .model import run as run_codec
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -136,20 +137,11 @@ class CodecServer:
 
     def run_batch(self, items: list[tuple[str, np.ndarray]]) -> list[np.ndarray]:
         """Requests that arrived together, run through the codec as one batch per mode."""
-        import torch
-
         answers: list[np.ndarray | None] = [None] * len(items)
         for mode in {m for m, _ in items}:
             which = [i for i, (m, _) in enumerate(items) if m == mode]
-            x = torch.from_numpy(np.concatenate([items[i][1] for i in which]))  # (sum of rows, width)
-            with torch.inference_mode():
-                if mode == "encode":
-                    out = self.codec.encode(x)
-                elif mode == "decode":
-                    out = self.codec.decode(x)
-                else:
-                    out = self.codec.decode(self.codec.encode(x))
-            for i, part in zip(which, split_rows(out.numpy(), [len(items[i][1]) for i in which]), strict=True):
+            out = run_codec(self.codec, np.concatenate([items[i][1] for i in which]), mode)  # (sum of rows, width)
+            for i, part in zip(which, split_rows(out, [len(items[i][1]) for i in which]), strict=True):
                 answers[i] = part
         return answers  # type: ignore[return-value]  # every slot is filled: each item has a mode
 
