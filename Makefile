@@ -16,11 +16,12 @@ SERVE_STAMP := $(VENV)/.installed-serve
 BENCH_STAMP := $(VENV)/.installed-bench
 RUN := PATH="$(abspath $(BIN)):$$PATH"
 
-.PHONY: help install install-team install-dev install-docs install-cluster install-tune install-serve install-bench repro compare test test-full lint docs docs-serve bench sweep \
+.PHONY: help install install-team install-dev install-docs install-cluster install-tune install-serve install-bench repro gate compare test test-full lint docs docs-serve bench sweep \
 	frontier tune notebook-table ui tracking-server serve-model serve-ray clean-venv
 
 help:
 	@echo "make repro            run the pipeline (dvc repro): reports/, models in MLflow"
+	@echo "make gate             did the results regress? the fresh run against HEAD, HEAD against the base"
 	@echo "make compare          the experiments side by side: every codec's MSE, then the params each changed"
 	@echo "make ui               the MLflow UI on http://127.0.0.1:$(UI_PORT), opened on the training runs"
 	@echo "make test             the fast tests (a few minutes); make test-full: every test, as CI runs"
@@ -88,6 +89,17 @@ repro: install
 	$(RUN) dvc repro
 	$(RUN) mnist-codec readme
 
+# The gate (docs/gate.md), exactly as CI asks it, after `make repro`: reproduce (does the fresh
+# run give HEAD's committed reports/metrics_detail.json?) and regress (are HEAD's committed results
+# worse than the base, or than the accepted results in metrics_accepted.yaml?). The base:
+# GATE_BASE (a CI service's pull-request base), else the merge-base with origin/main, else the
+# results before the last change to them. GATE_ARGS adds arguments, e.g. GATE_ARGS="--only regress"
+# (no fresh run needed) or GATE_ARGS="--base main --current my-exp" (an experiment against main).
+# A regression passes only once accepted: .venv/bin/mnist-codec accept --reason "..." (then commit).
+GATE_ARGS ?=
+gate: install
+	$(RUN) mnist-codec gate $(GATE_ARGS)
+
 # The experiments side by side, in two tables that fit a 120-column terminal (dvc exp show): every
 # codec's MSE (metrics.json's `<codec>.mse`, the mean over seeds), then the params that differ
 # between them. `dvc metrics diff main <experiment>` gives every headline number of one experiment.
@@ -116,12 +128,14 @@ test-full: install-dev
 		--cov --cov-report=term $(PYTEST_ARGS)
 
 # Style and types, as CI runs them (and pre-commit: .pre-commit-config.yaml): ruff's rules and its
-# formatter over the repository, mypy over src/ (settings in pyproject.toml). Fails on any finding;
-# `.venv/bin/ruff check --fix . && .venv/bin/ruff format .` fixes what can be fixed mechanically.
+# formatter over the repository, mypy over src/ (settings in pyproject.toml), and the GitHub Actions
+# workflow users copy, against the workflow schema check-jsonschema bundles (offline). Fails on any
+# finding; `.venv/bin/ruff check --fix . && .venv/bin/ruff format .` fixes what can be fixed mechanically.
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 # The docs site (mkdocs-material): pages in docs/, results included from reports/ as they are.
 DOCS_PORT ?= 8000

@@ -250,6 +250,7 @@ HEAVY_FIRST = (
     "tests/test_pipeline_e2e.py",
     "tests/test_sweep.py",
     "tests/test_compare.py",
+    "tests/test_gate_guard_e2e.py",
     "tests/test_registry.py",
     "tests/test_serve_ray.py",
     "tests/faults/test_training_faults.py",

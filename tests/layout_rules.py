@@ -96,6 +96,10 @@ _groups: list[tuple[set[str], set[str]]] = [
         | {
             P + "cli.py",
             P + "evaluation/gate.py",
+            P + "evaluation/history.py",
+            P + "evaluation/acceptance.py",
+            P + "evaluation/verdict.py",
+            P + "tracking/verdicts.py",
             P + "tracking/server.py",
             P + "serving/served_model.py",
             P + "serving/digits.py",

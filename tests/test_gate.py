@@ -141,14 +141,9 @@ def test_cli_exit_codes(tmp_path, capsys):
     cur.write_text(json.dumps({"ae": {"mse": summarize([0.0190, 0.0191, 0.0189])}}))
     assert cli.main(["gate", "--baseline", str(base), "--current", str(cur), "--rules", str(rules)]) == 1
     assert "gate: 0 passed, 1 failed" in capsys.readouterr().out
-    report = tmp_path / "report.md"
-    assert (
-        cli.main(
-            ["gate", "--baseline", str(base), "--current", str(cur), "--rules", str(rules), "--report", str(report)]
-        )
-        == 1
-    )
-    assert "**Gate: FAILED**" in report.read_text()
+    report = tmp_path / "report.md"  # the report is of git's questions, not of two files
+    args = ["gate", "--baseline", str(base), "--current", str(cur), "--rules", str(rules), "--report", str(report)]
+    assert cli.main(args) == 2 and not report.exists()
     rules.write_text("rules:\n  - {metric: '*.mse', direction: sideways}\n")
     assert cli.main(["gate", "--baseline", str(base), "--current", str(cur), "--rules", str(rules)]) == 2
 
@@ -197,7 +192,7 @@ def test_a_headline_metrics_file_is_refused_with_the_file_to_use():
         gate.compare(headline, headline, RULES)
 
 
-def test_the_table_fits_120_columns_and_the_report_30_lines():
+def test_the_table_of_every_check_fits_120_columns():
     baseline = json.loads((REPO / "reports" / "metrics_detail.json").read_text())
     worse = json.loads(json.dumps(baseline))
     worse["ae"]["mse_digit"]["3"]["mean"] *= 1.5
@@ -207,9 +202,6 @@ def test_the_table_fits_120_columns_and_the_report_30_lines():
     assert max(len(line) for line in text.splitlines()) <= 120
     assert "ae.mse_digit.3" in text and "ae.mse_digit.4" not in text  # the failure, not every digit
     assert "ae.mse_digit.4" in gate.format_checks(checks, every=True)
-    report = gate.report_markdown(checks, baseline, "title", "AMD EPYC, 2 cores")
-    assert len(report.splitlines()) <= 30 and "**Gate: FAILED**" in report and "`ae.mse_digit.3`" in report
-    assert "| AE (1 layer) | " in report and "paired: same 3 seeds and settings" in report
 
 
 def test_committed_baseline_is_fully_covered_by_committed_rules():

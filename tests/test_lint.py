@@ -72,3 +72,17 @@ def test_a_type_error_fails_mypy(tmp_path, fault, code):
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"[{code}]" in proc.stdout and "timing.py" in proc.stdout
+
+
+def test_a_broken_github_workflow_fails_its_schema(tmp_path):
+    """The workflow users copy is checked as make lint checks it: against GitHub's workflow schema,
+    bundled with check-jsonschema (no network)."""
+    workflow = (REPO / ".github/workflows/ci.yml").read_text()
+    cmd = [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows"]
+    good, bad = tmp_path / "good.yml", tmp_path / "bad.yml"
+    good.write_text(workflow)
+    bad.write_text(workflow.replace("runs-on: ubuntu-latest", "runs_on: ubuntu-latest"))
+    assert lint(tmp_path, *cmd, str(good)).returncode == 0
+    proc = lint(tmp_path, *cmd, str(bad))
+    assert proc.returncode == 1 and "runs_on" in proc.stdout + proc.stderr
+    assert "fetch-depth: 0" in workflow and "GATE_BASE: ${{ github.event.pull_request.base.sha }}" in workflow

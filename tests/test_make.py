@@ -120,9 +120,19 @@ def test_test_full_runs_on_workers_with_coverage_and_ci_runs_lint_tests_and_the_
     assert "--cov " in full and "--cov-report=term" in full
     report = (REPO / "pyproject.toml").read_text().split("[tool.coverage.report]", 1)[1].split("\n[", 1)[0]
     assert 0 < float(re.search(r"^fail_under = ([\d.]+)$", report, re.M).group(1)) <= 100  # pytest-cov fails below it
-    steps = [line.split()[-2:] for line in (REPO / ".ci/run").read_text().splitlines() if line.startswith("step ")]
-    made = [target for tool, target in steps if tool == "make"]
-    assert made == ["install-dev", "lint", "test-full", "docs", "repro"]  # in this order
+    import shlex
+
+    ci = (REPO / ".ci/run").read_text().splitlines()
+    steps = [shlex.split(line.split("||")[0]) for line in ci if line.startswith("step ")]
+    made = [words[3] for words in steps if words[2] == "make"]  # step NAME make TARGET ...
+    assert made == ["install-dev", "lint", "test-full", "docs", "repro", "gate"]  # in this order
+
+
+def test_make_gate_asks_what_ci_asks():
+    """CI runs `make gate` (its report to .ci/comparison.md), and a person runs the same target."""
+    assert "mnist-codec gate" in make_n("gate") and "--only regress" in make_n("gate", "GATE_ARGS=--only regress")
+    ci = (REPO / ".ci/run").read_text()
+    assert 'make gate GATE_ARGS="--report .ci/comparison.md"' in ci and "--baseline" not in ci
 
 
 def test_the_heaviest_test_files_come_first(request):

@@ -213,7 +213,11 @@ def test_mlflow_has_a_run_per_codec_with_a_child_per_seed(repo, first_repro):
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     exp = client.get_experiment_by_name("mnist-codec")
     runs = client.search_runs([exp.experiment_id])
-    by_name = {r.info.run_name: r for r in runs}
+    # a top-level run is named by the commit it ran (the copy's code is its commit's: not -dirty)
+    branch = sh(repo, "git", "symbolic-ref", "--short", "HEAD").stdout.strip()
+    source = f" ({branch}@{sh(repo, 'git', 'rev-parse', '--short=7', 'HEAD').stdout.strip()})"
+    assert all(r.info.run_name.endswith(source) for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    by_name = {r.info.run_name.removesuffix(source): r for r in runs}
     children = [f"{c} seed{r}" for c in CODECS[1:] for r in range(N_SEEDS)]
     assert sorted(by_name) == sorted([*CODECS, "evaluate", *children]) and len(runs) == len(by_name)
     assert len({r.data.tags["mnist_codec.pipeline"] for r in runs}) == 1  # one execution, found together

@@ -76,19 +76,44 @@ def test_a_run_that_raises_ends_failed_or_killed(mlflow_store, exc, status):
     assert os.environ["MLFLOW_TRACKING_URI"] == mlflow_store
 
 
-def test_only_an_experiments_top_level_runs_carry_its_name(mlflow_store, monkeypatch):
-    specs = [truns.RunSpec("deep_tanh", {}), truns.RunSpec("deep_tanh seed0", {}, parent=0)]
-    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
-    with truns.start_runs(specs, "train_deep", {}) as runs:
-        pass
-    monkeypatch.setenv("DVC_EXP_NAME", "epochs-8")
-    with truns.start_runs(specs, "train_deep", {}) as exp_runs:
-        pass
+def test_a_top_level_run_says_which_run_it_is(mlflow_store, monkeypatch, tmp_path):
+    """A workspace run carries its branch and commit (marked -dirty where the code differs from
+    it), an experiment's run the experiment's name; a seed's run keeps its own name."""
+    import subprocess
+
     import mlflow
 
+    specs = [truns.RunSpec("deep_tanh", {}), truns.RunSpec("deep_tanh seed0", {}, parent=0)]
     client = mlflow.MlflowClient(mlflow_store)
-    names = [client.get_run(r.run_id).info.run_name for r in [*runs, *exp_runs]]
-    assert names == ["deep_tanh", "deep_tanh seed0", "deep_tanh (epochs-8)", "deep_tanh seed0"]
+
+    def names() -> list[str]:
+        with truns.start_runs(specs, "train_deep", {}) as runs:
+            pass
+        return [client.get_run(r.run_id).info.run_name for r in runs]
+
+    outside = tmp_path / "not-a-repo"
+    outside.mkdir()
+    monkeypatch.chdir(outside)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    assert names() == ["deep_tanh", "deep_tanh seed0"]  # no git: no commit to name
+
+    repo = tmp_path / "repo"
+    (repo / "src").mkdir(parents=True)
+    (repo / "src/model.py").write_text("WIDTH = 256\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@mnist-codec.invalid"]
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "code"]):
+        subprocess.run([*git, *cmd], cwd=repo, check=True, capture_output=True)
+    sha = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=repo, capture_output=True, text=True).stdout
+    monkeypatch.chdir(repo)
+    assert names() == [f"deep_tanh (main@{sha.strip()})", "deep_tanh seed0"]
+    (repo / "reports").mkdir()
+    (repo / "reports/metrics.json").write_text("{}")  # outputs are not the code
+    assert names()[0] == f"deep_tanh (main@{sha.strip()})"
+    (repo / "src/model.py").write_text("WIDTH = 128\n")
+    assert names()[0] == f"deep_tanh (main@{sha.strip()}-dirty)"
+    monkeypatch.setenv("DVC_EXP_NAME", "epochs-8")
+    assert names() == ["deep_tanh (epochs-8)", "deep_tanh seed0"]
 
 
 def test_several_runs_open_at_once_each_get_their_own_metrics(mlflow_store):
@@ -102,7 +127,7 @@ def test_several_runs_open_at_once_each_get_their_own_metrics(mlflow_store):
     client = mlflow.MlflowClient(mlflow_store)
     for k, run in enumerate(runs):
         got = client.get_run(run.run_id)
-        assert got.info.status == "FINISHED" and got.info.run_name == f"m{k}"
+        assert got.info.status == "FINISHED" and got.info.run_name.split(" (")[0] == f"m{k}"  # (branch@commit)
         assert got.data.params == {"k": str(k)}
         assert [m.value for m in client.get_metric_history(run.run_id, "eval_loss")] == [k + 1.0, k + 2.0]
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import MnistCodecError, ParamsError
+from .errors import GateError, MnistCodecError, ParamsError
 from .params import load
 
 if TYPE_CHECKING:
@@ -20,15 +20,62 @@ if TYPE_CHECKING:
 def _gate(args: argparse.Namespace) -> int:
     from .evaluation import gate
 
-    baseline, current = gate.read_metrics(args.baseline), gate.read_metrics(args.current)
-    checks = gate.compare(baseline, current, gate.load_rules(args.rules))
-    print(gate.format_checks(checks, every=args.all))
+    rules = gate.load_rules(args.rules)
+    if args.baseline is not None:  # two files, no git: the calibration's and a script's question
+        if args.report or args.only or args.base:
+            raise GateError("gate: --baseline compares two files; --report, --only and --base ask git's questions")
+        baseline, current = (
+            gate.read_metrics(args.baseline),
+            gate.read_metrics(args.current or "reports/metrics_detail.json"),
+        )
+        checks = gate.compare(baseline, current, rules)
+        print(gate.format_checks(checks, every=args.all))
+        return 0 if all(c.ok for c in checks) else 1
+
+    from .evaluation import verdict as gate_verdict
+    from .workspace import workspace_root
+
+    root = workspace_root()
+    accepted = Path(args.accepted) if args.accepted else None
+    v = gate_verdict.ask(root, rules, accepted, only=args.only, base=args.base, current=args.current)
+    if args.all:
+        for comparison in v.comparisons:
+            if comparison.checks:
+                print(f"gate --all: {comparison.question}")
+                print(gate.format_checks(list(comparison.checks), every=True))
+    print(gate_verdict.format_terminal(v))
+    from .machine import describe
+
+    judged = v.current.rev.short if v.current.rev is not None else "workspace"
+    report = gate_verdict.report_markdown(v, args.title or f"mnist-codec {judged}: the gate", describe())
     if args.report:
         from . import fileio
-        from .machine import describe
 
-        fileio.write_text(args.report, gate.report_markdown(checks, baseline, args.title, describe()))
-    return 0 if all(c.ok for c in checks) else 1
+        fileio.write_text(args.report, report)
+    if args.current is None and v.current.rev is not None:  # HEAD's verdict, on HEAD's evaluate run
+        from .tracking import verdicts
+
+        print(verdicts.log_verdict(root, v.current.rev.sha, v.tags(verdicts.PREFIX), report))
+    return 0 if v.passed else 1
+
+
+def _accept(args: argparse.Namespace) -> int:
+    from .evaluation import gate, verdict
+    from .workspace import workspace_root
+
+    if not args.reason.strip():
+        raise GateError('accept: the reason is empty: say why, e.g. --reason "a smaller learning rate, for X"')
+    root = workspace_root()
+    accepted = verdict.accept(
+        root,
+        gate.load_rules(args.rules),
+        Path(args.accepted) if args.accepted else None,
+        args.reason,
+        base=args.base,
+        current=args.current,
+    )
+    print(accepted)
+    return 0
 
 
 def _check_params(args: argparse.Namespace) -> int:
@@ -219,14 +266,40 @@ def _serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mnist-codec", description="mnist-codec pipeline tools")
     sub = parser.add_subparsers(dest="command", required=True)
-    g = sub.add_parser("gate", help="fail when fresh metrics regress against a baseline")
-    g.add_argument("--baseline", required=True, help="the committed detail file (metrics_detail.json)")
-    g.add_argument("--current", default="reports/metrics_detail.json", help="the fresh detail file")
+    g = sub.add_parser(
+        "gate",
+        help="fail when results regress: the fresh run against HEAD's (reproduce), HEAD's against the base (regress)",
+    )
+    g.add_argument("--only", choices=["reproduce", "regress"], default=None, help="ask one question (default: both)")
+    g.add_argument(
+        "--base",
+        default=None,
+        help="the results before the change: a commit, branch or DVC experiment (default: $GATE_BASE, else the "
+        "merge-base with origin/main, else the results before HEAD's last change to them)",
+    )
+    g.add_argument(
+        "--current",
+        default=None,
+        help="ask about this revision's committed results instead of HEAD's (a commit, branch or DVC experiment); "
+        "with --baseline: the fresh detail file",
+    )
+    g.add_argument("--baseline", default=None, help="compare two detail files instead, this one and --current")
     g.add_argument("--rules", default="metrics_gate.yaml", help="direction and tolerance per metric")
-    g.add_argument("--all", action="store_true", help="list every check (default: each codec's headline ones)")
+    g.add_argument("--accepted", default=None, help="the accepted regressions (default: metrics_accepted.yaml)")
+    g.add_argument("--all", action="store_true", help="also list every check of every comparison")
     g.add_argument("--report", default=None, help="also write the comparison report, Markdown, to this file")
-    g.add_argument("--title", default="mnist-codec: metrics against the committed baseline", help="its heading")
+    g.add_argument("--title", default=None, help="the report's heading")
     g.set_defaults(func=_gate)
+    a = sub.add_parser(
+        "accept",
+        help="record the regressions the gate sees now, with a reason, in metrics_accepted.yaml (commit it)",
+    )
+    a.add_argument("--reason", required=True, help="why these results may be worse: a reviewer reads it")
+    a.add_argument("--base", default=None, help="as gate's --base")
+    a.add_argument("--current", default=None, help="as gate's --current (default: HEAD's committed results)")
+    a.add_argument("--rules", default="metrics_gate.yaml")
+    a.add_argument("--accepted", default=None, help="the file to record in (default: metrics_accepted.yaml)")
+    a.set_defaults(func=_accept)
     c = sub.add_parser("check-params", help="validate a params file")
     c.add_argument("params", nargs="?", default="params.yaml")
     c.set_defaults(func=_check_params)

@@ -58,6 +58,30 @@ def git_commit(cwd: str | Path | None = None) -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
+CODE_PATHS = ("src", "stages", "dvc.yaml", "params.yaml")  # what "the code" of a run is
+
+
+def git_source(commit: str, cwd: str | Path | None = None) -> str:
+    """Where a workspace run's code came from, as its run name shows it: ``main@1a2b3c4``
+    (the branch and commit), ``1a2b3c4`` on a detached HEAD, with ``-dirty`` where the code
+    (:data:`CODE_PATHS`) differs from the commit, as ``git describe --dirty`` marks it; ''
+    outside git."""
+    if commit == "unknown":
+        return ""
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    branch = git("symbolic-ref", "--quiet", "--short", "HEAD")
+    status = git("status", "--porcelain", "--", *CODE_PATHS)
+    source = f"{branch}@{commit[:7]}" if branch else commit[:7]
+    return source + ("-dirty" if status else "")
+
+
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'train': {'lr': 1e-3}} -> {'train.lr': 1e-3}; lists become comma-joined text."""
     flat: dict[str, Any] = {}
@@ -131,6 +155,7 @@ def base_tags(stage: str, all_params: dict[str, Any]) -> dict[str, str]:
 
     commit = git_commit()
     exp_name = os.environ.get("DVC_EXP_NAME") or "workspace"
+    source = git_source(commit) if exp_name == "workspace" else ""
     return {
         # MLflow's own source tags fill the UI's Source column: the stage script and commit
         MLFLOW_SOURCE_NAME: entry_point(sys.argv[0]),
@@ -142,6 +167,7 @@ def base_tags(stage: str, all_params: dict[str, Any]) -> dict[str, str]:
         "mnist_codec.dvc_exp": exp_name,
         "mnist_codec.pipeline": pipeline_id(commit, exp_name, all_params),
         "mnist_codec.protocol": str(all_params.get("data", {}).get("protocol", "")),
+        **({"mnist_codec.source": source} if source else {}),
         **extra_tags(),
     }
 
@@ -314,11 +340,13 @@ class RunSpec:
 
 
 def run_name(spec: RunSpec, tags: dict[str, str]) -> str:
-    """A top-level run made under a DVC experiment carries its name (``deep_tanh (epochs-8)``),
-    so that the UI's tables and charts, which label runs by name, tell ``main``'s codec from an
-    experiment's; a seed's run, folded under its codec's, keeps its own name."""
+    """A top-level run says which run it is, since the UI's tables and charts label runs by
+    name: a DVC experiment's carries the experiment's name (``deep_tanh (epochs-8)``), a
+    workspace run its commit (``deep_tanh (main@1a2b3c4)``, ``-dirty`` where the code differs
+    from it). A seed's run, folded under its codec's, keeps its own name."""
     exp = tags.get("mnist_codec.dvc_exp", "workspace")
-    return spec.name if spec.parent is not None or exp == "workspace" else f"{spec.name} ({exp})"
+    which = tags.get("mnist_codec.source", "") if exp == "workspace" else exp
+    return spec.name if spec.parent is not None or not which else f"{spec.name} ({which})"
 
 
 @contextmanager
