@@ -108,6 +108,7 @@ def test_a_regression_committed_with_its_results_fails_until_accepted(repo, caps
     assert "reproduce: fresh run against HEAD" in out  # the workspace is HEAD's: reproduced
     assert f"base {base[:7]}" in out and "FAIL: regress" in " ".join(row(out, "deep_relu"))
     assert row(out, "deep_relu")[4] == "+5.00%" and row(out, "ae")[-1] == "pass"
+    assert "to accept: mnist-codec accept --reason ..., then commit metrics_accepted.yaml" in out
 
     code, out = accept(capsys, "a smaller learning rate: slower to converge, kept for stability")
     assert code == 0, out
@@ -196,6 +197,15 @@ def test_an_experiment_against_main(repo, capsys):
     code, out = gate(capsys, "--base", "main", "--current", "lr-small")
     assert code == 1 and f"HEAD {exp[:7]}" in out and "reproduce" not in out  # committed results only
     assert "FAIL: regress" in " ".join(row(out, "deep_leaky_relu"))
+
+
+def test_a_codec_the_change_dropped_is_a_row_that_fails(repo, capsys):
+    repo.commit(BASELINE, "start")
+    dropped = {k: v for k, v in BASELINE.items() if k != "deep_tanh"}
+    repo.commit(dropped, "no tanh any more")
+    code, out = gate(capsys, "--only", "regress")
+    cells = row(out, "deep_tanh")
+    assert code == 1 and cells[2] == "-" and "FAIL: regress" in " ".join(cells), out
 
 
 def test_the_fresh_run_must_reproduce_and_no_acceptance_excuses_it(repo, capsys):

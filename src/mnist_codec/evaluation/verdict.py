@@ -270,9 +270,9 @@ def rows(v: Verdict) -> list[Row]:
     repro, regress, drift = v.of("reproduce"), v.of("regress"), v.of("drift")
     guard = next((c for c in (regress, drift, repro) if c is not None and c.checks), None)
     out = []
-    for codec, entry in v.current.content.items():
-        if not isinstance(entry, dict) or "mse" not in entry:
-            continue
+    sides = [v.current.content, *(c.reference.content for c in v.comparisons if c.reference is not None)]
+    codecs = list(dict.fromkeys(k for side in sides for k, e in side.items() if isinstance(e, dict) and "mse" in e))
+    for codec in codecs:  # HEAD's, then any a reference has and HEAD lacks (its checks fail: missing)
         head = _mse(v.current, codec)
         base = _mse(regress.reference, codec) if regress else None
         anchor = _mse(drift.reference, codec) if drift and drift.skipped is None else None
@@ -372,9 +372,13 @@ def _notes(v: Verdict, limit: int, code: Callable[[str], str]) -> list[str]:
             else f"base {reg.base}, this one is {comp.reference.digest}"
         )
         notes.append(f"stale: {acceptance.FILENAME} line {reg.line}, {code(reg.metric)}: accepted for {other}")
+    hint = []
+    if any(o.comparison.question != "reproduce" for o in v.failed()):  # how to let it through, kept last
+        hint = [f"to accept: {code('mnist-codec accept --reason ...')}, then commit {acceptance.FILENAME}"]
+    limit -= len(hint)
     if len(notes) > limit:
         notes = [*notes[: limit - 1], f"and {len(notes) - limit + 1} more: `mnist-codec gate --all` lists every check"]
-    return notes
+    return notes + hint
 
 
 def _summary(v: Verdict) -> str:
@@ -429,7 +433,7 @@ def report_markdown(v: Verdict, title: str, machine: str) -> str:
     lines = [
         f"## {title}",
         "",
-        f"**Gate: {_summary(v)}**. Fresh run on {machine}. Limit: the worst change that passes.",
+        f"**Gate: {_summary(v)}**. Run on {machine}. Limit: the worst change that passes.",
         "",
         *[f"- {q}" for q in _question_lines(v)],
         "",
