@@ -3,7 +3,7 @@
 DVC's loop is `dvc repro`, then commit the code with dvc.lock and reports/. A copy of the
 project on the tiny profile does exactly that with a code change that trains worse (the
 optimizer's rate halved in codecs/schedules.py, as a careless edit would), and asks the gate
-as `make gate` and CI ask it: it fails, naming the codec, the base and the change; after
+with `make gate`, as CI asks it: it fails, naming the codec, the base and the change; after
 `mnist-codec accept --reason ...` and a commit it passes and its report shows the reason; a
 README-only commit still passes; a second regression fails, since the first acceptance names
 other results. The verdict lands on the evaluate run of HEAD in the copy's MLflow store.
@@ -36,7 +36,12 @@ def regress(repo: Path, factor: float, message: str) -> str:
 
 
 def gate(repo: Path) -> tuple[int, str]:
-    proc = sh(repo, CLI, "gate", "--report", "report.md", check=False)  # what `make gate` runs
+    """`make gate` as CI runs it, in this environment (a stamp newer than the copy's lock: no install)."""
+    stamp = repo.parent / "installed"
+    stamp.touch()
+    args = ["make", "gate", f"VENV={sys.prefix}", f"STAMP={stamp}", "GATE_ARGS=--report report.md"]
+    proc = sh(repo, *args, check=False)
+    assert "uv pip install" not in proc.stdout, proc.stdout  # nothing was installed into this environment
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -67,7 +72,7 @@ def test_a_committed_regression_fails_until_accepted_and_a_second_one_fails_agai
 
     head = regress(repo, 0.5, "a smaller rate, committed with its reports/ and dvc.lock")
     code, out = gate(repo)
-    assert code == 1, out
+    assert code == 2, out  # make's own exit code when its command failed
     assert f"against base {base}" in out and f"HEAD {head}" in out
     failed = {codec: mse_row(out, codec) for codec in ("ae", "deep_relu") if "FAIL" in " ".join(mse_row(out, codec))}
     assert failed, out
@@ -89,4 +94,4 @@ def test_a_committed_regression_fails_until_accepted_and_a_second_one_fails_agai
 
     regress(repo, 0.5, "the rate halved again")
     code, out = gate(repo)
-    assert code == 1 and "FAIL: regress" in out, out
+    assert code == 2 and "FAIL: regress" in out, out
