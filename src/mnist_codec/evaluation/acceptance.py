@@ -149,31 +149,34 @@ def load(path: str | Path, rules: list[Rule]) -> Accepted:
         return Accepted(path)
     if not isinstance(items, yaml.SequenceNode):
         raise _fail(path, items, "'accepted' must be a list of acceptances")
-    acceptances = []
-    for node in items.value:
-        fields = _mapping(path, node, ACCEPTANCE_KEYS, "an acceptance")
-        reason = _scalar(path, fields["reason"], "reason")
-        if not reason or reason in ("~", "null"):
-            raise _fail(path, fields["reason"], "the reason is empty: say why this regression is accepted")
-        date = _scalar(path, fields["date"], "date")
-        try:
-            dt.date.fromisoformat(date)
-        except ValueError:
-            raise _fail(path, fields["date"], f"date '{date}' is not YYYY-MM-DD") from None
-        regs = fields["regressions"]
-        if not isinstance(regs, yaml.SequenceNode):
-            raise _fail(path, regs, "'regressions' must be a list (empty where none)")
-        regressions = []
-        for reg in regs.value:
-            f = _mapping(path, reg, REGRESSION_KEYS, "a regression")
-            metric = _scalar(path, f["metric"], "metric")
-            if "." not in metric or rule_for(metric, rules) is None:
-                raise _fail(path, f["metric"], f"'{metric}' is no metric the gate knows (metrics_gate.yaml)")
-            base = _digest(path, f["base"], "base")
-            regressions.append(Regression(metric, base, _scalar(path, f["change"], "change"), reg.start_mark.line + 1))
-        results = _digest(path, fields["results"], "results")
-        acceptances.append(Acceptance(results, date, reason, tuple(regressions), node.start_mark.line + 1))
-    return Accepted(path, tuple(acceptances))
+    return Accepted(path, tuple(_acceptance(path, node, rules) for node in items.value))
+
+
+def _acceptance(path: Path, node: yaml.Node, rules: list[Rule]) -> Acceptance:
+    fields = _mapping(path, node, ACCEPTANCE_KEYS, "an acceptance")
+    reason = _scalar(path, fields["reason"], "reason")
+    if not reason or reason in ("~", "null"):
+        raise _fail(path, fields["reason"], "the reason is empty: say why this regression is accepted")
+    date = _scalar(path, fields["date"], "date")
+    try:
+        dt.date.fromisoformat(date)
+    except ValueError:
+        raise _fail(path, fields["date"], f"date '{date}' is not YYYY-MM-DD") from None
+    regs = fields["regressions"]
+    if not isinstance(regs, yaml.SequenceNode):
+        raise _fail(path, regs, "'regressions' must be a list (empty where none)")
+    regressions = tuple(_regression(path, reg, rules) for reg in regs.value)
+    results = _digest(path, fields["results"], "results")
+    return Acceptance(results, date, reason, regressions, node.start_mark.line + 1)
+
+
+def _regression(path: Path, node: yaml.Node, rules: list[Rule]) -> Regression:
+    fields = _mapping(path, node, REGRESSION_KEYS, "a regression")
+    metric = _scalar(path, fields["metric"], "metric")
+    if "." not in metric or rule_for(metric, rules) is None:
+        raise _fail(path, fields["metric"], f"'{metric}' is no metric the gate knows (metrics_gate.yaml)")
+    base = _digest(path, fields["base"], "base")
+    return Regression(metric, base, _scalar(path, fields["change"], "change"), node.start_mark.line + 1)
 
 
 def _header(path: Path) -> str:
