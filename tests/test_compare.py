@@ -124,13 +124,16 @@ def test_the_gate_judges_an_experiment_against_main_in_120_columns(repo, termina
     against main's, read in the 120-column terminal. The experiment trained only Tanh's deep AE,
     so the codecs it dropped fail (missing) and the rest pass, one whole row each."""
     gate = Path(sys.executable).parent / "mnist-codec"
-    command = f"{gate} gate --base HEAD --current tanh"
+    none = repo.parent / "no-acceptances.yaml"  # main's acceptances name main's results, not this profile's
+    none.write_text("accepted: []\n")
+    command = f"{gate} gate --base HEAD --current tanh --accepted {none}"
     screen = terminal.run(f"{command}; echo exit=$?")
     text = "\n".join(screen)
     rows = {line.split()[0]: line for line in screen if line.split()[:1] and line.split()[0] in CODECS}
     assert set(rows) == set(CODECS) and "exit=1" in text, text
     assert rows["deep_relu"].endswith("FAIL: regress") and rows["deep_leaky_relu"].endswith("FAIL: regress"), text
     assert rows["deep_tanh"].rstrip().endswith("pass") and rows["ae"].rstrip().endswith("pass"), text
-    assert "reproduce" not in text  # committed results only: no fresh run is asked about
+    assert "reproduce" not in text and "regress: tanh " in text  # committed results only: no fresh run
+    assert "missing (regress): deep_relu and its" in text and "drift: SKIPPED" in text
     out = subprocess.run(command.split(), cwd=repo, env=project_env(repo), capture_output=True, text=True).stdout
     assert max(len(line) for line in out.splitlines()) <= COLUMNS and out.splitlines()[0] in screen  # nothing wrapped

@@ -195,7 +195,8 @@ def test_an_experiment_against_main(repo, capsys):
     repo.git("update-ref", f"refs/exps/{main[:2]}/{main[2:]}/lr-small", exp)  # where DVC keeps it
     repo.git("checkout", "-q", "main")
     code, out = gate(capsys, "--base", "main", "--current", "lr-small")
-    assert code == 1 and f"HEAD {exp[:7]}" in out and "reproduce" not in out  # committed results only
+    assert code == 1 and f"regress: lr-small {exp[:7]} against base {main[:7]}" in out
+    assert "reproduce" not in out and row(out, "codec")[3:5] == ["lr-smal", exp[:7]]  # committed results only
     assert "FAIL: regress" in " ".join(row(out, "deep_leaky_relu"))
 
 
@@ -206,6 +207,7 @@ def test_a_codec_the_change_dropped_is_a_row_that_fails(repo, capsys):
     code, out = gate(capsys, "--only", "regress")
     cells = row(out, "deep_tanh")
     assert code == 1 and cells[2] == "-" and "FAIL: regress" in " ".join(cells), out
+    assert "missing (regress): deep_tanh and its 14 checks: the results lack it" in out  # one note, not 14
 
 
 def test_the_fresh_run_must_reproduce_and_no_acceptance_excuses_it(repo, capsys):

@@ -158,7 +158,7 @@ def ask(
     git = history.Git(root)
     accepted = acceptance.load(root / acceptance.FILENAME if accepted_path is None else accepted_path, rules)
     if current is not None:
-        cur = history.read_named(git, current, "current")
+        cur = history.read_named(git, current, current)  # labelled by the name the user gave it
     else:
         head = history.head(git)
         found = history.results_at(git, head, "HEAD")
@@ -297,7 +297,7 @@ def rows(v: Verdict) -> list[Row]:
                 {"base": base, "head": head, "fresh": fresh, "accepted": anchor},
                 {"base": _pct(base, head), "accepted": _pct(anchor, head), "fresh": _pct(head, fresh)},
                 limit,
-                "-" if check is None else check.test,
+                "-" if check is None or check.current is None else check.test,
                 verdict,
             )
         )
@@ -316,6 +316,11 @@ def _better(check: Check) -> bool:
 def _reference(v: Verdict, question: str) -> Results | None:
     comp = v.of(question)
     return comp.reference if comp is not None else None
+
+
+def _judged(v: Verdict) -> str:
+    """What the judged results are called: HEAD, or the revision the user named (--current)."""
+    return v.current.label.rsplit(" ", 1)[0]
 
 
 def _side(results: Results | None) -> str:
@@ -347,9 +352,17 @@ def _notes(v: Verdict, limit: int, code: Callable[[str], str]) -> list[str]:
     """Failed checks beyond the codecs' MSE, accepted changes with their reasons, stale entries."""
     notes = []
     failed = [o for o in v.failed() if not (o.check.metric.endswith(".mse") and is_headline(o.check.metric))]
+    gone = {
+        o.check.metric.split(".")[0] for o in v.failed() if o.check.metric.endswith(".mse") and o.check.current is None
+    }
+    for codec in sorted(gone):  # a codec the results lack: one note, not one per metric
+        mine = [o for o in failed if o.check.metric.split(".")[0] == codec]
+        questions = ", ".join(q for q in ORDER if any(o.comparison.question == q for o in mine)) or "regress"
+        notes.append(f"missing ({questions}): {code(codec)} and its {len(mine) + 1} checks: the results lack it")
     by_metric: dict[str, list[Outcome]] = {}
     for o in failed:
-        by_metric.setdefault(o.check.metric, []).append(o)
+        if o.check.metric.split(".")[0] not in gone:
+            by_metric.setdefault(o.check.metric, []).append(o)
     for metric, outcomes in by_metric.items():
         c = outcomes[0].check
         questions = ", ".join(o.comparison.question for o in outcomes)
@@ -407,16 +420,16 @@ def format_terminal(v: Verdict) -> str:
     ]
     table = rows(v)
     base = _side(_reference(v, "regress"))
-    head = _side(v.current)
-    width = max([len("codec"), *(len(r.codec) for r in table)])
+    judged = f"{_judged(v)[:7]} {_side(v.current)}"  # 'HEAD 1a2b3c4', or the revision's name
+    width, side = max([len("codec"), *(len(r.codec) for r in table)]), max(12, len(judged))
     lines.append(
-        f"{'codec':<{width}} {'base ' + base:>12} {'HEAD ' + head:>12} {'fresh':>8}  {'vs base':>8} "
+        f"{'codec':<{width}} {'base ' + base:>12} {judged:>{side}} {'fresh':>8}  {'vs base':>8} "
         f"{'vs accepted':>11} {'limit':>7} {'test':<6}  verdict"
     )
     for r in table:
         values = [_num(r.values[k]) for k in ("base", "head", "fresh")]
         lines.append(
-            f"{r.codec:<{width}} {values[0]:>12} {values[1]:>12} {values[2]:>8}  "
+            f"{r.codec:<{width}} {values[0]:>12} {values[1]:>{side}} {values[2]:>8}  "
             f"{r.changes['base']:>8} {r.changes['accepted']:>11} {r.limit:>7} {r.test:<6}  {r.verdict}"
         )
     lines += [f"  {n}" for n in _notes(v, 12, lambda s: s)]
@@ -438,8 +451,8 @@ def report_markdown(v: Verdict, title: str, machine: str) -> str:
         *[f"- {q}" for q in _question_lines(v)],
         "",
         (
-            f"| Codec | MSE base `{base}` | MSE HEAD `{_side(v.current)}` | MSE fresh | vs base | vs accepted "
-            "| fresh vs HEAD | Limit | Test | Verdict |"
+            f"| Codec | MSE base `{base}` | MSE {_judged(v)} `{_side(v.current)}` | MSE fresh | vs base "
+            "| vs accepted | fresh vs HEAD | Limit | Test | Verdict |"
         ),
         "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
