@@ -264,6 +264,15 @@ def test_a_malformed_acceptance_file_is_an_error_naming_the_line(repo, capsys, t
     assert code == 2 and repo.accepted.read_text() == text  # nothing written
 
 
+def test_outside_git_the_gate_says_it_needs_history(tmp_path, capsys, monkeypatch):
+    (tmp_path / ".dvc").mkdir()
+    shutil.copy(REPO / "metrics_gate.yaml", tmp_path / "metrics_gate.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    code, out = gate(capsys)
+    assert code == 2 and "is not in a git repository" in out and len(out.strip().splitlines()) == 1
+
+
 def test_an_empty_reason_writes_nothing(repo, capsys):
     repo.commit(BASELINE, "start")
     repo.commit(scaled(BASELINE, "ae", 1.1), "worse")

@@ -233,6 +233,8 @@ def find_by_digest(git: Git, wanted: str) -> Results | None:
 
 
 def head(git: Git) -> Revision:
+    if git.out("rev-parse", "--git-dir") is None:
+        raise GateError(f"gate: {git.root} is not in a git repository: the gate compares committed results")
     sha = git.commit("HEAD")
     if sha is None:
         raise GateError("gate: this repository has no commit yet: commit the results first")
