@@ -75,7 +75,13 @@ _groups: list[tuple[set[str], set[str]]] = [
     ({"stages/train_ae.py", P + "pipeline/train_ae.py"}, {"train_ae"}),
     ({"stages/train_deep.py", P + "pipeline/train_deep.py"}, {"train_deep"}),
     (
-        {"stages/evaluate.py", P + "pipeline/evaluate.py", P + "evaluation/metrics.py", P + "evaluation/promotion.py"},
+        {
+            "stages/evaluate.py",
+            P + "pipeline/evaluate.py",
+            P + "evaluation/metrics.py",
+            P + "evaluation/promotion.py",
+            P + "evaluation/digest.py",
+        },
         {"evaluate"},
     ),
     ({P + "evaluation/__init__.py", P + "evaluation/stats.py", P + "evaluation/table.py"}, {"evaluate", "report"}),

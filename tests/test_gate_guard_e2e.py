@@ -65,10 +65,11 @@ def repo(tmp_path_factory) -> Path:
 
 def test_a_committed_regression_fails_until_accepted_and_a_second_one_fails_again(repo):
     base = sh(repo, "git", "rev-parse", "--short=7", "HEAD").stdout.strip()
+    branch = sh(repo, "git", "symbolic-ref", "--short", "HEAD").stdout.strip()
     sh(repo, "dvc", "repro", "--force", "-s", "evaluate")  # as CI does: a run of HEAD, then the gate
     code, out = gate(repo)
     assert code == 0, out  # the starting point: reproduced, nothing to regress against yet
-    assert "verdict logged on the evaluate run" in out and f"of {base} (" in out  # HEAD's, in the copy's store
+    assert "verdict logged on the evaluate run" in out and f"(evaluate ({branch}@{base})," in out  # HEAD's run
 
     head = regress(repo, 0.5, "a smaller rate, committed with its reports/ and dvc.lock")
     code, out = gate(repo)
@@ -79,6 +80,8 @@ def test_a_committed_regression_fails_until_accepted_and_a_second_one_fails_agai
     for codec, cells in failed.items():
         assert float(cells[4].rstrip("%")) >= 3.0 and cells[-1].startswith("regress"), (codec, out)
     assert "**Gate: FAILED" in (repo / "report.md").read_text()
+    # the run that made the committed results ran before the commit: found by their digest
+    assert "verdict logged on the evaluate run" in out and f"evaluate ({branch}@{base}-dirty)" in out, out
 
     proc = sh(repo, CLI, "accept", "--reason", "a smaller rate: steadier on the full data")
     assert "recorded" in proc.stdout

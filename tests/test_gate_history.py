@@ -18,6 +18,7 @@ import yaml
 
 from mnist_codec import cli
 from mnist_codec.evaluation import acceptance, history, verdict
+from mnist_codec.evaluation.digest import digest
 from mnist_codec.evaluation.gate import load_rules
 from mnist_codec.evaluation.stats import summarize
 
@@ -113,8 +114,8 @@ def test_a_regression_committed_with_its_results_fails_until_accepted(repo, caps
     code, out = accept(capsys, "a smaller learning rate: slower to converge, kept for stability")
     assert code == 0, out
     entry = yaml.safe_load(repo.accepted.read_text())["accepted"][-1]
-    assert entry["results"] == history.digest(worse) and entry["reason"].startswith("a smaller")
-    assert {(r["metric"], r["base"]) for r in entry["regressions"]} >= {("deep_relu.mse", history.digest(BASELINE))}
+    assert entry["results"] == digest(worse) and entry["reason"].startswith("a smaller")
+    assert {(r["metric"], r["base"]) for r in entry["regressions"]} >= {("deep_relu.mse", digest(BASELINE))}
     assert all(r["metric"].startswith("deep_relu.") for r in entry["regressions"])
     repo.commit(message="accept the slower learning rate")
     code, out = gate(capsys, "--report", "report.md")
@@ -323,12 +324,17 @@ def test_the_verdict_is_logged_on_the_evaluate_run_of_head(repo, capsys, monkeyp
     exp = client.create_experiment("mnist-codec")
     tags = {"mnist_codec.stage": "evaluate", "mnist_codec.dvc_exp": "workspace"}
     older = client.create_run(exp, tags={**tags, "mnist_codec.git_commit": "0" * 40}).info.run_id
+    # DVC's loop: the run that wrote the results ran before they were committed, on the commit before
+    made = client.create_run(exp, tags={**tags, "mnist_codec.results": digest(BASELINE)}).info.run_id
+    code, out = gate(capsys)
+    assert code == 0 and f"verdict logged on the evaluate run {made}" in out
+    # a run of HEAD itself (CI's: `make repro`, then the gate) is the one judged
     run = client.create_run(exp, tags={**tags, "mnist_codec.git_commit": head}).info.run_id
     code, out = gate(capsys)
     assert code == 0 and f"verdict logged on the evaluate run {run}" in out
     got = client.get_run(run).data.tags
     assert got["mnist_codec.gate"] == "passed" and got["mnist_codec.gate.regress"] == "skipped"
-    assert got["mnist_codec.gate.reproduce"] == "passed" and got["mnist_codec.gate.results"] == history.digest(BASELINE)
+    assert got["mnist_codec.gate.reproduce"] == "passed" and got["mnist_codec.gate.results"] == digest(BASELINE)
     assert "gate.md" in [a.path for a in client.list_artifacts(run)]
     assert "mnist_codec.gate" not in client.get_run(older).data.tags
 
@@ -336,7 +342,7 @@ def test_the_verdict_is_logged_on_the_evaluate_run_of_head(repo, capsys, monkeyp
 def test_the_acceptance_of_main_names_the_committed_results():
     accepted = acceptance.load(REPO / acceptance.FILENAME, RULES)
     assert accepted.latest is not None
-    digests = {history.digest(json.loads(t)) for t in _committed_versions()}
+    digests = {digest(json.loads(t)) for t in _committed_versions()}
     assert all(a.results in digests for a in accepted.acceptances)  # each names results in history
     v = verdict.ask(REPO, RULES, None, only="regress", current="HEAD")
     assert v.passed, verdict.format_terminal(v)

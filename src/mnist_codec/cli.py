@@ -55,7 +55,7 @@ def _gate(args: argparse.Namespace) -> int:
     if args.current is None and v.current.rev is not None:  # HEAD's verdict, on HEAD's evaluate run
         from .tracking import verdicts
 
-        print(verdicts.log_verdict(root, v.current.rev.sha, v.tags(verdicts.PREFIX), report))
+        print(verdicts.log_verdict(root, v.current.rev.sha, v.current.digest, v.tags(verdicts.PREFIX), report))
     return 0 if v.passed else 1
 
 

@@ -27,8 +27,8 @@ import yaml
 
 from .. import fileio
 from ..errors import GateError
+from .digest import DIGEST_CHARS
 from .gate import Rule, rule_for
-from .history import DIGEST_CHARS
 
 FILENAME = "metrics_accepted.yaml"
 ACCEPTANCE_KEYS = ("results", "date", "reason", "regressions")

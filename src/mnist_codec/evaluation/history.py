@@ -18,7 +18,6 @@ SHA-256 of their canonical JSON, so an acceptance survives a rebase or a squash 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -27,17 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GateError
+from .digest import digest
 
 DETAIL = "reports/metrics_detail.json"
 UPSTREAM = "origin/main"
 BASE_ENV = "GATE_BASE"
-DIGEST_CHARS = 16  # of the SHA-256's 64: what an acceptance records and the report shows
-
-
-def digest(results: dict[str, Any]) -> str:
-    """The results' name: the SHA-256 of their canonical JSON (keys sorted, no spaces), shortened."""
-    text = json.dumps(results, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:DIGEST_CHARS]
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,18 @@ the store: a store that cannot be reached is one line, not a failure.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .store import EXPERIMENT, tracking_uri
 
 PREFIX = "mnist_codec.gate"  # the tags' prefix: mnist_codec.gate, mnist_codec.gate.regress, ...
 
 
-def log_verdict(root: Path, sha: str, tags: dict[str, str], report: str) -> str:
-    """Tag the latest workspace evaluate run of commit ``sha`` with ``tags`` (each under
-    :data:`PREFIX`) and log ``report`` as gate.md; the line that says where, or why not."""
+def log_verdict(root: Path, sha: str, results: str, tags: dict[str, str], report: str) -> str:
+    """Tag the workspace evaluate run that the gate judged with ``tags`` and log ``report`` as
+    gate.md; the line that says where, or why not. The run: the latest of commit ``sha`` (a run
+    of HEAD, as CI makes one before it asks the gate), else the latest that wrote the results
+    named ``results`` (DVC's loop: `dvc repro`, then commit what it wrote)."""
     import os
 
     uri = tracking_uri(root)
@@ -29,25 +32,22 @@ def log_verdict(root: Path, sha: str, tags: dict[str, str], report: str) -> str:
 
         client = mlflow.MlflowClient(uri)
         exp = client.get_experiment_by_name(EXPERIMENT)
-        runs = (
-            []
-            if exp is None
-            else client.search_runs(
-                [exp.experiment_id],
-                filter_string=(
-                    "tags.`mnist_codec.stage` = 'evaluate' and tags.`mnist_codec.dvc_exp` = 'workspace' "
-                    f"and tags.`mnist_codec.git_commit` = '{sha}'"
-                ),
-                order_by=["attributes.start_time DESC"],
-                max_results=1,
-            )
-        )
+        workspace = "tags.`mnist_codec.stage` = 'evaluate' and tags.`mnist_codec.dvc_exp` = 'workspace'"
+        runs: list[Any] = []
+        for which in (f"tags.`mnist_codec.git_commit` = '{sha}'", f"tags.`mnist_codec.results` = '{results}'"):
+            if exp is not None and not runs:
+                runs = client.search_runs(
+                    [exp.experiment_id],
+                    filter_string=f"{workspace} and {which}",
+                    order_by=["attributes.start_time DESC"],
+                    max_results=1,
+                )
         if not runs:
-            return f"gate: no evaluate run of {sha[:7]} in {uri}: the verdict is not logged"
+            return f"gate: no evaluate run of {sha[:7]} or of its results in {uri}: the verdict is not logged"
         run_id = runs[0].info.run_id
         for key, value in tags.items():
             client.set_tag(run_id, key, value)
         client.log_text(run_id, report, "gate.md")
     except Exception as exc:  # the store's failure is not the gate's: say it and go on
         return f"gate: the verdict could not be logged to {uri}: {type(exc).__name__}: {str(exc)[:200]}"
-    return f"gate: verdict logged on the evaluate run {run_id} of {sha[:7]} ({uri})"
+    return f"gate: verdict logged on the evaluate run {run_id} ({runs[0].info.run_name}, {uri})"
