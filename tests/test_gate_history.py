@@ -111,18 +111,19 @@ def test_a_regression_committed_with_its_results_fails_until_accepted(repo, caps
     assert row(out, "deep_relu")[4] == "+5.00%" and row(out, "ae")[-1] == "pass"
     assert "to accept: mnist-codec accept --reason ..., then commit metrics_accepted.yaml" in out
 
-    code, out = accept(capsys, "a smaller learning rate: slower to converge, kept for stability")
+    code, out = accept(capsys, "a smaller learning rate: slower to converge, kept for stability " * 2)
     assert code == 0, out
     entry = yaml.safe_load(repo.accepted.read_text())["accepted"][-1]
-    assert entry["results"] == digest(worse) and entry["reason"].startswith("a smaller")
+    assert entry["results"] == digest(worse) and entry["reason"].startswith("a smaller")  # a long reason, kept whole
     assert {(r["metric"], r["base"]) for r in entry["regressions"]} >= {("deep_relu.mse", digest(BASELINE))}
     assert all(r["metric"].startswith("deep_relu.") for r in entry["regressions"])
     repo.commit(message="accept the slower learning rate")
     code, out = gate(capsys, "--report", "report.md")
     assert code == 0, out
-    assert row(out, "deep_relu")[-1] == "accepted"
+    assert row(out, "deep_relu")[-1] == "accepted" and max(len(line) for line in out.splitlines()) <= 120
     report = (repo.root / "report.md").read_text()
-    assert "kept for stability" in report and "accepted (regress): `deep_relu.mse` +5.00%" in report
+    note = next(line for line in report.splitlines() if line.startswith("- accepted (regress) on 20"))
+    assert 'kept for stability": `deep_relu.mse` +5.00%' in note and note.count("kept for stability") == 2
 
     repo.commit(message="README only", **{"README.md": "docs\n"})
     assert gate(capsys)[0] == 0  # the base is still the results before the last change to them

@@ -370,13 +370,19 @@ def _notes(v: Verdict, limit: int, code: Callable[[str], str]) -> list[str]:
             f"failed ({questions}): {code(metric)} {_pct(c.baseline, c.current)}, limit {_pct(c.baseline, c.limit)}"
             f" ({c.why})"
         )
-    for o in v.accepted_outcomes():
+    by_acceptance: dict[int, list[Outcome]] = {}
+    for o in v.accepted_outcomes():  # one note an acceptance: its reason, the codecs' MSE first
         assert o.accepted is not None
-        acc, reg = o.accepted
-        notes.append(
-            f"accepted ({o.comparison.question}): {code(o.check.metric)} {_pct(o.check.baseline, o.check.current)} "
-            f'on {acc.date}: "{acc.reason}"'
-        )
+        by_acceptance.setdefault(o.accepted[0].line, []).append(o)
+    for outcomes in by_acceptance.values():
+        first = outcomes[0].accepted
+        assert first is not None
+        acc = first[0]
+        outcomes.sort(key=lambda o: not (o.check.metric.endswith(".mse") and is_headline(o.check.metric)))
+        shown = [f"{code(o.check.metric)} {_pct(o.check.baseline, o.check.current)}" for o in outcomes[:3]]
+        more = f" and {len(outcomes) - 3} more checks" if len(outcomes) > 3 else ""
+        questions = ", ".join(q for q in ORDER if any(o.comparison.question == q for o in outcomes))
+        notes.append(f'accepted ({questions}) on {acc.date}, "{acc.reason}": {", ".join(shown)}{more}')
     for acc, reg, comp in v.stale():
         assert comp.reference is not None and comp.current is not None
         other = (
@@ -432,7 +438,8 @@ def format_terminal(v: Verdict) -> str:
             f"{r.codec:<{width}} {values[0]:>12} {values[1]:>{side}} {values[2]:>8}  "
             f"{r.changes['base']:>8} {r.changes['accepted']:>11} {r.limit:>7} {r.test:<6}  {r.verdict}"
         )
-    lines += [f"  {n}" for n in _notes(v, 12, lambda s: s)]
+    for note in _notes(v, 12, lambda s: s):  # a long reason wraps: every line within 120 columns
+        lines += textwrap.wrap(note, 118, initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False)
     closing = f"gate: {_summary(v)}; {sum(o.passed for o in v.outcomes)} of {len(v.outcomes)} checks passed"
     lines += textwrap.wrap(closing, 118, subsequent_indent="      ", break_on_hyphens=False)
     return "\n".join(lines)
