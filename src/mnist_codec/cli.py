@@ -63,8 +63,6 @@ def _accept(args: argparse.Namespace) -> int:
     from .evaluation import gate, verdict
     from .workspace import workspace_root
 
-    if not args.reason.strip():
-        raise GateError('accept: the reason is empty: say why, e.g. --reason "a smaller learning rate, for X"')
     root = workspace_root()
     accepted = verdict.accept(
         root,
@@ -214,6 +212,25 @@ def _report_paths(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--csv", default="reports/rate_distortion.csv")
 
 
+def _judgement_args(parser: argparse.ArgumentParser, current_too: str = "") -> None:
+    """What ``gate`` and ``accept`` judge: the results, against which base, by which rules, with
+    which acceptances. ``current_too``: what else --current means to that command."""
+    parser.add_argument(
+        "--base",
+        default=None,
+        help="the results before the change: a commit, branch or DVC experiment (default: $GATE_BASE, else the "
+        "merge-base with origin/main, else the results before HEAD's last change to them)",
+    )
+    parser.add_argument(
+        "--current",
+        default=None,
+        help="this revision's committed results instead of HEAD's (a commit, branch or DVC experiment)"
+        + (f"; with {current_too}" if current_too else ""),
+    )
+    parser.add_argument("--rules", default="metrics_gate.yaml", help="direction and tolerance per metric")
+    parser.add_argument("--accepted", default=None, help="the accepted regressions (default: metrics_accepted.yaml)")
+
+
 def _overrides(command: str, values: list[str]) -> tuple[str, ...]:
     """``-S KEY=VALUE`` overrides, checked for their form (their values are checked by the stages)."""
     for override in values:
@@ -271,21 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         help="fail when results regress: the fresh run against HEAD's (reproduce), HEAD's against the base (regress)",
     )
     g.add_argument("--only", choices=["reproduce", "regress"], default=None, help="ask one question (default: both)")
-    g.add_argument(
-        "--base",
-        default=None,
-        help="the results before the change: a commit, branch or DVC experiment (default: $GATE_BASE, else the "
-        "merge-base with origin/main, else the results before HEAD's last change to them)",
-    )
-    g.add_argument(
-        "--current",
-        default=None,
-        help="ask about this revision's committed results instead of HEAD's (a commit, branch or DVC experiment); "
-        "with --baseline: the fresh detail file",
-    )
+    _judgement_args(g, "--baseline: the fresh detail file")
     g.add_argument("--baseline", default=None, help="compare two detail files instead, this one and --current")
-    g.add_argument("--rules", default="metrics_gate.yaml", help="direction and tolerance per metric")
-    g.add_argument("--accepted", default=None, help="the accepted regressions (default: metrics_accepted.yaml)")
     g.add_argument("--all", action="store_true", help="also list every check of every comparison")
     g.add_argument("--report", default=None, help="also write the comparison report, Markdown, to this file")
     g.add_argument("--title", default=None, help="the report's heading")
@@ -295,10 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         help="record the regressions the gate sees now, with a reason, in metrics_accepted.yaml (commit it)",
     )
     a.add_argument("--reason", required=True, help="why these results may be worse: a reviewer reads it")
-    a.add_argument("--base", default=None, help="as gate's --base")
-    a.add_argument("--current", default=None, help="as gate's --current (default: HEAD's committed results)")
-    a.add_argument("--rules", default="metrics_gate.yaml")
-    a.add_argument("--accepted", default=None, help="the file to record in (default: metrics_accepted.yaml)")
+    _judgement_args(a)
     a.set_defaults(func=_accept)
     c = sub.add_parser("check-params", help="validate a params file")
     c.add_argument("params", nargs="?", default="params.yaml")

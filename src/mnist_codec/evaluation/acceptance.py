@@ -210,7 +210,5 @@ def as_dict(acc: Acceptance) -> dict[str, Any]:
 
 def append(accepted: Accepted, new: Acceptance) -> None:
     """Write the file with ``new`` after its acceptances, atomically (the old file or the new)."""
-    if not new.reason.strip():
-        raise GateError("accept: the reason is empty: say why this regression is accepted (--reason)")
     entries = [as_dict(a) for a in (*accepted.acceptances, new)]
     fileio.write_text(accepted.path, render(accepted.path, entries))

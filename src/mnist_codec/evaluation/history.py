@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,8 @@ class Results:
     content: dict[str, Any]
     rev: Revision | None = None  # None: the workspace's file
 
-    @property
-    def digest(self) -> str:
+    @cached_property
+    def digest(self) -> str:  # asked for every failed check and every note: computed once
         return digest(self.content)
 
 

@@ -43,10 +43,18 @@ class Comparison:
     how: str = ""  # how the reference was chosen
     skipped: str | None = None  # why there was nothing to compare
 
-    def accepted_by(self, accepted: Accepted, check: Check) -> tuple[Acceptance, Regression] | None:
-        if check.ok or self.question == "reproduce" or self.reference is None or self.current is None:
+    @property
+    def digests(self) -> tuple[str, str] | None:
+        """(reference, current) digests where an acceptance can apply: regress and drift, both
+        sides read; None for reproduce, which no acceptance excuses."""
+        if self.question == "reproduce" or self.reference is None or self.current is None:
             return None
-        return accepted.covering(check.metric, self.reference.digest, self.current.digest)
+        return self.reference.digest, self.current.digest
+
+    def accepted_by(self, accepted: Accepted, check: Check) -> tuple[Acceptance, Regression] | None:
+        if check.ok or self.digests is None:
+            return None
+        return accepted.covering(check.metric, *self.digests)
 
 
 @dataclass(frozen=True)
@@ -90,9 +98,9 @@ class Verdict:
         seen, out = set(), []
         for o in self.failed():
             c = o.comparison
-            if c.reference is None or c.current is None or c.question == "reproduce":
+            if c.digests is None:
                 continue
-            for acc, reg in self.accepted.stale(o.check.metric, c.reference.digest, c.current.digest):
+            for acc, reg in self.accepted.stale(o.check.metric, *c.digests):
                 if reg.line not in seen:
                     seen.add(reg.line)
                     out.append((acc, reg, c))
@@ -120,7 +128,11 @@ class Verdict:
         return "accepted" if any(o.accepted for o in mine) else "passed"
 
 
-def _drift(git: history.Git, accepted: Accepted, current: Results, base: Results | None) -> Comparison:
+def _drift(
+    git: history.Git, accepted: Accepted, current: Results, base: Results | None, rules: list[Rule]
+) -> Comparison:
+    """HEAD's results against the accepted results; no checks where those are HEAD's own or the
+    base (regress holds them)."""
     latest = accepted.latest
     if latest is None:
         return Comparison("drift", None, current, skipped=f"no accepted results yet ({acceptance.FILENAME})")
@@ -135,7 +147,7 @@ def _drift(git: history.Git, accepted: Accepted, current: Results, base: Results
         return Comparison(
             "drift", None, current, skipped=f"the accepted results {latest.results} are not in this clone ({why})"
         )
-    return Comparison("drift", anchor, current, how=when)
+    return Comparison("drift", anchor, current, tuple(compare(anchor.content, current.content, rules)), when)
 
 
 def ask(
@@ -178,11 +190,7 @@ def ask(
         else:
             checks = compare(choice.results.content, cur.content, rules)
             comparisons.append(Comparison("regress", choice.results, cur, tuple(checks), choice.how))
-        drift = _drift(git, accepted, cur, choice.results)
-        if drift.reference not in (None, choice.results, cur):  # else regress holds it, or nothing moved
-            checks = compare(drift.reference.content, cur.content, rules)
-            drift = Comparison("drift", drift.reference, cur, tuple(checks), drift.how)
-        comparisons.append(drift)
+        comparisons.append(_drift(git, accepted, cur, choice.results, rules))
     return Verdict(comparisons, accepted, cur)
 
 
@@ -202,15 +210,13 @@ def accept(
     reason = reason.strip()
     if not reason:
         raise GateError('accept: the reason is empty: say why these results may be worse (--reason "...")')
-    if current is None:
-        workspace = (root / history.DETAIL).read_text(encoding="utf-8") if (root / history.DETAIL).exists() else None
-        committed = history.Git(root).show("HEAD")
-        if workspace is not None and committed is not None and workspace != committed:
-            raise GateError(
-                f"accept: {history.DETAIL} differs from HEAD's: an acceptance names committed results, "
-                "so commit the results first (git add reports dvc.lock; git commit)"
-            )
     v = ask(root, rules, accepted_path, only="regress", base=base, current=current)
+    workspace = history.read_workspace(root) if current is None and (root / history.DETAIL).exists() else None
+    if workspace is not None and workspace.content != v.current.content:
+        raise GateError(
+            f"accept: {history.DETAIL} differs from HEAD's: an acceptance names committed results, "
+            "so commit the results first (git add reports dvc.lock; git commit)"
+        )
     failed = [o for o in v.failed() if o.comparison.reference is not None]
     date = today or dt.date.today().isoformat()
     if not failed and v.accepted.latest is None:  # the starting point that drift is held against
@@ -236,6 +242,20 @@ def accept(
 
 
 # --- what the gate shows -------------------------------------------------------------------
+
+
+def _codec(metric: str) -> str:
+    return metric.split(".")[0]
+
+
+def _is_codec_mse(metric: str) -> bool:
+    """A codec's headline MSE (``ae.mse``), shown in its row rather than in the notes."""
+    return metric.endswith(".mse") and is_headline(metric)
+
+
+def _questions(outcomes: list[Outcome]) -> list[str]:
+    """The questions among ``outcomes``, in the order the gate asks them."""
+    return [q for q in ORDER if any(o.comparison.question == q for o in outcomes)]
 
 
 def _pct(reference: float | None, current: float | None) -> str:
@@ -279,10 +299,8 @@ def rows(v: Verdict) -> list[Row]:
         fresh = _mse(repro.current, codec) if repro else None
         check = next((c for c in guard.checks if c.metric == f"{codec}.mse"), None) if guard else None
         limit = "-" if check is None or check.limit is None else _pct(check.baseline, check.limit)
-        mine = [o for o in v.outcomes if o.check.metric.split(".")[0] == codec]
-        failed = sorted(
-            {o.comparison.question for o in mine if not o.passed}, key=["reproduce", "regress", "drift"].index
-        )
+        mine = [o for o in v.outcomes if _codec(o.check.metric) == codec]
+        failed = _questions([o for o in mine if not o.passed])
         if failed:
             verdict = "FAIL: " + ", ".join(failed)
         elif any(o.accepted for o in mine):
@@ -351,17 +369,15 @@ def _question_lines(v: Verdict) -> list[str]:
 def _notes(v: Verdict, limit: int, code: Callable[[str], str]) -> list[str]:
     """Failed checks beyond the codecs' MSE, accepted changes with their reasons, stale entries."""
     notes = []
-    failed = [o for o in v.failed() if not (o.check.metric.endswith(".mse") and is_headline(o.check.metric))]
-    gone = {
-        o.check.metric.split(".")[0] for o in v.failed() if o.check.metric.endswith(".mse") and o.check.current is None
-    }
+    failed = [o for o in v.failed() if not _is_codec_mse(o.check.metric)]
+    gone = {_codec(o.check.metric) for o in v.failed() if _is_codec_mse(o.check.metric) and o.check.current is None}
     for codec in sorted(gone):  # a codec the results lack: one note, not one per metric
-        mine = [o for o in failed if o.check.metric.split(".")[0] == codec]
-        questions = ", ".join(q for q in ORDER if any(o.comparison.question == q for o in mine)) or "regress"
+        mine = [o for o in failed if _codec(o.check.metric) == codec]
+        questions = ", ".join(_questions(mine)) or "regress"
         notes.append(f"missing ({questions}): {code(codec)} and its {len(mine) + 1} checks: the results lack it")
     by_metric: dict[str, list[Outcome]] = {}
     for o in failed:
-        if o.check.metric.split(".")[0] not in gone:
+        if _codec(o.check.metric) not in gone:
             by_metric.setdefault(o.check.metric, []).append(o)
     for metric, outcomes in by_metric.items():
         c = outcomes[0].check
@@ -378,10 +394,10 @@ def _notes(v: Verdict, limit: int, code: Callable[[str], str]) -> list[str]:
         first = outcomes[0].accepted
         assert first is not None
         acc = first[0]
-        outcomes.sort(key=lambda o: not (o.check.metric.endswith(".mse") and is_headline(o.check.metric)))
+        outcomes.sort(key=lambda o: not _is_codec_mse(o.check.metric))
         shown = [f"{code(o.check.metric)} {_pct(o.check.baseline, o.check.current)}" for o in outcomes[:3]]
         more = f" and {len(outcomes) - 3} more checks" if len(outcomes) > 3 else ""
-        questions = ", ".join(q for q in ORDER if any(o.comparison.question == q for o in outcomes))
+        questions = ", ".join(_questions(outcomes))
         notes.append(f'accepted ({questions}) on {acc.date}, "{acc.reason}": {", ".join(shown)}{more}')
     for acc, reg, comp in v.stale():
         assert comp.reference is not None and comp.current is not None
@@ -409,8 +425,8 @@ def _summary(v: Verdict) -> str:
         if not asked:
             return "passed, nothing compared (every question skipped)"
         return "passed" + (f", {acc} regressions accepted" if acc else "")
-    codecs = sorted({o.check.metric.split(".")[0] for o in failed})
-    questions = [q for q in ORDER if any(o.comparison.question == q for o in failed)]
+    codecs = sorted({_codec(o.check.metric) for o in failed})
+    questions = _questions(failed)
     shown = ", ".join(codecs) if len(codecs) <= 5 else f"{len(codecs)} codecs"
     return f"FAILED: {shown} ({', '.join(questions)})"
 

@@ -50,12 +50,17 @@ class DatasetRef:
     context: str  # training | evaluation
 
 
-def git_commit(cwd: str | Path | None = None) -> str:
+def _git(*args: str, cwd: str | Path | None = None) -> str | None:
+    """git's output, or None where git is missing, slow or says no (outside a repository)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    return _git("rev-parse", "HEAD", cwd=cwd) or "unknown"
 
 
 CODE_PATHS = ("src", "stages", "dvc.yaml", "params.yaml")  # what "the code" of a run is
@@ -68,16 +73,8 @@ def git_source(commit: str, cwd: str | Path | None = None) -> str:
     outside git."""
     if commit == "unknown":
         return ""
-
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    branch = git("symbolic-ref", "--quiet", "--short", "HEAD")
-    status = git("status", "--porcelain", "--", *CODE_PATHS)
+    branch = _git("symbolic-ref", "--quiet", "--short", "HEAD", cwd=cwd)
+    status = _git("status", "--porcelain", "--", *CODE_PATHS, cwd=cwd)
     source = f"{branch}@{commit[:7]}" if branch else commit[:7]
     return source + ("-dirty" if status else "")
 

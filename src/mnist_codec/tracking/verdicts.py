@@ -1,10 +1,10 @@
-"""The gate's verdict on the evaluate run of the commit it judged, in the tracking store.
+"""The gate's verdict on the evaluate run that made the results it judged, in the tracking store.
 
 ``make gate`` (with a store: ``$MLFLOW_TRACKING_URI``, or the checkout's ``mlflow.db`` that
-``make repro`` wrote) tags the latest workspace evaluate run of HEAD with each question's
-outcome and the base, and logs the report beside its comparison table, so the runs table can
-be searched for ``tags.mnist_codec.gate = 'failed'``. The gate's exit code never depends on
-the store: a store that cannot be reached is one line, not a failure.
+``make repro`` wrote) tags that workspace evaluate run with each question's outcome and the
+base, and logs the report beside its comparison table, so the runs table can be searched for
+``tags.mnist_codec.gate = 'failed'``. The gate's exit code never depends on the store: a store
+that cannot be reached is one line, not a failure.
 """
 
 from __future__ import annotations
@@ -35,13 +35,14 @@ def log_verdict(root: Path, sha: str, results: str, tags: dict[str, str], report
         workspace = "tags.`mnist_codec.stage` = 'evaluate' and tags.`mnist_codec.dvc_exp` = 'workspace'"
         runs: list[Any] = []
         for which in (f"tags.`mnist_codec.git_commit` = '{sha}'", f"tags.`mnist_codec.results` = '{results}'"):
-            if exp is not None and not runs:
-                runs = client.search_runs(
-                    [exp.experiment_id],
-                    filter_string=f"{workspace} and {which}",
-                    order_by=["attributes.start_time DESC"],
-                    max_results=1,
-                )
+            if exp is None or runs:
+                break
+            runs = client.search_runs(
+                [exp.experiment_id],
+                filter_string=f"{workspace} and {which}",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
         if not runs:
             return f"gate: no evaluate run of {sha[:7]} or of its results in {uri}: the verdict is not logged"
         run_id = runs[0].info.run_id
