@@ -51,15 +51,15 @@ def test_unknown_keys_are_rejected_by_name(raw, key):
 
 
 def test_missing_or_broken_file(tmp_path):
-    with pytest.raises(ParamsError, match="not found"):
+    with pytest.raises(ParamsError, match=r"not found"):
         params.load(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("seed: [1\n")
-    with pytest.raises(ParamsError, match="not valid YAML"):
+    with pytest.raises(ParamsError, match=r"not valid YAML"):
         params.load(bad)
     top = tmp_path / "list.yaml"
     top.write_text("- 1\n")
-    with pytest.raises(ParamsError, match="mapping"):
+    with pytest.raises(ParamsError, match=r"mapping"):
         params.load(top)
 
 
@@ -85,3 +85,158 @@ def test_params_are_immutable():
 
     with pytest.raises(pydantic.ValidationError):
         params.Params().seed = 7
+
+
+def test_a_stage_refuses_a_file_that_leaves_a_key_to_the_default(tmp_path):
+    f = tmp_path / "params.yaml"
+    full = params.Params().to_dict()
+    f.write_text(yaml.safe_dump(full))
+    assert params.load(f, complete=True) == params.Params()
+    del full["latent_dim"], full["train"]["lr"]
+    f.write_text(yaml.safe_dump(full))
+    assert params.load(f) == params.Params()  # a library caller takes the defaults
+    with pytest.raises(ParamsError) as err:
+        params.load(f, complete=True)
+    assert str(err.value) == (
+        f"params: {f} does not set 'latent_dim' (default 32), 'train.lr' (default 0.001); every key a stage "
+        "reads is written there, where DVC tracks it, not taken from a default"
+    )
+    f.write_text("")
+    with pytest.raises(ParamsError, match=r"does not set 'seed' \(default 42\), 'n_seeds'"):
+        params.load(f, complete=True)
+
+
+def test_missing_keys_are_named_by_their_dotted_path():
+    assert params.missing_keys(params.Params().to_dict()) == []
+    assert params.missing_keys({"seed": 1, "train": 5}) == [k for k in params.SCHEMA if k != "seed"]
+    partial = params.Params().to_dict()
+    partial["data"] = {"source": "bundled"}
+    assert params.missing_keys(partial) == ["data.protocol", "data.train_limit", "data.eval_limit"]
+
+
+def test_the_reference_has_a_row_per_key_worded_from_the_schema():
+    rows = {r["key"]: r for r in params.reference()}
+    assert list(rows) == list(params.SCHEMA)
+    assert rows["latent_dim"] == {
+        "key": "latent_dim",
+        "default": 32,
+        "accepts": "an integer from 1 to 783",
+        "meaning": "the code size of every codec",
+    }
+    assert rows["activation"]["accepts"] == "one of relu, tanh, leaky_relu, gelu, elu, silu, or a list of them"
+    assert rows["activation"]["default"] == ["relu", "tanh", "leaky_relu"]
+    assert rows["deep.hidden"]["accepts"] == "a non-empty list of integers from 1 to 4096"  # the validator's words
+    assert rows["train.lr"]["accepts"] == "a positive number such as 0.001 (YAML reads 1e-3 as text; write 1.0e-3)"
+    assert (
+        rows["data.eval_limit"]["default"] is None
+        and rows["train.epochs"]["meaning"] == "passes over the training split"
+    )
+
+
+def test_allowed_words_every_kind_of_field():
+    assert params.allowed(params.SCHEMA["seed"]) == "an integer from 0 to 4294967295"
+    assert params.allowed(params.SCHEMA["data.protocol"]) == "one of holdout, validation, notebook"
+    assert params.allowed(params.SCHEMA["data.eval_limit"]) == "an integer >= 1 or null"
+    assert params.allowed(params.SCHEMA["evaluate.n_projection"]) == "an integer from 10 to 100000"
+    assert params.allowed(params.SCHEMA["train.weight_decay"]) == "a number"
+
+
+def test_the_params_as_written_to_params_yaml():
+    d = params.Params().to_dict()
+    assert d["deep"]["hidden"] == [256, 64] and d["activation"] == ["relu", "tanh", "leaky_relu"]
+    assert d["train"] == {
+        "epochs": 10,
+        "batch_size": 128,
+        "lr": 0.001,
+        "schedule": "constant",
+        "weight_decay": 0.0,
+        "precision": "fp32",
+    }
+    assert params.validate(d) == params.Params()
+
+
+def test_an_empty_file_takes_the_defaults_and_a_non_mapping_is_named():
+    assert params.validate(None) == params.Params()
+    with pytest.raises(ParamsError, match=r"^params: expected a mapping of keys at the top level, found list$"):
+        params.validate([1])
+    with pytest.raises(ParamsError, match=r"found str$"):
+        params.validate("seed: 1")
+
+
+def test_each_message_names_the_key_the_value_and_what_is_allowed():
+    with pytest.raises(ParamsError) as err:
+        params.validate({"deep": {"hidden": [256, -1]}})
+    assert str(err.value) == (
+        "params: 'deep.hidden' = [256, -1] is not allowed; expected a non-empty list of integers from 1 to 4096, "
+        "e.g. [256, 64]"
+    )
+    with pytest.raises(ParamsError) as err:
+        params.validate({"train": {"epochs": 0}})
+    assert str(err.value) == "params: 'train.epochs' = 0 is not allowed; expected an integer from 1 to 10000"
+    with pytest.raises(ParamsError) as err:
+        params.validate({"evaluate": [1]})
+    assert str(err.value) == "params: 'evaluate' = [1] is not allowed; expected a mapping of n_examples, n_projection"
+    with pytest.raises(ParamsError) as err:
+        params.validate({"train": {"epoch": 3}})
+    assert str(err.value) == f"params: unknown key 'train.epoch'; known keys are {', '.join(params.SCHEMA)}"
+
+
+def test_the_notebook_protocol_refuses_an_evaluation_limit_only():
+    p = params.validate({"data": {"protocol": "notebook", "train_limit": 500}})
+    assert (p.data.protocol, p.data.train_limit, p.data.eval_limit) == ("notebook", 500, None)
+    assert params.validate({"data": {"protocol": "holdout", "eval_limit": 500}}).data.eval_limit == 500
+    with pytest.raises(ParamsError) as err:
+        params.validate({"data": {"protocol": "notebook", "eval_limit": 500}})
+    assert str(err.value) == (
+        "params: 'data.eval_limit' = 500 is not allowed under data.protocol 'notebook', which evaluates on the "
+        "images it trains on; set it to null and shrink both with data.train_limit"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "ok"),
+    [
+        ("deep.hidden", [1], True),
+        ("deep.hidden", [4096, 1], True),
+        ("deep.channels", [1], True),
+        ("deep.channels", [512, 512, 512, 512], True),
+        ("deep.channels", [513], False),
+        ("deep.channels", [True], False),
+        ("train.weight_decay", 0, True),
+        ("train.weight_decay", 0.999, True),
+        ("train.weight_decay", True, False),
+        ("train.weight_decay", None, False),
+        ("data.source", "bundled", True),
+        ("data.source", "https://m.example.org/mnist/", True),
+        ("data.source", "http://m/", True),
+        ("data.source", "file:///srv/mnist/", True),
+        ("data.source", "Bundled", False),
+        ("data.source", 5, False),
+        ("data.source", "https://m/a/../b/", False),
+        ("data.source", "file:///srv/..", False),
+    ],
+)
+def test_values_at_the_edges_of_what_a_key_allows(key, value, ok):
+    section, name = key.split(".")
+    raw = {section: {name: value}}
+    if ok:
+        got = getattr(getattr(params.validate(raw), section), name)
+        assert got == (tuple(value) if isinstance(value, list) else value)
+    else:
+        with pytest.raises(ParamsError, match=rf"^params: '{section}\.{name}' = "):
+            params.validate(raw)
+
+
+def test_the_default_file_is_params_yaml_in_the_working_directory(monkeypatch):
+    monkeypatch.chdir(REPO)
+    assert params.load() == params.Params()
+
+
+def test_allowed_words_any_optional_field_from_its_inner_type():
+    from typing import Literal, Optional
+
+    from pydantic.fields import FieldInfo
+
+    assert params.allowed(FieldInfo.from_annotation(Optional[Literal["a", "b"]])) == "one of a, b"  # noqa: UP045
+    assert params.allowed(FieldInfo.from_annotation(Optional[float])) == "a number"  # noqa: UP045
+    assert params.allowed(FieldInfo.from_annotation(float)) == "a number"

@@ -38,7 +38,7 @@ def test_a_candidate_wholly_below_the_champion_takes_the_alias():
 )
 def test_a_candidate_not_separated_from_the_champion_does_not(mean, half):
     d = decide(standing("5", mean=mean, half=half), standing("2"))
-    assert not d.promote and "not better by more than noise" in d.reason
+    assert d.promote is False and "not better by more than noise" in d.reason
 
 
 def test_deterministic_pca_has_an_exact_interval():
@@ -51,18 +51,18 @@ def test_deterministic_pca_has_an_exact_interval():
 
 def test_one_seed_of_a_stochastic_codec_never_replaces_a_champion():
     d = decide(standing("9", mean=0.0010, half=0.0, n=1), standing("2"))
-    assert not d.promote and "one seed gives no interval" in d.reason
+    assert d.promote is False and "one seed gives no interval" in d.reason
     assert decide(standing("9", mean=0.0010, half=0.0, n=1), None).promote  # but fills an empty alias
 
 
 def test_other_evaluation_data_is_not_compared():
     d = decide(standing("5", mean=0.0010, half=0.0001, sha="b" * 64), standing("2"))
-    assert not d.promote and "evaluated on other data" in d.reason
+    assert d.promote is False and "evaluated on other data" in d.reason
 
 
 def test_the_champion_again_is_kept_as_is():
     d = decide(standing("2"), standing("2"))
-    assert not d.promote and "already the champion" in d.reason
+    assert d.promote is False and "already the champion" in d.reason
 
 
 def test_only_the_default_protocol_and_code_size_compete():
@@ -97,3 +97,55 @@ def test_the_champions_question_is_the_default_params():
     committed = yaml.safe_load((REPO / "params.yaml").read_text())
     assert promotion.CHAMPION_PROTOCOL == defaults["data"]["protocol"] == committed["data"]["protocol"]
     assert promotion.CHAMPION_LATENT_DIM == defaults["latent_dim"] == committed["latent_dim"]
+
+
+def test_the_candidate_is_the_lowest_mean_and_the_first_listed_on_a_tie():
+    from mnist_codec.evaluation.promotion import lowest_mean
+
+    assert lowest_mean({"ae": 0.014, "deep_relu": 0.012, "pca": 0.017}) == "deep_relu"
+    assert lowest_mean({"b": 0.01, "a": 0.01}) == "b"
+
+
+def test_touching_intervals_do_not_promote():
+    champion = Standing("2", "deep_relu", 0.0100, 0.0090, 0.0110, 3, "a" * 64)
+    touching = Standing("5", "deep_relu", 0.0085, 0.0080, 0.0090, 3, "a" * 64)
+    assert not decide(touching, champion).promote
+    below = Standing("5", "deep_relu", 0.0085, 0.0080, 0.0089999, 3, "a" * 64)
+    assert decide(below, champion).promote
+
+
+def test_what_has_an_interval():
+    assert Standing("1", "pca", 0.01, 0.01, 0.01, 1, "a").has_interval
+    assert not Standing("1", "ae", 0.01, 0.01, 0.01, 1, "a").has_interval
+    assert Standing("1", "ae", 0.01, 0.009, 0.011, 2, "a").has_interval
+
+
+def test_the_decisions_reasons_name_both_versions_and_their_intervals():
+    cand, champ = standing("5", mean=0.0080, half=0.0003), standing("2", mean=0.0094, half=0.0010)
+    assert cand.describe() == "v5 deep_leaky_relu 0.008000 [0.007700, 0.008300] (n=3)"
+    assert decide(cand, champ).reason == f"{cand.describe()} lies wholly below champion {champ.describe()}"
+    assert decide(cand, None).reason == f"no champion yet; {cand.describe()} takes the alias"
+    other = standing("5", mean=0.0080, half=0.0003, sha="b" * 64)
+    assert decide(other, champ).reason == (
+        f"champion {champ.describe()} was evaluated on other data (eval sha256 {'a' * 12}, this run {'b' * 12}): "
+        "not comparable, kept"
+    )
+    assert ineligible("notebook", 32) == "protocol 'notebook' is not the champion's 'holdout'"
+    assert ineligible("holdout", 16) == "latent_dim 16 is not the champion's 32"
+
+
+def test_version_tags_hold_each_number_exactly():
+    s = Standing("2", "deep_relu", 0.1 + 0.2, 0.25, 0.35, 3, "a" * 64)
+    tags = s.tags()
+    assert tags == {
+        "mnist_codec.codec_mse_mean": repr(0.1 + 0.2),
+        "mnist_codec.codec_mse_ci95_low": "0.25",
+        "mnist_codec.codec_mse_ci95_high": "0.35",
+        "mnist_codec.codec_n_seeds": "3",
+        "mnist_codec.eval_sha256": "a" * 64,
+    }
+    assert Standing.from_tags("2", {**tags, "mnist_codec.codec": "deep_relu"}) == s
+    assert Standing.from_tags("2", {**tags, "mnist_codec.codec": "x", "mnist_codec.codec_n_seeds": "three"}) is None
+    for key in tags:
+        partial = {k: v for k, v in {**tags, "mnist_codec.codec": "x"}.items() if k != key}
+        assert Standing.from_tags("2", partial) is None

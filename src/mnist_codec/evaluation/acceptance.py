@@ -52,7 +52,7 @@ class Regression:
     metric: str
     base: str  # digest of the results the metric was compared with
     change: str  # as the gate showed it, e.g. '+10.60%'
-    line: int  # where it starts in the file, 1-based
+    line: int = 0  # where it starts in the file, 1-based; 0: not read from one
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Acceptance:
     date: str
     reason: str
     regressions: tuple[Regression, ...]
-    line: int
+    line: int = 0  # where it starts in the file, 1-based; 0: not read from one
 
 
 @dataclass(frozen=True)
@@ -95,9 +95,8 @@ class Accepted:
         ]
 
 
-def _fail(path: Path, node: yaml.Node | None, what: str) -> GateError:
-    line = f":{node.start_mark.line + 1}" if node is not None else ""
-    return GateError(f"{path}{line}: {what}")
+def _fail(path: Path, node: yaml.Node, what: str) -> GateError:
+    return GateError(f"{path}:{node.start_mark.line + 1}: {what}")
 
 
 def _mapping(path: Path, node: yaml.Node, keys: tuple[str, ...], what: str) -> dict[str, yaml.Node]:

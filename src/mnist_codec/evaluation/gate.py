@@ -187,6 +187,18 @@ def _limit(rule: Rule, baseline: float, margin: float) -> float:
     return baseline - margin if rule.direction == "higher" else baseline + margin
 
 
+def _within(rule: Rule, baseline: float, current: float, margin: float) -> tuple[bool, float]:
+    """(passes, limit): worse than ``baseline`` by at most ``margin``. The value is held to the
+    limit itself, so that the limit shown is the limit applied, to the last bit (baseline +
+    margin, rounded, is not always reached by current - baseline <= margin)."""
+    limit = _limit(rule, baseline, margin)
+    if rule.direction == "lower":
+        return current <= limit, limit
+    if rule.direction == "higher":
+        return current >= limit, limit
+    return abs(current - baseline) <= margin, limit
+
+
 def check_value(metric: str, baseline: float, current: float | None, rule: Rule) -> Check:
     """A plain number: worse than the baseline by more than the floor fails."""
     if current is None or not math.isfinite(current):
@@ -199,8 +211,8 @@ def check_value(metric: str, baseline: float, current: float | None, rule: Rule)
 def _held_to(metric: str, rule: Rule, baseline: float, current: float, margin: float, **how: Any) -> Check:
     """The check of a value that passes when it is worse than the baseline by at most ``margin``;
     ``how``: the Check's n, test and basis."""
-    ok = _worsening(rule, baseline, current) <= margin
-    return Check(metric, baseline, current, _limit(rule, baseline, margin), ok, "ok" if ok else "regressed", **how)
+    ok, limit = _within(rule, baseline, current, margin)
+    return Check(metric, baseline, current, limit, ok, "ok" if ok else "regressed", **how)
 
 
 def check_summary(metric: str, baseline: dict, current: Any, rule: Rule, pair: Pairing | None = None) -> Check:
@@ -218,10 +230,11 @@ def check_summary(metric: str, baseline: dict, current: Any, rule: Rule, pair: P
     floor = rule.abs_floor + rule.rel_floor * abs(base_mean)
     worse = _worsening(rule, base_mean, cur_mean)
     if nb == 1 and nc == 1:  # deterministic on both sides: the floor alone
-        return _held_to(metric, rule, base_mean, cur_mean, floor, n=(nb, nc), test="floor", basis="deterministic")
+        return _held_to(metric, rule, base_mean, cur_mean, floor, n=(nb, nc), basis="deterministic")  # test: floor
     if pair is not None and pair.paired and rule.pairs and "per_seed" in baseline and "per_seed" in current:
         # the mean of the per-seed changes is the change of the mean: the seeds' spread cancels
-        tolerance = rule.paired_abs + (rule.paired_rel or 0.0) * abs(base_mean)
+        assert rule.paired_rel is not None  # rule.pairs
+        tolerance = rule.paired_abs + rule.paired_rel * abs(base_mean)
         return _held_to(metric, rule, base_mean, cur_mean, tolerance, n=(nb, nc), test="paired", basis=pair.why)
     basis = pair.why if pair is not None else "seeds not compared"
     if pair is not None and pair.paired:
@@ -234,9 +247,9 @@ def check_summary(metric: str, baseline: dict, current: Any, rule: Rule, pair: P
     se, df = welch(baseline, current)
     p = one_sided_p(worse, baseline, current)
     margin = max(floor, t_quantile(1 - rule.alpha, df) * se)
-    ok = worse <= margin
+    ok, limit = _within(rule, base_mean, cur_mean, margin)
     why = "ok" if ok else f"regressed, p = {p:.2g} < {rule.alpha:g}"
-    return Check(metric, base_mean, cur_mean, _limit(rule, base_mean, margin), ok, why, p, (nb, nc), "Welch", basis)
+    return Check(metric, base_mean, cur_mean, limit, ok, why, p, (nb, nc), "Welch", basis)
 
 
 def _is_headline(metrics: dict) -> bool:

@@ -204,18 +204,9 @@ def choose_base(git: Git, head: Revision, explicit: str | None = None) -> BaseCh
 def find_by_digest(git: Git, wanted: str) -> Results | None:
     """Committed results whose digest is ``wanted``, on any ref (branches, tags, DVC experiments),
     newest first; None where no version of the detail file in this clone has it."""
-    log = git.out("log", "--all", "--format=%H", "--raw", "--no-abbrev", "--", DETAIL) or ""
-    commit, seen = "", set()
-    for line in log.splitlines():
-        if line and not line.startswith(":"):
-            commit = line.strip()
-            continue
-        fields = line.split()
-        if len(fields) < 5 or fields[3] in seen or set(fields[3]) == {"0"}:  # a deletion: no blob
-            continue
-        seen.add(fields[3])
-        text = git.out("cat-file", "blob", fields[3])
-        if text is None:
+    for commit in (git.out("log", "--all", "--format=%H", "--", DETAIL) or "").split():
+        text = git.show(commit)
+        if text is None:  # the commit deleted the file
             continue
         try:
             content = json.loads(text)

@@ -220,7 +220,7 @@ def accept(
     failed = [o for o in v.failed() if o.comparison.reference is not None]
     date = today or dt.date.today().isoformat()
     if not failed and v.accepted.latest is None:  # the starting point that drift is held against
-        acceptance.append(v.accepted, Acceptance(v.current.digest, date, reason, (), 0))
+        acceptance.append(v.accepted, Acceptance(v.current.digest, date, reason, ()))
         return (
             f"accept: {v.current.label} (results {v.current.digest}) recorded as the accepted results, "
             f"which later results are held against; commit {v.accepted.path.name}"
@@ -231,8 +231,8 @@ def accept(
     for o in failed:
         assert o.comparison.reference is not None
         key = (o.check.metric, o.comparison.reference.digest)
-        regressions.setdefault(key, Regression(*key, _pct(o.check.baseline, o.check.current), 0))
-    acceptance.append(v.accepted, Acceptance(v.current.digest, date, reason, tuple(regressions.values()), 0))
+        regressions.setdefault(key, Regression(*key, _pct(o.check.baseline, o.check.current)))
+    acceptance.append(v.accepted, Acceptance(v.current.digest, date, reason, tuple(regressions.values())))
     shown = ", ".join(f"{r.metric} {r.change}" for r in list(regressions.values())[:4])
     more = f" and {len(regressions) - 4} more" if len(regressions) > 4 else ""
     return (
@@ -394,10 +394,14 @@ def _notes(v: Verdict, limit: int, code: Callable[[str], str]) -> list[str]:
         first = outcomes[0].accepted
         assert first is not None
         acc = first[0]
-        outcomes.sort(key=lambda o: not _is_codec_mse(o.check.metric))
-        shown = [f"{code(o.check.metric)} {_pct(o.check.baseline, o.check.current)}" for o in outcomes[:3]]
-        more = f" and {len(outcomes) - 3} more checks" if len(outcomes) > 3 else ""
         questions = ", ".join(_questions(outcomes))
+        outcomes.sort(key=lambda o: not _is_codec_mse(o.check.metric))
+        each: list[Outcome] = []  # a metric once (regress and drift may accept the same), its first
+        for o in outcomes:
+            if all(e.check.metric != o.check.metric for e in each):
+                each.append(o)
+        shown = [f"{code(o.check.metric)} {_pct(o.check.baseline, o.check.current)}" for o in each[:3]]
+        more = f" and {len(each) - 3} more checks" if len(each) > 3 else ""
         notes.append(f'accepted ({questions}) on {acc.date}, "{acc.reason}": {", ".join(shown)}{more}')
     for acc, reg, comp in v.stale():
         assert comp.reference is not None and comp.current is not None
@@ -486,8 +490,8 @@ def report_markdown(v: Verdict, title: str, machine: str) -> str:
             f"{_num(r.values['fresh'])} | {r.changes['base']} | {r.changes['accepted']} | {r.changes['fresh']} | "
             f"{r.limit} | {r.test} | {verdict} |"
         )
-    room = REPORT_LINES - len(lines) - 1
-    notes = _notes(v, max(room - 1, 1), lambda s: f"`{s}`")
+    room = REPORT_LINES - len(lines) - 1  # the notes' lines, after a blank one
+    notes = _notes(v, max(room, 1), lambda s: f"`{s}`")
     if notes:
         lines += ["", *[f"- {n}" for n in notes]]
     return "\n".join(lines[:REPORT_LINES]) + "\n"
