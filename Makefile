@@ -16,7 +16,7 @@ SERVE_STAMP := $(VENV)/.installed-serve
 BENCH_STAMP := $(VENV)/.installed-bench
 RUN := PATH="$(abspath $(BIN)):$$PATH"
 
-.PHONY: help install install-team install-dev install-docs install-cluster install-tune install-serve install-bench repro gate compare test test-full lint docs docs-serve bench sweep \
+.PHONY: help install install-team install-dev install-docs install-cluster install-tune install-serve install-bench repro gate compare test test-full mutation lint docs docs-serve bench sweep \
 	frontier tune notebook-table ui tracking-server serve-model serve-ray clean-venv
 
 help:
@@ -25,6 +25,7 @@ help:
 	@echo "make compare          the experiments side by side: every codec's MSE, then the params each changed"
 	@echo "make ui               the MLflow UI on http://127.0.0.1:$(UI_PORT), opened on the training runs"
 	@echo "make test             the fast tests (a few minutes); make test-full: every test, as CI runs"
+	@echo "make mutation         would the tests notice a wrong decision? mutmut's score per module (floor 90%)"
 	@echo "make lint             ruff (lint and format) and mypy, as CI and pre-commit run them"
 	@echo "make docs             build the docs site into site/ (strict); make docs-serve: on 127.0.0.1:$(DOCS_PORT)"
 	@echo "make sweep            the rate-distortion curve; make frontier: the strongest 32-number codec"
@@ -126,6 +127,16 @@ test: install-dev
 test-full: install-dev
 	$(RUN) python -m pytest -n $(PYTEST_FULL_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 \
 		--cov --cov-report=term $(PYTEST_ARGS)
+
+# Mutation testing (tests/mutation.py, docs/tests.md): mutmut makes small changes ("mutants") in the
+# modules that decide ([tool.mutmut] in pyproject.toml) and runs the fast tests that reach each one;
+# then the score of each module (killed mutants, the reviewed equivalents of
+# tests/mutation_equivalents.yaml not counted), every survivor as a diff, and a failure below the
+# floor. From scratch each time, into mutants/ (its log: mutants/mutmut.log). MUTATION_ARGS adds
+# arguments, e.g. MUTATION_ARGS="--rescore" (score the last run again, after editing the list).
+MUTATION_ARGS ?=
+mutation: install-dev
+	$(RUN) python tests/mutation.py $(MUTATION_ARGS)
 
 # Style and types, as CI runs them (and pre-commit: .pre-commit-config.yaml): ruff's rules and its
 # formatter over the repository, mypy over src/ (settings in pyproject.toml), and the GitHub Actions

@@ -125,7 +125,8 @@ def test_test_full_runs_on_workers_with_coverage_and_ci_runs_lint_tests_and_the_
     ci = (REPO / ".ci/run").read_text().splitlines()
     steps = [shlex.split(line.split("||")[0]) for line in ci if line.startswith("step ")]
     made = [words[3] for words in steps if words[2] == "make"]  # step NAME make TARGET ...
-    assert made == ["install-dev", "lint", "test-full", "docs", "repro", "gate"]  # in this order
+    assert made == ["install-dev", "lint", "test-full", "mutation", "docs", "repro", "gate"]  # in this order
+    assert "python tests/mutation.py --rescore" in make_n("mutation", "MUTATION_ARGS=--rescore")
 
 
 def test_make_gate_asks_what_ci_asks():
