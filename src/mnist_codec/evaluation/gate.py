@@ -228,7 +228,6 @@ def check_summary(metric: str, baseline: dict, current: Any, rule: Rule, pair: P
         return Check(metric, base_mean, cur_mean, None, False, "not finite")
     nb, nc = int(baseline["n"]), int(current["n"])
     floor = rule.abs_floor + rule.rel_floor * abs(base_mean)
-    worse = _worsening(rule, base_mean, cur_mean)
     if nb == 1 and nc == 1:  # deterministic on both sides: the floor alone
         return _held_to(metric, rule, base_mean, cur_mean, floor, n=(nb, nc), basis="deterministic")  # test: floor
     if pair is not None and pair.paired and rule.pairs and "per_seed" in baseline and "per_seed" in current:
@@ -245,7 +244,7 @@ def check_summary(metric: str, baseline: dict, current: Any, rule: Rule, pair: P
             "comparing against the noise needs at least 2 on each side (params: n_seeds)"
         )
     se, df = welch(baseline, current)
-    p = one_sided_p(worse, baseline, current)
+    p = one_sided_p(_worsening(rule, base_mean, cur_mean), baseline, current)  # the decision is the limit's
     margin = max(floor, t_quantile(1 - rule.alpha, df) * se)
     ok, limit = _within(rule, base_mean, cur_mean, margin)
     why = "ok" if ok else f"regressed, p = {p:.2g} < {rule.alpha:g}"
