@@ -43,6 +43,8 @@ SIDE_CHANNELS: dict[str, tuple[set[str], str]] = {
     P + "tracking/store.py": (EVERY, "MLflow: where the store is, a server that does not answer"),
     P + "tracking/runs.py": (EVERY, "MLflow: runs, tags, params, metrics"),
     P + "tracking/registry.py": (EVERY, "MLflow: registered versions, their tags, the champion alias"),
+    P + "tracking/fingerprint.py": (TRAININGS, "the registry tags that find a model's version again"),
+    P + "serving/packaging.py": (TRAININGS, "the MLflow model logged with each training run, and its registration"),
     P + "tracking/figures.py": (TRAININGS, "which figures a training run logs to MLflow"),
     P + "serving/__init__.py": (TRAININGS, "the MLflow model logged with each training run"),
     P + "serving/model.py": (TRAININGS, "the MLflow model logged with each training run"),
@@ -68,7 +70,10 @@ _groups: list[tuple[set[str], set[str]]] = [
     ({P + "codecs/pca.py"}, {"pca", "evaluate"}),
     ({P + "codecs/__init__.py", P + "codecs/models.py"}, {"pca", "train_ae", "train_deep", "evaluate"}),
     (
-        {P + f"codecs/{m}.py" for m in ("train", "checkpoints", "graphs", "schedules", "stacking", "seeding", "device")}
+        {
+            P + f"codecs/{m}.py"
+            for m in ("train", "trainer", "checkpoints", "graphs", "schedules", "stacking", "seeding", "device")
+        }
         | {P + "pipeline/training.py"},
         {"train_ae", "train_deep"},
     ),
@@ -153,7 +158,7 @@ AT_MOST = {
 AT_LEAST = {
     **{
         P + f"codecs/{m}.py": {"train_ae", "train_deep"}
-        for m in ("models", "train", "checkpoints", "graphs", "schedules", "stacking", "seeding", "device")
+        for m in ("models", "train", "trainer", "checkpoints", "graphs", "schedules", "stacking", "seeding", "device")
     },
     P + "codecs/pca.py": {"pca"},
     P + "data/splits.py": TRAININGS,

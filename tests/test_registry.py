@@ -23,7 +23,7 @@ import pytest
 
 from mnist_codec.data import prepare, splits
 from mnist_codec.pipeline import train_ae as train_ae_stage
-from mnist_codec.tracking import registry
+from mnist_codec.tracking import fingerprint, registry
 from mnist_codec.tracking import runs as truns
 
 from conftest import REPO, clean_env, full_params
@@ -191,7 +191,8 @@ def test_retraining_with_the_same_inputs_registers_no_duplicate(project, client)
 
 def test_the_fingerprint_covers_the_code_that_makes_a_model_and_nothing_else(tmp_path):
     """Editing the tracking server, the command or a figure leaves every fingerprint as it was
-    (a forced re-run registers no new version); editing the model code changes them."""
+    (a forced re-run registers no new version); editing the code that computes weights (the
+    codecs, the trainings' pipeline modules) changes them."""
     import shutil
 
     shutil.copytree(
@@ -200,7 +201,7 @@ def test_the_fingerprint_covers_the_code_that_makes_a_model_and_nothing_else(tmp
 
     def digest() -> str:
         out = subprocess.run(
-            [sys.executable, "-c", "from mnist_codec.tracking.registry import code_digest; print(code_digest())"],
+            [sys.executable, "-c", "from mnist_codec.tracking.fingerprint import code_digest; print(code_digest())"],
             env={**clean_env(), "PYTHONPATH": str(tmp_path)},
             capture_output=True,
             text=True,
@@ -217,8 +218,10 @@ def test_the_fingerprint_covers_the_code_that_makes_a_model_and_nothing_else(tmp
     for rel in ("tracking/server.py", "cli.py", "reporting/plots.py", "tracking/runs.py", "pipeline/evaluate.py"):
         touch(rel)
         assert digest() == first, rel
-    touch("codecs/models.py")
-    assert digest() != first
+    for rel in ("codecs/models.py", "codecs/trainer.py", "pipeline/training.py", "pipeline/pca.py"):
+        touch(rel)
+        assert digest() != first, rel
+        first = digest()
 
 
 def test_the_precision_is_part_of_both_fingerprints():
@@ -236,7 +239,9 @@ def test_the_precision_is_part_of_both_fingerprints():
     run = SimpleNamespace(tags={}, run_id="r")
 
     def tag(p) -> str:
-        return registry.version_tags(run, target.spec, 0.01, "e", training.made_of(p, 1, "d"))[registry.FINGERPRINT_TAG]
+        return fingerprint.version_tags(run, target.spec, 0.01, "e", training.made_of(p, 1, "d"))[
+            fingerprint.FINGERPRINT_TAG
+        ]
 
     assert tag(fp32) != tag(bf16)
 

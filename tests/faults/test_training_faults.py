@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from mnist_codec.codecs import models, train
+from mnist_codec.codecs.checkpoints import Checkpoint
 from mnist_codec.codecs.seeding import derive_seed, seed_everything
 from mnist_codec.data import prepare
 from mnist_codec.params import validate
@@ -153,7 +154,7 @@ def test_sigterm_mid_training_kills_the_runs_and_the_next_run_resumes(tmp_path):
 def _job(name: str, ckpt: Path | None, fingerprint: str = "f1") -> train.Job:
     generator = seed_everything(derive_seed(9, name))
     spec = {"kind": "deep", "latent_dim": 8, "hidden": [32, 16], "activation": name.removeprefix("deep_")}
-    checkpoint = train.Checkpoint(ckpt, fingerprint) if ckpt else None
+    checkpoint = Checkpoint(ckpt, fingerprint) if ckpt else None
     return train.Job(name, models.build(spec), generator, checkpoint=checkpoint)
 
 

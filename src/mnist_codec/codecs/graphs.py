@@ -4,12 +4,10 @@ not wait on Python between tiny kernels."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import torch
 
-if TYPE_CHECKING:
-    from .train import StackTrainer
+from .trainer import StackTrainer
 
 
 def cuda_capture(steps: Callable[[], None]) -> Callable[[], None]:
@@ -44,20 +42,16 @@ class GraphedSteps:
         ]
         self.pos = torch.zeros(1, dtype=torch.long, device=device)
         self.arange = torch.arange(batch_size, device=device)
-        saved = [
-            (
-                {k: v.clone() for k, v in t.stack.state_dict().items()},
-                {p: {k: v.clone() for k, v in st.items() if torch.is_tensor(v)} for p, st in t.optimizer.state.items()},
-            )  # non-empty when resumed
-            for t in trainers
-        ]
+        saved = [t.snapshot() for t in trainers]
         try:
             self._warm_up(device)
             for t in trainers:
-                t.optimizer.zero_grad(set_to_none=True)
+                t.zero_grad()
             self.replay = capture(self._steps)
         finally:
-            self._restore(saved)  # warm-up and capture leave no trace
+            for t, snapshot in zip(trainers, saved, strict=True):  # warm-up and capture leave no trace
+                t.restore(snapshot)
+            self.pos.zero_()
 
     def _steps(self) -> None:
         at = self.pos * self.batch_size + self.arange  # (B,) positions in this epoch's orders
@@ -78,17 +72,6 @@ class GraphedSteps:
             for _ in range(3):
                 self._steps()
         torch.cuda.current_stream().wait_stream(side)
-
-    @torch.no_grad()
-    def _restore(self, saved: list[tuple[dict, dict]]) -> None:
-        for t, (weights, adam) in zip(self.trainers, saved, strict=True):
-            t.stack.load_state_dict(weights)  # copies into the same tensors the graph uses
-            for p, st in t.optimizer.state.items():
-                for k, v in st.items():
-                    if torch.is_tensor(v):  # back to the resumed moments, or to zero moments and step 0
-                        v.copy_(adam[p][k]) if p in adam else v.zero_()
-            t.total.zero_()
-        self.pos.zero_()
 
     def epoch(self) -> None:
         b = self.batch_size

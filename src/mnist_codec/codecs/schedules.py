@@ -40,7 +40,7 @@ def make_optimizer(
     """The notebook's Adam as one fused kernel; capturable on CUDA so a graph can replay it.
 
     With ``weight_decay`` it is AdamW (decoupled decay). With ``scheduled`` the rate is a
-    tensor that :class:`_StackTrainer` overwrites in place each epoch, so a captured CUDA
+    tensor that :class:`~mnist_codec.codecs.trainer.StackTrainer` overwrites in place each epoch, so a captured CUDA
     graph reads the new value (a float would be baked into the graph).
     """
     rate = torch.tensor(lr, dtype=torch.float32, device=device) if scheduled else lr

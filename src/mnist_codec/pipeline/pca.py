@@ -18,9 +18,10 @@ DEVICE = "cpu:scikit-learn"
 def run(params: Params, data_dir: Path, npz_path: Path, record_path: Path) -> None:
     import torch
 
-    from ..tracking import registry
+    from ..serving.packaging import log_model
     from ..tracking import runs as tracking
     from ..tracking.figures import log_figures
+    from ..tracking.fingerprint import version_tags
 
     (x, _), (ex, ey) = splits.load_splits(data_dir)
     meta = splits.read_meta(data_dir)
@@ -49,11 +50,12 @@ def run(params: Params, data_dir: Path, npz_path: Path, record_path: Path) -> No
             }
         )
         log_figures(run, "pca", {"pca": codec}, None, ex, ey)
-        reg = run.log_model(
+        reg = log_model(
+            run,
             codec,
             spec,
             ex[: tracking.EXAMPLE_ROWS],
-            registry.version_tags(run, spec, eval_mse, eval_sha, {"data": train_sha}),
+            version_tags(run, spec, eval_mse, eval_sha, {"data": train_sha}),
         )
         pca.save(arrays, npz_path)
         fileio.write_json(

@@ -24,12 +24,13 @@ import numpy as np
 from .. import fileio, timing
 from ..codecs import device as devices
 from ..codecs import models, train
+from ..codecs.checkpoints import Checkpoint
 from ..codecs.seeding import replicate_seeds, seed_everything
 from ..data import splits
 from ..params import Params
 
 if TYPE_CHECKING:
-    from ..codecs.train import EpochResult, Job
+    from ..codecs.trainer import EpochResult, Job
     from ..tracking.runs import Run
 
 
@@ -151,9 +152,10 @@ def train_codecs(
 ) -> None:
     """Seed, build, train side by side, log and save the stage's autoencoders, every seed."""
     from ..progress import epoch_progress
-    from ..tracking import registry
+    from ..serving.packaging import log_model
     from ..tracking import runs as tracking
     from ..tracking.figures import log_figures
+    from ..tracking.fingerprint import version_tags
 
     device, ex, ey, t = td.device, td.eval_images, td.eval_labels, params.train
     device_name = devices.describe(device, len(targets) * params.n_seeds, t.precision)
@@ -172,7 +174,7 @@ def train_codecs(
         specs.append(tracking.RunSpec(target.name, target.log_params, tags))
         for r, seed in enumerate(replicate_seeds(params.seed, target.name, params.n_seeds)):
             generator = seed_everything(seed)  # weights drawn now, data order from the generator
-            checkpoint = train.Checkpoint(
+            checkpoint = Checkpoint(
                 checkpoint_path(checkpoint_dir, target.name, r), fingerprint(params, target, seed, td.sha256)
             )
             jobs.append(
@@ -233,13 +235,12 @@ def train_codecs(
                 "eval_loss": [r.eval_loss for r in history],
             }
             trained[target.name][f"seed{member.replicate}"] = (model, curves)
-            reg = run.log_model(
+            reg = log_model(
+                run,
                 model,
                 target.spec,
                 ex[: tracking.EXAMPLE_ROWS],
-                registry.version_tags(
-                    run, target.spec, final_eval, td.eval_sha256, made_of(params, member.seed, td.sha256)
-                ),
+                version_tags(run, target.spec, final_eval, td.eval_sha256, made_of(params, member.seed, td.sha256)),
             )
             record = {
                 "codec": target.name,

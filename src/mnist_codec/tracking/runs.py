@@ -31,13 +31,9 @@ from .store import (
 )
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
     from matplotlib.figure import Figure
     from mlflow import MlflowClient
-    from torch import nn
-
-    from .registry import Registration
 
 
 @dataclass(frozen=True)
@@ -208,6 +204,14 @@ class Run:
         self.run_id = run_id
         self.tags = dict(tags or {})  # the tags it was created with
 
+    @property
+    def client(self) -> MlflowClient:
+        return self._client
+
+    @property
+    def tracking_uri(self) -> str:
+        return str(self._client.tracking_uri)
+
     def log_epoch(self, epoch: int, train_loss: float, eval_loss: float) -> None:
         self.log_metrics({"train_loss": train_loss, "eval_loss": eval_loss}, step=epoch)
 
@@ -272,44 +276,6 @@ class Run:
                 if attempt == DATASET_RACE_TRIES - 1 or not is_unique_violation(e):
                     raise
                 time.sleep(0.2 * (attempt + 1))
-
-    def log_model(
-        self, model: nn.Module, spec: dict, example: np.ndarray, version_tags: dict[str, str]
-    ) -> Registration:
-        """Log a codec as an MLflow pyfunc model and register it in the Model Registry.
-
-        The model is logged *as code* (``served_model.py``) with its spec and weights as
-        non-pickle artifacts (see :mod:`mnist_codec.serving.model`), with signature and input
-        example; requirements are given, not inferred. A version whose
-        ``mnist_codec.fingerprint`` tag equals this one's (same codec, params, seed, data
-        and code) is reused instead of registering a duplicate.
-        """
-        import tempfile
-
-        import mlflow
-        import numpy as np
-        import torch
-
-        from ..serving import model as serving
-        from .registry import quiet_mlflow, register
-
-        torch_version = torch.__version__.split("+")[0]
-        mlflow.set_tracking_uri(self._client.tracking_uri)  # the fluent API below must use this run's store
-        with tempfile.TemporaryDirectory() as tmp, deferred(), quiet_mlflow(), mlflow.start_run(run_id=self.run_id):
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(serving.CODE_FILE),
-                artifacts=serving.write_artifacts(model, spec, Path(tmp)),
-                signature=serving.signature(),
-                input_example=(example, {"mode": serving.DEFAULT_MODE}),
-                pip_requirements=[
-                    f"torch=={torch_version}",
-                    f"numpy=={np.__version__}",
-                    f"mlflow=={mlflow.__version__}",
-                    "mnist-codec",
-                ],
-            )
-        return register(self._client, info.model_uri, self.run_id, version_tags)
 
 
 DATASET_RACE_TRIES = 4

@@ -14,6 +14,7 @@ MLflow is imported only when a run starts: it costs over a second.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -221,3 +222,26 @@ def settle_unterminated(client: MlflowClient, root: Path) -> list[str]:
     tmp.write_text("".join(json.dumps(e) + "\n" for e in kept))
     os.replace(tmp, path)
     return settled
+
+
+@contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """MLflow's progress bars and notes on logging a model are noise in a stage's log."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    loggers = [
+        logging.getLogger(n)
+        for n in (
+            "mlflow.pyfunc",
+            "mlflow.models.model",
+            "mlflow.tracking._model_registry.fluent",
+            "mlflow.store.model_registry.abstract_store",
+        )
+    ]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
