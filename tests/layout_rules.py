@@ -33,6 +33,7 @@ SIDE_CHANNELS: dict[str, tuple[set[str], str]] = {
             "key by key, and refuses a file missing a key instead of using a default"
         ),
     ),
+    P + "config.py": (EVERY, "reads and checks YAML files: the one loader and its messages, behind params validation"),
     P + "runner.py": (EVERY, "runs the stage body after checking params and paths; errors, signals, logging"),
     P + "interrupts.py": (EVERY, "when Ctrl-C and SIGTERM are raised, not what is written"),
     P + "timing.py": (EVERY, "times the stage for the benchmark"),

@@ -23,6 +23,13 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """``preexec_fn`` of a process a test interrupts: SIGINT back to its default. A shell that
+    runs the suite as a background job (``bash .ci/run &``) starts it with SIGINT ignored, every
+    child inherits that, and Python then installs no handler of its own: Ctrl-C would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -44,7 +51,14 @@ class Service:
         self.name, self.cmd, self.log_path = name, cmd, log
         self.log = open(log, "ab")  # noqa: SIM115 -- the service writes to it until stop() closes it
         self.proc = subprocess.Popen(
-            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True, user=user
+            cmd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            user=user,
+            preexec_fn=ctrl_c_as_in_a_terminal,  # a terminal's foreground job: Ctrl-C not ignored
         )
         self.pid = self.proc.pid
 

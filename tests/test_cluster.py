@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,7 +30,7 @@ from mnist_codec.experiments import cluster, node
 from mnist_codec.experiments.node import Job, Outcome, Point
 
 from conftest import project_copy, project_env
-from services import off_loopback
+from services import ctrl_c_as_in_a_terminal, off_loopback
 
 TINY = {
     "n_seeds": 1,
@@ -389,9 +390,8 @@ def test_a_sweep_over_two_nodes_runs_pushes_and_reports_every_experiment(ray_clu
     assert bad == [] and watch.checks > 3
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
     assert errors[-2] == "mnist-codec sweep: error: 1 of 4 experiment(s) failed:"
-    assert (
-        errors[-1].startswith("  rd-1000: node ")
-        and "experiment rd-1000 failed: pca: error: params: 'latent_dim' = 1000 is not allowed" in errors[-1]
+    assert errors[-1].startswith("  rd-1000: node ") and re.search(
+        r"experiment rd-1000 failed: pca: error: params.yaml:\d+: 'latent_dim' = 1000 is not allowed", errors[-1]
     ), proc.stderr
 
     # every experiment that ran is in dvc exp show on the driver, with the node that ran it
@@ -512,6 +512,7 @@ def test_ctrl_c_cancels_the_tasks_and_writes_nothing_in_the_driver(ray_cluster, 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     _wait_for_training(server, "rd-3", proc, stage="train_deep")
     open_at_interrupt = [r.info.run_id for r in sweep_runs(server, "rd-3") if r.info.status == "RUNNING"]

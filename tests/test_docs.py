@@ -50,6 +50,38 @@ def test_the_pipeline_page_shows_dvc_dag_and_every_stage_in_order():
     assert stages in page and stages in (REPO / "README.md").read_text()
 
 
+def test_the_layout_map_names_every_module_of_the_package_where_it_lives():
+    """docs/pipeline.md's map of src/mnist_codec matches the tree: each module is named on its
+    package's lines (a top-level module at the top level), and no name there is gone."""
+    text = (REPO / "docs" / "pipeline.md").read_text(encoding="utf-8")
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    lines = block.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("src/mnist_codec/"))
+    entries: dict[str, str] = {}  # "codecs/" or "" (the top level) -> the text of its lines
+    key = ""
+    for line in lines[start + 1 :]:
+        if not line.startswith("  "):
+            break
+        head = line[2:].split("  ", 1)[0].strip()
+        if line[2] != " " and head.endswith("/"):
+            key = head
+        elif line[2] != " ":
+            key = ""
+        entries[key] = entries.get(key, "") + " " + (line if key else head)
+    package = REPO / "src" / "mnist_codec"
+    missing = []
+    for module in sorted(package.rglob("*.py")):
+        rel = module.relative_to(package)
+        if rel.name == "__init__.py" and len(rel.parts) > 1:
+            continue
+        where = "" if len(rel.parts) == 1 else rel.parts[0] + "/"
+        if rel.name not in entries.get(where, ""):
+            missing.append(str(rel))
+    assert not missing, f"docs/pipeline.md's map does not name {missing}"
+    named = {k for k in entries if k and not k.startswith("datasets/")}  # the bundled data: no code
+    assert named == {p.name + "/" for p in package.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+
+
 def test_every_page_is_in_the_nav_and_every_readme_link_exists():
     import re
 

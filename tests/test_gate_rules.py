@@ -296,7 +296,7 @@ def test_a_rules_file_is_read_whole(tmp_path):
         "  - {metric: 'pca.mse', direction: lower, rel_floor: 0.002, abs_floor: 0.1}\n"
         "  - {metric: '*.mse', direction: lower, paired_rel: 0.02, paired_abs: 0.001, alpha: 0.05}\n"
         "  - {metric: '*.x', direction: higher, paired_abs: 0.3}\n"
-        "  - {metric: 7, direction: equal}\n",
+        "  - {metric: '7', direction: equal}\n",
     )
     assert rules == [
         Rule("pca.mse", "lower", 0.002, 0.1, 0.01, None, 0.0),
@@ -311,30 +311,52 @@ def test_a_rules_file_is_read_whole(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
+        ("rules:\n  - {direction: lower}\n", r":2: 'rules\[0\].metric' is missing; expected a metric name or pattern"),
         (
-            "rules:\n  - {direction: lower}\n",
-            r"rule 0 in .* needs 'metric' and 'direction' \(one of lower, higher, equal\)",
+            "rules:\n  - {metric: a, direction: down}\n",
+            r":2: 'rules\[0\].direction' = 'down' is not allowed; expected one of lower, higher, equal$",
         ),
-        ("rules:\n  - {metric: a, direction: down}\n", "rule 0 .* needs 'metric' and 'direction'"),
-        ("rules:\n  - a.mse\n", "rule 0 .* needs 'metric' and 'direction'"),
+        ("rules:\n  - a.mse\n", r":2: 'rules\[0\]' = 'a.mse' is not allowed; expected a mapping of metric, direction"),
         (
             "rules:\n  - {metric: a, direction: lower}\n  - {metric: b, direction: lower, tol: 1}\n",
-            r"rule 1 .* unknown keys \['tol'\]; allowed: \['abs_floor'",
+            r":3: unknown key 'rules\[1\].tol'; known keys are metric, direction, rel_floor, abs_floor, alpha",
         ),
-        ("rules:\n  - {metric: a, direction: lower, rel_floor: -0.1}\n", "floors must be >= 0"),
-        ("rules:\n  - {metric: a, direction: lower, abs_floor: -1}\n", "floors must be >= 0"),
-        ("rules:\n  - {metric: a, direction: lower, alpha: 0}\n", "alpha must be between 0 and 0.5, found 0.0"),
-        ("rules:\n  - {metric: a, direction: lower, alpha: 0.5}\n", "alpha must be between 0 and 0.5, found 0.5"),
-        ("rules:\n  - {metric: a, direction: lower, paired_rel: -0.1}\n", "paired tolerances must be >= 0"),
-        ("rules:\n  - {metric: a, direction: lower, paired_abs: -0.1}\n", "paired tolerances must be >= 0"),
-        ("rules: []\n", "has no rules"),
-        ("", "has no rules"),
-        ("rules: [\n", "cannot read rules"),
+        (
+            "rules:\n  - {metric: 7, direction: equal}\n",
+            r":2: 'rules\[0\].metric' = 7 is not allowed; expected a metric",
+        ),
+        (
+            "rules:\n  - {metric: a, direction: lower, rel_floor: -0.1}\n",
+            r"'rules\[0\].rel_floor' = -0.1 .* a number >= 0$",
+        ),
+        (
+            "rules:\n  - {metric: a, direction: lower, abs_floor: -1}\n",
+            r"'rules\[0\].abs_floor' = -1 .* a number >= 0$",
+        ),
+        (
+            "rules:\n  - {metric: a, direction: lower, rel_floor: '1e-3'}\n",
+            r"'rules\[0\].rel_floor' = '1e-3' .* a number >= 0 \(YAML reads 1e-3 as text; write 1.0e-3\)$",
+        ),
+        (
+            "rules:\n  - {metric: a, direction: lower, alpha: 0}\n",
+            r"'rules\[0\].alpha' = 0 .* above 0 up to \(not including\) 0.5",
+        ),
+        ("rules:\n  - {metric: a, direction: lower, alpha: 0.5}\n", r"'rules\[0\].alpha' = 0.5 is not allowed"),
+        ("alpha: 0.7\nrules:\n  - {metric: a, direction: lower}\n", r":1: 'alpha' = 0.7 is not allowed"),
+        (
+            "rules:\n  - {metric: a, direction: lower, paired_rel: -0.1}\n",
+            r"'rules\[0\].paired_rel' = -0.1 .* >= 0 or null$",
+        ),
+        ("rules:\n  - {metric: a, direction: lower, paired_abs: -0.1}\n", r"'rules\[0\].paired_abs' = -0.1 .* >= 0$"),
+        ("rules: []\n", r":1: 'rules' = \[\] is not allowed; expected a non-empty list of rules$"),
+        ("", r"rules.yaml: expected a mapping of alpha, rules, found nothing$"),
+        ("rules: [\n", r"rules.yaml: not valid YAML: "),
     ],
 )
 def test_a_bad_rules_file_names_the_rule_and_the_problem(tmp_path, text, message):
-    with pytest.raises(GateError, match=message):
+    with pytest.raises(GateError, match=message) as info:
         rules_from(tmp_path, text)
+    assert str(info.value).startswith(str(tmp_path / "rules.yaml")) and "\n" not in str(info.value)
 
 
 def test_edges_of_alpha_and_floors_are_allowed(tmp_path):
@@ -345,7 +367,7 @@ def test_edges_of_alpha_and_floors_are_allowed(tmp_path):
 
 
 def test_unreadable_files_are_named(tmp_path):
-    with pytest.raises(GateError, match=f"gate: cannot read rules {tmp_path / 'none.yaml'}"):
+    with pytest.raises(GateError, match=f"^{tmp_path / 'none.yaml'}: not found \\(the gate's rules\\)$"):
         gate.load_rules(tmp_path / "none.yaml")
     bad = tmp_path / "m.json"
     bad.write_text("{not json")

@@ -98,7 +98,7 @@ def test_a_stage_refuses_a_file_that_leaves_a_key_to_the_default(tmp_path):
     with pytest.raises(ParamsError) as err:
         params.load(f, complete=True)
     assert str(err.value) == (
-        f"params: {f} does not set 'latent_dim' (default 32), 'train.lr' (default 0.001); every key a stage "
+        f"{f}: does not set 'latent_dim' (default 32), 'train.lr' (default 0.001); every key a stage "
         "reads is written there, where DVC tracks it, not taken from a default"
     )
     f.write_text("")
@@ -125,8 +125,8 @@ def test_the_reference_has_a_row_per_key_worded_from_the_schema():
     }
     assert rows["activation"]["accepts"] == "one of relu, tanh, leaky_relu, gelu, elu, silu, or a list of them"
     assert rows["activation"]["default"] == ["relu", "tanh", "leaky_relu"]
-    assert rows["deep.hidden"]["accepts"] == "a non-empty list of integers from 1 to 4096"  # the validator's words
-    assert rows["train.lr"]["accepts"] == "a positive number such as 0.001 (YAML reads 1e-3 as text; write 1.0e-3)"
+    assert rows["deep.hidden"]["accepts"] == "a non-empty list of integers from 1 to 4096, e.g. [256, 64]"
+    assert rows["train.lr"]["accepts"] == "a positive number such as 1.0e-3 (YAML reads 1e-3 as text; write 1.0e-3)"
     assert (
         rows["data.eval_limit"]["default"] is None
         and rows["train.epochs"]["meaning"] == "passes over the training split"
@@ -138,7 +138,10 @@ def test_allowed_words_every_kind_of_field():
     assert params.allowed(params.SCHEMA["data.protocol"]) == "one of holdout, validation, notebook"
     assert params.allowed(params.SCHEMA["data.eval_limit"]) == "an integer >= 1 or null"
     assert params.allowed(params.SCHEMA["evaluate.n_projection"]) == "an integer from 10 to 100000"
-    assert params.allowed(params.SCHEMA["train.weight_decay"]) == "a number"
+    assert params.allowed(params.SCHEMA["train.weight_decay"]).startswith(
+        "a number from 0 (none, the notebook's) up to 1"
+    )
+    assert params.allowed(params.SCHEMA["train.batch_size"]) == "an integer from 1 to 1000000"
 
 
 def test_the_params_as_written_to_params_yaml():
@@ -157,7 +160,7 @@ def test_the_params_as_written_to_params_yaml():
 
 def test_an_empty_file_takes_the_defaults_and_a_non_mapping_is_named():
     assert params.validate(None) == params.Params()
-    with pytest.raises(ParamsError, match=r"^params: expected a mapping of keys at the top level, found list$"):
+    with pytest.raises(ParamsError, match=r"^params: expected a mapping of seed, n_seeds, .*, evaluate, found list$"):
         params.validate([1])
     with pytest.raises(ParamsError, match=r"found str$"):
         params.validate("seed: 1")
@@ -178,7 +181,14 @@ def test_each_message_names_the_key_the_value_and_what_is_allowed():
     assert str(err.value) == "params: 'evaluate' = [1] is not allowed; expected a mapping of n_examples, n_projection"
     with pytest.raises(ParamsError) as err:
         params.validate({"train": {"epoch": 3}})
-    assert str(err.value) == f"params: unknown key 'train.epoch'; known keys are {', '.join(params.SCHEMA)}"
+    known = ", ".join(k for k in params.SCHEMA if k.startswith("train."))
+    assert str(err.value) == f"params: unknown key 'train.epoch'; known keys are {known}"
+    with pytest.raises(ParamsError) as err:
+        params.validate({"colour": 3})
+    assert str(err.value) == (
+        "params: unknown key 'colour'; known keys are seed, n_seeds, device, latent_dim, activation, data, train, "
+        "deep, evaluate"
+    )
 
 
 def test_the_notebook_protocol_refuses_an_evaluation_limit_only():
@@ -237,6 +247,6 @@ def test_allowed_words_any_optional_field_from_its_inner_type():
 
     from pydantic.fields import FieldInfo
 
-    assert params.allowed(FieldInfo.from_annotation(Optional[Literal["a", "b"]])) == "one of a, b"  # noqa: UP045
-    assert params.allowed(FieldInfo.from_annotation(Optional[float])) == "a number"  # noqa: UP045
+    assert params.allowed(FieldInfo.from_annotation(Optional[Literal["a", "b"]])) == "one of a, b or null"  # noqa: UP045
+    assert params.allowed(FieldInfo.from_annotation(Optional[float])) == "a number or null"  # noqa: UP045
     assert params.allowed(FieldInfo.from_annotation(float)) == "a number"

@@ -21,8 +21,8 @@ def _run(script, *args, cwd):
 @pytest.mark.parametrize(
     ("params_text", "expected"),
     [
-        ("train:\n  lr: 1e-3\n", "'train.lr' = '1e-3' is not allowed; expected a positive number"),
-        ("epochs: 3\n", "unknown key 'epochs'"),
+        ("train:\n  lr: 1e-3\n", "params.yaml:2: 'train.lr' = '1e-3' is not allowed; expected a positive number"),
+        ("epochs: 3\n", "params.yaml:1: unknown key 'epochs'"),
     ],
 )
 def test_bad_params_fail_before_work(tmp_path, params_text, expected):
@@ -30,7 +30,7 @@ def test_bad_params_fail_before_work(tmp_path, params_text, expected):
     out = tmp_path / "data" / "raw"
     proc = _run("fetch.py", "--out", "data/raw", cwd=tmp_path)
     assert proc.returncode == 2
-    assert "fetch: error: params: " in proc.stderr and expected in proc.stderr
+    assert f"fetch: error: {expected}" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not out.exists()
 
@@ -42,7 +42,7 @@ def test_a_params_file_missing_a_key_is_refused_by_name(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     proc = _run("fetch.py", "--out", "data/raw", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "fetch: error: params: params.yaml does not set 'train.schedule' (default 'constant')" in proc.stderr
+    assert "fetch: error: params.yaml: does not set 'train.schedule' (default 'constant')" in proc.stderr
     assert not (tmp_path / "data" / "raw").exists()
 
 

@@ -39,7 +39,7 @@ def spec_with(**changes) -> dict:
 
 
 def test_the_repositorys_search_is_valid_and_never_sees_the_test_images():
-    spec = space.load(REPO / "tune.yaml", REPO / "params.yaml")
+    spec = space.load(REPO / "tune.yaml", BASE)
     assert spec.study == "mnist-codec-tune" and spec.max_epochs == 30 and spec.precision == "fp32"
     assert [e.key for e in spec.space][:3] == ["deep.arch", "deep.channels", "deep.hidden"]
     for point in spec.start_from:
@@ -56,51 +56,54 @@ def test_the_repositorys_search_is_valid_and_never_sees_the_test_images():
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"budget/trails": 4}, r"^tune.yaml: budget.trails: unknown key; known keys are trials, time_s"),
-        ({"colour": 1}, r"^tune.yaml.colour: unknown key"),
-        ({"space/train.rate": {"float": [0.1, 1.0]}}, r"^tune.yaml: space.train.rate: not a params.yaml key"),
+        ({"budget/trails": 4}, r"^tune.yaml: unknown key 'budget.trails'; known keys are budget.trials, budget.time_s"),
+        ({"colour": 1}, r"^tune.yaml: unknown key 'colour'; known keys are study, seed"),
+        ({"space/train.rate": {"float": [0.1, 1.0]}}, r"^tune.yaml: 'space.train.rate' is not a params.yaml key"),
         (
             {"space/data.protocol": {"choice": ["holdout"]}},
-            r"^tune.yaml: space.data.protocol: is set by the search itself",
+            r"^tune.yaml: 'space.data.protocol' is set by the search itself",
         ),
         (
             {"space/activation": {"choice": ["relu", "swish"]}},
-            r"^tune.yaml: space.activation.choice: 'activation' = 'swish' is not allowed; expected one of relu, tanh",
+            r"^tune.yaml: 'space.activation.choice': 'activation' = 'swish' is not allowed; expected one of relu, tanh",
         ),
         (
             {"space/train.batch_size": {"choice": [64, 0]}},
-            r"^tune.yaml: space.train.batch_size.choice: 'train.batch_size' = 0 is not allowed",
+            r"^tune.yaml: 'space.train.batch_size.choice': 'train.batch_size' = 0 is not allowed",
         ),
-        ({"space/train.lr": {"float": [0.01, 0.001]}}, r"^tune.yaml: space.train.lr.float: .* low must be below high"),
+        (
+            {"space/train.lr": {"float": [0.01, 0.001]}},
+            r"^tune.yaml: 'space.train.lr': float = \[0.01, 0.001\]: low must be below high",
+        ),
         (
             {"space/train.lr": {"float": [0.0, 0.01], "log": True}},
-            r"^tune.yaml: space.train.lr.float: .* a log scale needs low above 0",
+            r"^tune.yaml: 'space.train.lr': float = \[0.0, 0.01\]: a log scale needs low above 0",
         ),
         (
             {"space/train.lr": {"float": [0.001, 0.01], "choice": [0.1]}},
-            r"^tune.yaml: space.train.lr: needs exactly one of",
+            r"^tune.yaml: 'space.train.lr': needs exactly one of",
         ),
         (
             {"space/deep.channels": {"choice": [[32, 64]], "when": {"deep.hidden": [512, 256]}}},
-            r"^tune.yaml: space.deep.channels.when.deep.hidden: is not an earlier choice",
+            r"^tune.yaml: 'space.deep.channels.when.deep.hidden' is not an earlier choice",
         ),
         (
             {"space/deep.channels": {"choice": [[32, 64, 128, 256, 512]]}},
             (
-                r"^tune.yaml: space.deep.channels.choice: 'deep.channels' = \[32, 64, 128, 256, 512\] is not allowed; "
-                r"expected a list of 1 to 4"
+                r"^tune.yaml: 'space.deep.channels.choice': 'deep.channels' = \[32, 64, 128, 256, 512\] "
+                r"is not allowed; expected a list of 1 to 4"
             ),
         ),
-        ({"start_from": [{"deep.arch": "conv"}]}, r"^tune.yaml: start_from\[0\]: does not set deep.channels"),
-        ({"start_from/0/train.lr": 0.5}, r"^tune.yaml: start_from\[0\].train.lr: = 0.5 is outside its space"),
-        ({"budget/trials": 0}, r"^tune.yaml: budget.trials: = 0 is not allowed; expected an integer from 1"),
+        ({"start_from": [{"deep.arch": "conv"}]}, r"^tune.yaml: 'start_from\[0\]' does not set deep.channels"),
+        ({"start_from/0/train.lr": 0.5}, r"^tune.yaml: 'start_from\[0\].train.lr' = 0.5 is outside its space"),
+        ({"budget/trials": 0}, r"^tune.yaml: 'budget.trials' = 0 is not allowed; expected an integer from 1 to 100000"),
         (
             {"asha/grace_epochs": 31},
-            r"^tune.yaml: asha.grace_epochs: = 31 is not allowed; expected an integer from 1 to 30",
+            r"^tune.yaml: 'asha': grace_epochs = 31 is more than max_epochs = 30",
         ),
-        ({"precision": "fp16"}, r"^tune.yaml: precision: = 'fp16' is not allowed; expected one of fp32, bf16"),
-        ({"fixed": {"train.epochs": 3}}, r"^tune.yaml: fixed.train.epochs: is set by the search itself"),
-        ({"space": ...}, r"^tune.yaml: space: is missing"),
+        ({"precision": "fp16"}, r"^tune.yaml: 'precision' = 'fp16' is not allowed; expected one of fp32, bf16"),
+        ({"fixed": {"train.epochs": 3}}, r"^tune.yaml: 'fixed.train.epochs' is set by the search itself"),
+        ({"space": ...}, r"^tune.yaml: 'space' is missing; expected a mapping of params.yaml keys to their ranges"),
     ],
 )
 def test_a_bad_search_file_is_refused_in_one_line_naming_the_key(changes, message):
@@ -139,12 +142,24 @@ def test_a_bf16_search_on_a_machine_without_bf16_is_refused_before_anything_star
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / ".tune").exists()
 
 
+def test_a_bad_file_is_named_with_the_line_of_the_key(tmp_path):
+    text = (REPO / "tune.yaml").read_text(encoding="utf-8").replace("trials: ", "trials: lots #", 1)
+    (tmp_path / "tune.yaml").write_text(text, encoding="utf-8")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "trials: lots" in t)
+    with pytest.raises(ParamsError) as info:
+        space.load(tmp_path / "tune.yaml", BASE)
+    assert str(info.value) == (
+        f"{tmp_path / 'tune.yaml'}:{line}: 'budget.trials' = 'lots' is not allowed; "
+        "expected an integer from 1 to 100000"
+    )
+
+
 def test_a_missing_or_broken_file_is_named(tmp_path):
     with pytest.raises(ParamsError, match=r"nope.yaml: not found \(the search space of `make tune`\)"):
-        space.load(tmp_path / "nope.yaml", REPO / "params.yaml")
+        space.load(tmp_path / "nope.yaml", BASE)
     (tmp_path / "t.yaml").write_text("space: [")
-    with pytest.raises(ParamsError, match=r"t.yaml is not valid YAML"):
-        space.load(tmp_path / "t.yaml", REPO / "params.yaml")
+    with pytest.raises(ParamsError, match=r"t.yaml: not valid YAML"):
+        space.load(tmp_path / "t.yaml", BASE)
 
 
 def test_optuna_proposes_only_from_the_declared_space_and_each_proposal_is_valid_params():

@@ -136,12 +136,16 @@ def test_the_committed_serve_yaml_is_valid_and_one_replica_per_cpu():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("replica: 2\n", "replica: Extra inputs are not permitted"),
-        ("port: 0\n", "port: Input should be greater than or equal to 1"),
-        ("replicas: all\n", "replicas:"),
-        ("batch_wait_timeout_s: 5\n", "batch_wait_timeout_s: Input should be less than or equal to 1"),
-        ("- 1\n", "expected a mapping of settings"),
-        ("port: [\n", "is not valid YAML"),
+        ("replica: 2\n", ":1: unknown key 'replica'; known keys are port, replicas, max_replicas,"),
+        ("port: 0\n", ":1: 'port' = 0 is not allowed; expected an integer from 1 to 65535"),
+        ("port: lots\n", ":1: 'port' = 'lots' is not allowed; expected an integer from 1 to 65535"),
+        ("replicas: all\n", ":1: 'replicas' = 'all' is not allowed; expected an integer above 0 or one of cpus"),
+        (
+            "port: 5002\nbatch_wait_timeout_s: 5\n",
+            ":2: 'batch_wait_timeout_s' = 5 is not allowed; expected a number from 0 to 1",
+        ),
+        ("- 1\n", ": expected a mapping of port, replicas,"),
+        ("port: [\n", ": not valid YAML"),
     ],
 )
 def test_a_bad_serve_yaml_is_refused_by_key(tmp_path, text, message):

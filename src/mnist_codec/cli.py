@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from .errors import GateError, MnistCodecError, ParamsError
 from .params import load
+from .params import read as read_params
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
@@ -187,14 +188,13 @@ def _frontier(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    import yaml
 
     from .tuning import proof, search, space
     from .workspace import workspace_root
 
     root = workspace_root()
-    spec = space.load(args.spec, root / "params.yaml")
-    base = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    _, base = read_params(root / "params.yaml")  # read once: the search's base and the file's check
+    spec = space.load(args.spec, base)
     storage = args.storage or search.default_storage(root)
     if not args.proof_only:
         address = args.cluster or None

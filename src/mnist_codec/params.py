@@ -14,15 +14,14 @@ stage. The defaults serve library callers and tests.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import unquote, urlsplit
 
-import annotated_types as at
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_core import ErrorDetails
 
+from . import config
+from .config import allowed
 from .errors import ParamsError
 
 N_PIXELS = 784
@@ -110,6 +109,7 @@ class TrainParams(_Section):
         Field(
             gt=0,
             allow_inf_nan=False,
+            json_schema_extra={"accepts": f"a positive number such as 1.0e-3 ({LR_HINT})"},
             description=(
                 "Adam's learning rate (the peak of `cosine` and `onecycle`); write `1.0e-3`, not `1e-3`, "
                 "which YAML reads as text"
@@ -128,8 +128,14 @@ class TrainParams(_Section):
     ] = "constant"
     weight_decay: Annotated[
         float,
+        Strict(),
         Field(
-            json_schema_extra={"accepts": "a number from 0 up to (not including) 1"},
+            ge=0,
+            lt=1,
+            allow_inf_nan=False,
+            json_schema_extra={
+                "accepts": f"a number from 0 (none, the notebook's) up to 1, such as 1.0e-4 ({WD_HINT})"
+            },
             description=("above 0: decoupled weight decay (AdamW); 0 keeps the notebook's Adam, number for number"),
         ),
     ] = 0.0
@@ -146,14 +152,6 @@ class TrainParams(_Section):
         ),
     ] = "fp32"
 
-    @field_validator("weight_decay", mode="before")
-    @classmethod
-    def _weight_decay(cls, v: Any) -> float:
-        ok = type(v) in (int, float) and 0 <= v < 1  # not bool, not text; NaN fails the comparison
-        if not ok:
-            raise ValueError(f"a number from 0 (none, the notebook's) up to 1, such as 1.0e-4 ({WD_HINT})")
-        return float(v)
-
 
 class DeepParams(_Section):
     arch: Annotated[
@@ -166,40 +164,29 @@ class DeepParams(_Section):
         ),
     ] = "mlp"
     hidden: Annotated[
-        tuple[int, ...],
+        tuple[Annotated[int, Strict(), Field(ge=1, le=4096)], ...],
         Field(
-            json_schema_extra={"accepts": "a non-empty list of integers from 1 to 4096"},
+            min_length=1,
+            json_schema_extra={"accepts": "a non-empty list of integers from 1 to 4096, e.g. [256, 64]"},
             description=(
                 "`mlp`: the widths between 784 and `latent_dim`, integers from 1 to 4096; the decoder mirrors them"
             ),
         ),
     ] = (256, 64)
     channels: Annotated[
-        tuple[int, ...],
+        tuple[Annotated[int, Strict(), Field(ge=1, le=512)], ...],
         Field(
-            json_schema_extra={"accepts": "a list of 1 to 4 integers from 1 to 512"},
+            min_length=1,
+            max_length=4,
+            json_schema_extra={
+                "accepts": "a list of 1 to 4 integers from 1 to 512 (one stride-2 convolution each), e.g. [32, 64]"
+            },
             description=(
                 "`conv`: 1 to 4 channel counts (1 to 512) of stride-2 3×3 convolutions (28→14→7…), then a linear map "
                 "to the code; the decoder mirrors them with transposed convolutions and ends in a Sigmoid"
             ),
         ),
     ] = (32, 64)
-
-    @field_validator("hidden", mode="before")
-    @classmethod
-    def _hidden(cls, v: Any) -> tuple[int, ...]:
-        ok = isinstance(v, list) and v and all(type(h) is int and 1 <= h <= 4096 for h in v)
-        if not ok:
-            raise ValueError("a non-empty list of integers from 1 to 4096, e.g. [256, 64]")
-        return tuple(v)
-
-    @field_validator("channels", mode="before")
-    @classmethod
-    def _channels(cls, v: Any) -> tuple[int, ...]:
-        ok = isinstance(v, list) and 1 <= len(v) <= 4 and all(type(c) is int and 1 <= c <= 512 for c in v)
-        if not ok:
-            raise ValueError("a list of 1 to 4 integers from 1 to 512 (one stride-2 convolution each), e.g. [32, 64]")
-        return tuple(v)
 
 
 class EvaluateParams(_Section):
@@ -244,22 +231,34 @@ class Params(_Section):
     ] = "auto"
     latent_dim: Annotated[StrictInt, Field(ge=1, le=N_PIXELS - 1, description="the code size of every codec")] = 32
     activation: Annotated[
-        tuple[Activation, ...], Field(description=("the deep AE's activation: one name, or a list (one deep AE each)"))
+        tuple[Activation, ...],
+        BeforeValidator(lambda v: [v] if isinstance(v, str) else v),  # one name is a list of one
+        Field(
+            min_length=1,
+            json_schema_extra={"accepts": "one of " + ", ".join(ACTIVATIONS) + ", or a list of them"},
+            description="the deep AE's activation: one name, or a list (one deep AE each)",
+        ),
     ] = ("relu", "tanh", "leaky_relu")
     data: DataParams = DataParams()
     train: TrainParams = TrainParams()
     deep: DeepParams = DeepParams()
     evaluate: EvaluateParams = EvaluateParams()
 
-    @field_validator("activation", mode="before")
+    @field_validator("activation")
     @classmethod
-    def _activation(cls, v: Any) -> tuple[str, ...]:
-        names = [v] if isinstance(v, str) else v
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n in ACTIVATIONS for n in names):
-            raise ValueError("one of " + ", ".join(ACTIVATIONS) + " (or a list of them)")
+    def _activation(cls, names: tuple[str, ...]) -> tuple[str, ...]:
         if len(set(names)) != len(names):
             raise ValueError("a list without repeated names")
-        return tuple(names)
+        return names
+
+    @model_validator(mode="after")
+    def _notebook_evaluates_on_its_training_images(self) -> Params:
+        if self.data.protocol == "notebook" and self.data.eval_limit is not None:
+            raise ValueError(
+                f"'data.eval_limit' = {self.data.eval_limit!r} is not allowed under data.protocol 'notebook', which "
+                "evaluates on the images it trains on; set it to null and shrink both with data.train_limit"
+            )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (lists, not tuples), as it would be written to params.yaml."""
@@ -284,86 +283,19 @@ SCHEMA: dict[str, FieldInfo] = {
 def reference() -> list[dict[str, str]]:
     """One row per key, from the schema itself: the docs' params reference (it cannot drift)."""
     defaults = Params().to_dict()
-    rows = []
-    for key, field in SCHEMA.items():
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        if "accepts" in extra:  # a field checked by its own validator says what it takes
-            accepts = str(extra["accepts"])
-        elif key == "activation":
-            accepts = "one of " + ", ".join(ACTIVATIONS) + ", or a list of them"
-        else:
-            accepts = allowed(field)
-        rows.append(
-            {"key": key, "default": _value(defaults, key), "accepts": accepts, "meaning": field.description or ""}
-        )
-    return rows
+    return [
+        {"key": key, "default": _value(defaults, key), "accepts": allowed(f), "meaning": f.description or ""}
+        for key, f in SCHEMA.items()
+    ]
 
 
-def allowed(field: FieldInfo) -> str:
-    """What a field accepts, worded from its type and declared bounds."""
-    ann = field.annotation
-    args = get_args(ann)
-    optional = type(None) in args
-    base = next((a for a in args if a is not type(None)), ann) if optional else ann
-    if get_origin(base) is Literal:
-        return "one of " + ", ".join(get_args(base))
-    bounds = {
-        type(m).__name__: getattr(m, type(m).__name__.lower())
-        for m in field.metadata
-        if isinstance(m, (at.Ge, at.Le, at.Gt))
-    }
-    if base is float:
-        return f"a positive number such as {field.default} ({LR_HINT})" if bounds.get("Gt") == 0 else "a number"
-    text = "an integer"
-    if "Ge" in bounds and "Le" in bounds:
-        text += f" from {bounds['Ge']} to {bounds['Le']}"
-    elif "Ge" in bounds:
-        text += f" >= {bounds['Ge']}"
-    return text + (" or null" if optional else "")
-
-
-def _lookup(raw: Any, path: list[str]) -> Any:
-    for part in path:
-        raw = raw.get(part) if isinstance(raw, dict) else None
-    return raw
-
-
-def _message(err: ErrorDetails, raw: dict) -> ParamsError:
-    path = [str(p) for p in err["loc"] if not isinstance(p, int)]  # list positions belong to their key
-    key = ".".join(path)
-    if err["type"] == "extra_forbidden":
-        return ParamsError(f"params: unknown key '{key}'; known keys are {', '.join(SCHEMA)}")
-    value = _lookup(raw, path)
-    if key in SECTIONS:
-        what = "a mapping of " + ", ".join(SECTIONS[key].model_fields)
-    elif err["type"] == "value_error":  # a validator's own words
-        what = str(err["ctx"]["error"])
-    else:
-        what = allowed(SCHEMA[key])
-    return ParamsError(f"params: '{key}' = {value!r} is not allowed; expected {what}")
-
-
-def validate(raw: Any) -> Params:
+def validate(raw: Any, source: str = "params") -> Params:
     """Check a params mapping (as read from YAML) and return typed :class:`Params`.
 
-    Missing keys take their defaults; unknown keys and bad values raise ParamsError
-    (the first problem found, in schema order).
+    Missing keys take their defaults; unknown keys and bad values raise ParamsError naming
+    ``source`` (the first problem found, in schema order).
     """
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ParamsError(f"params: expected a mapping of keys at the top level, found {type(raw).__name__}")
-    try:
-        params = Params.model_validate(raw)
-    except ValidationError as exc:
-        raise _message(exc.errors()[0], raw) from None
-    if params.data.protocol == "notebook" and params.data.eval_limit is not None:
-        raise ParamsError(
-            f"params: 'data.eval_limit' = {params.data.eval_limit!r} is not allowed under "
-            "data.protocol 'notebook', which evaluates on the images it trains on; set it to null "
-            "and shrink both with data.train_limit"
-        )
-    return params
+    return config.check(Params, config.Document(source, raw))
 
 
 def missing_keys(raw: dict) -> list[str]:
@@ -377,24 +309,23 @@ def missing_keys(raw: dict) -> list[str]:
     return missing
 
 
+def read(path: str | Path = "params.yaml") -> tuple[Params, dict]:
+    """The params in ``path``, checked, and the file's plain data (what -S overrides and a
+    search's trials start from): the file is read once."""
+    doc = config.read_yaml(path, what="the pipeline's parameters")
+    return config.check(Params, doc), doc.data or {}
+
+
 def load(path: str | Path = "params.yaml", complete: bool = False) -> Params:
     """Read and validate a params file; with ``complete`` (every stage), each key of the
     schema must be set in it."""
-    path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise ParamsError(f"params: file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"params: {path} is not valid YAML: {exc}") from None
-    params = validate(raw)
-    missing = missing_keys(raw or {}) if complete else []
+    params, raw = read(path)
+    missing = missing_keys(raw) if complete else []
     if missing:
         defaults = params.to_dict()
         shown = ", ".join(f"'{k}' (default {_value(defaults, k)!r})" for k in missing)
         raise ParamsError(
-            f"params: {path} does not set {shown}; every key a stage reads is written there, "
+            f"{path}: does not set {shown}; every key a stage reads is written there, "
             "where DVC tracks it, not taken from a default"
         )
     return params

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, drain_queue, project_copy, project_env, sh, store_runs
+from services import ctrl_c_as_in_a_terminal
 
 pytestmark = pytest.mark.full
 
@@ -99,7 +100,7 @@ def test_ctrl_c_during_a_training_stage_then_dvc_repro_resumes_and_succeeds(repo
             cwd=repo,
             env=project_env(repo),
             start_new_session=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            preexec_fn=ctrl_c_as_in_a_terminal,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

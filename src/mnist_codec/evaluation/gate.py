@@ -26,17 +26,16 @@ import fnmatch
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import yaml
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
-from .. import fileio
+from .. import config, fileio
 from ..errors import GateError
 from .stats import is_summary, one_sided_p, t_quantile, welch
 
 DIRECTIONS = ("lower", "higher", "equal")
 DEFAULT_ALPHA = 0.005
-RULE_KEYS = {"metric", "direction", "rel_floor", "abs_floor", "alpha", "paired_rel", "paired_abs"}
 
 
 @dataclass(frozen=True)
@@ -121,54 +120,47 @@ def gated_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+Fraction = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
+Alpha = Annotated[float, Strict(), Field(gt=0, lt=0.5)]
+
+
+class RuleEntry(BaseModel):
+    """One rule of metrics_gate.yaml, as written (see :class:`Rule`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: Annotated[str, Field(min_length=1, json_schema_extra={"accepts": "a metric name or pattern, e.g. *.mse"})]
+    direction: Literal[DIRECTIONS]  # type: ignore[valid-type]
+    rel_floor: Fraction = 0.0
+    abs_floor: Fraction = 0.0
+    alpha: Alpha | None = None  # the file's alpha where unset
+    paired_rel: Fraction | None = None
+    paired_abs: Fraction = 0.0
+
+
+class RulesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alpha: Alpha = DEFAULT_ALPHA
+    rules: Annotated[list[RuleEntry], Field(min_length=1, json_schema_extra={"accepts": "a non-empty list of rules"})]
+
+
 def load_rules(path: str | Path) -> list[Rule]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh)
-    except (OSError, yaml.YAMLError) as exc:
-        raise GateError(f"gate: cannot read rules {path}: {exc}") from None
-    raw = raw or {}
-    default_alpha = raw.get("alpha", DEFAULT_ALPHA)
-    rules = []
-    for i, r in enumerate(raw.get("rules", [])):
-        if not isinstance(r, dict) or "metric" not in r or r.get("direction") not in DIRECTIONS:
-            raise GateError(
-                f"gate: rule {i} in {path} needs 'metric' and 'direction' (one of {', '.join(DIRECTIONS)}): {r}"
-            )
-        unknown = set(r) - RULE_KEYS
-        if unknown:
-            raise GateError(
-                f"gate: rule {i} in {path} has unknown keys {sorted(unknown)}; allowed: {sorted(RULE_KEYS)}"
-            )
-        rel, ab, alpha = (
-            float(r.get("rel_floor", 0.0)),
-            float(r.get("abs_floor", 0.0)),
-            float(r.get("alpha", default_alpha)),
+    """The rules of a metrics_gate.yaml; a bad file raises GateError naming the file, the line and the key."""
+    doc = config.read_yaml(path, error=GateError, what="the gate's rules")
+    file = config.check(RulesFile, doc, error=GateError, empty_ok=False)
+    return [
+        Rule(
+            r.metric,
+            r.direction,
+            r.rel_floor,
+            r.abs_floor,
+            file.alpha if r.alpha is None else r.alpha,
+            0.0 if r.paired_rel is None and "paired_abs" in r.model_fields_set else r.paired_rel,
+            r.paired_abs,
         )
-        if rel < 0 or ab < 0:
-            raise GateError(f"gate: rule {i} in {path}: floors must be >= 0")
-        if not 0 < alpha < 0.5:
-            raise GateError(f"gate: rule {i} in {path}: alpha must be between 0 and 0.5, found {alpha}")
-        paired_rel = r.get("paired_rel")
-        paired_abs = float(r.get("paired_abs", 0.0))
-        if (paired_rel is not None and float(paired_rel) < 0) or paired_abs < 0:
-            raise GateError(f"gate: rule {i} in {path}: paired tolerances must be >= 0")
-        if paired_rel is None and "paired_abs" in r:
-            paired_rel = 0.0
-        rules.append(
-            Rule(
-                str(r["metric"]),
-                r["direction"],
-                rel,
-                ab,
-                alpha,
-                None if paired_rel is None else float(paired_rel),
-                paired_abs,
-            )
-        )
-    if not rules:
-        raise GateError(f"gate: {path} has no rules")
-    return rules
+        for r in file.rules
+    ]
 
 
 def rule_for(metric: str, rules: list[Rule]) -> Rule | None:

@@ -1,7 +1,7 @@
 """``serve.yaml``: how ``make serve-ray`` serves the champion on Ray Serve (docs/serving.md).
 
 Checked before Ray starts: unknown keys and out-of-range values are refused in one line that
-names the key (pydantic, as params.yaml is checked).
+names the file, the line and the key (:mod:`mnist_codec.config`, as every YAML file is checked).
 """
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
-from ..errors import ParamsError
+from .. import config
 from .wire import MAX_BODY_BYTES
 
 FILE = "serve.yaml"
@@ -74,19 +73,9 @@ class ServeConfig(BaseModel):
 
 def load(path: str | Path = FILE, **overrides: object) -> ServeConfig:
     """The checked config in ``path`` (its keys, then ``overrides`` that are not None)."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: not found (the Ray Serve settings of `make serve-ray`)") from None
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return ServeConfig(**raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"][:1]) or "?"
-        raise ParamsError(f"{path}: {key}: {err['msg']} (found {err.get('input')!r})") from None
+    doc = config.read_yaml(path, what="the Ray Serve settings of `make serve-ray`")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given and (doc.data is None or isinstance(doc.data, dict)):  # an override has no line in the file
+        lines = {loc: n for loc, n in doc.lines.items() if not (loc and loc[0] in given)}
+        doc = config.Document(doc.source, {**(doc.data or {}), **given}, lines)
+    return config.check(ServeConfig, doc)

@@ -16,28 +16,24 @@ and the search's precision.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import yaml
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StringConstraints, model_validator
 
+from .. import config
+from ..codecs.trainer import PRECISIONS
 from ..errors import ParamsError
-from ..params import SCHEMA, Params, validate
+from ..params import SCHEMA, Params, StrictInt, validate
 
 if TYPE_CHECKING:
     import optuna
 
 
 FILE = "tune.yaml"
-TOP_KEYS = ("study", "seed", "precision", "budget", "asha", "fixed", "space", "start_from")
-BUDGET_KEYS = ("trials", "time_s", "cpus_per_trial", "gpus_per_trial")
-ASHA_KEYS = ("max_epochs", "grace_epochs", "reduction_factor")
-ENTRY_KEYS = ("choice", "int", "float", "log", "when")
 # set by the search for every trial, never searched nor fixed by the file
 CONTROLLED = ("data.protocol", "n_seeds", "train.epochs", "train.precision", "seed", "device")
-PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -182,202 +178,197 @@ def encode(point: dict) -> dict:
     return {k: _encode(v) for k, v in point.items()}
 
 
+# --- the file's schema ---------------------------------------------------------------------------
+
+StrictFloat = Annotated[float, Strict()]  # an int is a number too; text and booleans are not
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Budget(_Section):
+    trials: Annotated[StrictInt, Field(ge=1, le=100_000)]
+    time_s: Annotated[StrictFloat, Field(gt=0, description="seconds of search, the study's over every run")]
+    cpus_per_trial: Annotated[StrictFloat, Field(gt=0)] = 1.0
+    gpus_per_trial: Annotated[StrictFloat, Field(ge=0)] = 0.0
+
+
+class Asha(_Section):
+    max_epochs: Annotated[StrictInt, Field(ge=1, le=10_000)]
+    grace_epochs: Annotated[StrictInt, Field(ge=1)] = 1
+    reduction_factor: Annotated[StrictFloat, Field(gt=1, le=100)] = 3.0
+
+    @model_validator(mode="after")
+    def _grace_within_max(self) -> Asha:
+        if self.grace_epochs > self.max_epochs:
+            raise ValueError(f"grace_epochs = {self.grace_epochs} is more than max_epochs = {self.max_epochs}")
+        return self
+
+
+IntRange = Annotated[list[StrictInt], Field(min_length=2, max_length=2)]
+FloatRange = Annotated[list[StrictFloat], Field(min_length=2, max_length=2)]
+
+
+class EntryFile(_Section):
+    """One key of ``space``: exactly one of a choice, an int range or a float range."""
+
+    choice: (
+        Annotated[list[Any], Field(min_length=1, json_schema_extra={"accepts": "a non-empty list of values"})] | None
+    ) = None
+    int_: IntRange | None = Field(None, alias="int", json_schema_extra={"accepts": "[low, high], integers"})
+    float_: FloatRange | None = Field(None, alias="float", json_schema_extra={"accepts": "[low, high], numbers"})
+    log: StrictBool = False
+    when: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> EntryFile:
+        kinds = [k for k, v in (("choice", self.choice), ("int", self.int_), ("float", self.float_)) if v is not None]
+        if len(kinds) != 1:
+            raise ValueError("needs exactly one of choice (a list of values), int [low, high] or float [low, high]")
+        if self.choice is not None and "log" in self.model_fields_set:
+            raise ValueError("log: only an int or float range has a log scale")
+        bounds = self.int_ or self.float_
+        if bounds is not None:
+            if not bounds[0] < bounds[1]:
+                raise ValueError(f"{kinds[0]} = {bounds!r}: low must be below high")
+            if self.log and bounds[0] <= 0:
+                raise ValueError(f"{kinds[0]} = {bounds!r}: a log scale needs low above 0")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "choice" if self.choice is not None else ("int" if self.int_ is not None else "float")
+
+    @property
+    def values(self) -> list:
+        return list(self.choice or self.int_ or self.float_ or [])
+
+
+class TuneFile(_Section):
+    study: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+        Field(json_schema_extra={"accepts": "a name of 1 to 100 characters"}),
+    ]
+    seed: Annotated[StrictInt, Field(ge=0, le=2**32 - 1)] = 0
+    precision: Literal[PRECISIONS] = "fp32"  # type: ignore[valid-type]
+    budget: Budget
+    asha: Asha
+    fixed: dict[str, Any] | None = None
+    space: Annotated[
+        dict[str, EntryFile],
+        Field(min_length=1, json_schema_extra={"accepts": "a mapping of params.yaml keys to their ranges"}),
+    ]
+    start_from: list[dict[str, Any]] | None = None
+
+
 # --- reading and checking the file ----------------------------------------------------------------
 
 
-def _err(where: str, what: str) -> ParamsError:
-    return ParamsError(f"{where}: {what}")
+def _refuse(doc: config.Document, loc: tuple, what: str) -> ParamsError:
+    return ParamsError(f"{doc.where(loc)}: '{config.dotted(loc)}' {what}")
 
 
-def _mapping(value: Any, where: str, known: tuple[str, ...]) -> dict:
-    if not isinstance(value, dict):
-        raise _err(where, f"expected a mapping of {', '.join(known)}, found {value!r}")
-    for k in value:
-        if k not in known:
-            raise _err(f"{where}.{k}", f"unknown key; known keys are {', '.join(known)}")
-    return value
-
-
-def _number(value: Any, where: str, kind: type, low: float, high: float = math.inf, low_open: bool = False) -> Any:
-    ok = type(value) is kind or (kind is float and type(value) is int)
-    if ok:
-        ok = (value > low if low_open else value >= low) and value <= high
-    if not ok:
-        bound = f"{'above' if low_open else 'from'} {low}" + (f" to {high}" if high != math.inf else "")
-        raise _err(where, f"= {value!r} is not allowed; expected {'an integer' if kind is int else 'a number'} {bound}")
-    return kind(value)
-
-
-def _check_value(base: dict, where: str, key: str, value: Any) -> None:
+def _check_value(base: dict, doc: config.Document, loc: tuple, key: str, value: Any) -> None:
     """A value the params validation accepts for ``key``, in one line naming the file's key."""
     raw = json.loads(json.dumps(base))
     set_key(raw, key, value)
-    try:
-        validate(raw)
-    except ParamsError as exc:
-        raise _err(where, str(exc).removeprefix("params: ")) from None
+    validate(raw, source=f"{doc.where(loc)}: '{config.dotted(loc)}'")
 
 
-def _entry(key: str, raw: Any, earlier: dict[str, Entry], base: dict, source: str) -> Entry:
-    where = f"{source}: space.{key}"
+def _params_key(doc: config.Document, loc: tuple, key: str, what: str) -> None:
     if key not in SCHEMA:
-        raise _err(where, f"not a params.yaml key; known keys are {', '.join(SCHEMA)}")
+        raise _refuse(doc, loc, f"is not a params.yaml key; known keys are {', '.join(SCHEMA)}")
     if key in CONTROLLED:
-        raise _err(
-            where,
-            "is set by the search itself (validation protocol, one seed, ASHA's max_epochs, "
-            "the search's precision, the pipeline's seed and device), not searched",
+        raise _refuse(
+            doc,
+            loc,
+            "is set by the search itself (validation protocol, one seed, ASHA's max_epochs, the search's precision, "
+            f"the pipeline's seed and device), not {what}",
         )
-    entry = _mapping(raw, where, ENTRY_KEYS)
-    kinds = [k for k in ("choice", "int", "float") if k in entry]
-    if len(kinds) != 1:
-        raise _err(where, "needs exactly one of choice (a list of values), int [low, high] or float [low, high]")
-    kind = kinds[0]
-    values = entry[kind]
-    if kind == "choice":
-        if not isinstance(values, list) or not values:
-            raise _err(f"{where}.choice", f"= {values!r} is not allowed; expected a non-empty list of values")
-        if "log" in entry:
-            raise _err(f"{where}.log", "only an int or float range has a log scale")
-        for v in values:
-            _check_value(base, f"{where}.choice", key, v)
-    else:
-        cast = int if kind == "int" else float
-        if not isinstance(values, list) or len(values) != 2:
-            raise _err(f"{where}.{kind}", f"= {values!r} is not allowed; expected [low, high]")
-        low, high = (_number(v, f"{where}.{kind}", cast, -math.inf) for v in values)
-        if not low < high:
-            raise _err(f"{where}.{kind}", f"= {values!r} is not allowed; low must be below high")
-        log = entry.get("log", False)
-        if type(log) is not bool:
-            raise _err(f"{where}.log", f"= {log!r} is not allowed; expected true or false")
-        if log and low <= 0:
-            raise _err(f"{where}.{kind}", f"= {values!r} is not allowed; a log scale needs low above 0")
-        for v in (low, high):
-            _check_value(base, f"{where}.{kind}", key, v)
-        values = [low, high]
-    when = entry.get("when", {})
-    if not isinstance(when, dict):
-        raise _err(f"{where}.when", f"= {when!r} is not allowed; expected a mapping of an earlier choice to its value")
-    for k, v in when.items():
+
+
+def _entry(doc: config.Document, key: str, raw: EntryFile, earlier: dict[str, Entry], base: dict) -> Entry:
+    loc = ("space", key)
+    _params_key(doc, loc, key, "searched")
+    for v in raw.values:
+        _check_value(base, doc, (*loc, raw.kind), key, v)
+    for k, v in raw.when.items():
         if k not in earlier or earlier[k].kind != "choice":
-            raise _err(f"{where}.when.{k}", "is not an earlier choice in space")
+            raise _refuse(doc, (*loc, "when", k), "is not an earlier choice in space")
         if not earlier[k].contains(v):
-            raise _err(f"{where}.when.{k}", f"= {v!r} is not one of its choices {list(earlier[k].values)}")
-    return Entry(key, kind, tuple(values), bool(entry.get("log", False)), dict(when))
+            raise _refuse(doc, (*loc, "when", k), f"= {v!r} is not one of its choices {list(earlier[k].values)}")
+    values = raw.values if raw.kind != "int" else [int(v) for v in raw.values]
+    return Entry(key, raw.kind, tuple(values), raw.log, dict(raw.when))
 
 
-def _point(raw: Any, where: str, space: tuple[Entry, ...]) -> dict:
-    if not isinstance(raw, dict):
-        raise _err(where, f"expected a mapping of searched keys to values, found {raw!r}")
+def _point(doc: config.Document, i: int, raw: dict, space: tuple[Entry, ...]) -> dict:
+    loc = ("start_from", i)
     entries = {e.key: e for e in space}
     for k in raw:
         if k not in entries:
-            raise _err(f"{where}.{k}", "is not a key of space")
-    config: dict = {}
+            raise _refuse(doc, (*loc, k), "is not a key of space")
+    point: dict = {}
     for e in space:
-        if not e.active(config):
+        if not e.active(point):
             if e.key in raw:
-                raise _err(f"{where}.{e.key}", f"is not searched under {e.when}")
+                raise _refuse(doc, (*loc, e.key), f"is not searched under {e.when}")
             continue
         if e.key not in raw:
-            raise _err(where, f"does not set {e.key}")
+            raise _refuse(doc, loc, f"does not set {e.key}")
         if not e.contains(raw[e.key]):
-            raise _err(f"{where}.{e.key}", f"= {raw[e.key]!r} is outside its space")
-        config[e.key] = raw[e.key]
-    return config
+            raise _refuse(doc, (*loc, e.key), f"= {raw[e.key]!r} is outside its space")
+        point[e.key] = raw[e.key]
+    return point
 
 
-def load(path: str | Path = FILE, params_path: str | Path = "params.yaml") -> Spec:
-    """Read and check ``path`` against the params in ``params_path``; a bad file raises
-    ParamsError in one line naming the key."""
-    path = Path(path)
-    source = path.name
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: not found (the search space of `make tune`)") from None
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path} is not valid YAML: {exc}") from None
-    try:
-        base = yaml.safe_load(Path(params_path).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ParamsError(f"params: file not found: {params_path}") from None
-    return check(raw, base, source)
+def load(path: str | Path, base: dict) -> Spec:
+    """Read and check the search file ``path`` against ``base`` (params.yaml as read); a bad
+    file raises ParamsError in one line naming the file, the line and the key."""
+    return check(config.read_yaml(path, what="the search space of `make tune`"), base)
 
 
-def check(raw: Any, base: dict, source: str = FILE) -> Spec:
-    """A :class:`Spec` from a tune.yaml mapping ``raw``, its values checked against ``base``
-    (params.yaml as read)."""
-    top = _mapping(raw, source, TOP_KEYS)
-    for k in ("study", "budget", "asha", "space"):
-        if k not in top:
-            raise _err(f"{source}: {k}", "is missing")
-    study = top["study"]
-    if not isinstance(study, str) or not study.strip() or len(study) > 100:
-        raise _err(f"{source}: study", f"= {study!r} is not allowed; expected a name of 1 to 100 characters")
-    seed = _number(top.get("seed", 0), f"{source}: seed", int, 0, 2**32 - 1)
-    precision = top.get("precision", "fp32")
-    if precision not in PRECISIONS:
-        raise _err(f"{source}: precision", f"= {precision!r} is not allowed; expected one of {', '.join(PRECISIONS)}")
-    budget = _mapping(top["budget"], f"{source}: budget", BUDGET_KEYS)
-    if "trials" not in budget or "time_s" not in budget:
-        raise _err(f"{source}: budget", "needs trials and time_s (seconds of search), the study's over every run")
-    trials = _number(budget["trials"], f"{source}: budget.trials", int, 1, 100_000)
-    time_s = _number(budget["time_s"], f"{source}: budget.time_s", float, 0, low_open=True)
-    cpus = _number(budget.get("cpus_per_trial", 1), f"{source}: budget.cpus_per_trial", float, 0, low_open=True)
-    gpus = _number(budget.get("gpus_per_trial", 0), f"{source}: budget.gpus_per_trial", float, 0)
-    asha = _mapping(top["asha"], f"{source}: asha", ASHA_KEYS)
-    if "max_epochs" not in asha:
-        raise _err(f"{source}: asha.max_epochs", "is missing")
-    max_epochs = _number(asha["max_epochs"], f"{source}: asha.max_epochs", int, 1, 10_000)
-    grace = _number(asha.get("grace_epochs", 1), f"{source}: asha.grace_epochs", int, 1, max_epochs)
-    factor = _number(asha.get("reduction_factor", 3), f"{source}: asha.reduction_factor", float, 1, 100, low_open=True)
-    fixed = top.get("fixed") or {}
-    if not isinstance(fixed, dict):
-        raise _err(f"{source}: fixed", f"expected a mapping of params.yaml keys to values, found {fixed!r}")
+def check(doc: config.Document | dict, base: dict) -> Spec:
+    """A :class:`Spec` from a tune.yaml document (or its plain data), its values checked
+    against ``base`` (params.yaml as read)."""
+    if not isinstance(doc, config.Document):
+        doc = config.Document(FILE, doc)
+    top = config.check(TuneFile, doc, empty_ok=False)
+    fixed = dict(top.fixed or {})
     for key, value in fixed.items():
-        where = f"{source}: fixed.{key}"
-        if key not in SCHEMA:
-            raise _err(where, f"not a params.yaml key; known keys are {', '.join(SCHEMA)}")
-        if key in CONTROLLED:
-            raise _err(where, "is set by the search itself, not fixed in the file")
-        _check_value(base, where, key, value)
-    space_raw = top["space"]
-    if not isinstance(space_raw, dict) or not space_raw:
-        raise _err(f"{source}: space", "expected a mapping of params.yaml keys to their ranges")
-    entries: dict[str, Entry] = {}
+        _params_key(doc, ("fixed", key), key, "fixed in the file")
+        _check_value(base, doc, ("fixed", key), key, value)
     fixed_base = json.loads(json.dumps(base))
     for key, value in fixed.items():
         set_key(fixed_base, key, value)
-    for key, value in space_raw.items():
+    entries: dict[str, Entry] = {}
+    for key, raw in top.space.items():
         if key in fixed:
-            raise _err(f"{source}: space.{key}", "is fixed too; a key is searched or fixed, not both")
-        entries[key] = _entry(key, value, entries, fixed_base, source)
+            raise _refuse(doc, ("space", key), "is fixed too; a key is searched or fixed, not both")
+        entries[key] = _entry(doc, key, raw, entries, fixed_base)
     space = tuple(entries.values())
-    starts = top.get("start_from") or []
-    if not isinstance(starts, list):
-        raise _err(f"{source}: start_from", "expected a list of points of the space")
-    points = tuple(_point(p, f"{source}: start_from[{i}]", space) for i, p in enumerate(starts))
+    points = tuple(_point(doc, i, p, space) for i, p in enumerate(top.start_from or []))
+    b, a = top.budget, top.asha
     spec = Spec(
-        study.strip(),
-        seed,
-        precision,
-        trials,
-        time_s,
-        cpus,
-        gpus,
-        max_epochs,
-        grace,
-        factor,
-        dict(fixed),
+        top.study,
+        top.seed,
+        top.precision,
+        b.trials,
+        float(b.time_s),
+        float(b.cpus_per_trial),
+        float(b.gpus_per_trial),
+        a.max_epochs,
+        a.grace_epochs,
+        float(a.reduction_factor),
+        fixed,
         space,
         points,
-        source,
+        Path(doc.source).name,
     )
     for i, p in enumerate(points):  # a whole point is a valid params file too
-        try:
-            params_for(base, spec, p)
-        except ParamsError as exc:
-            raise _err(f"{source}: start_from[{i}]", str(exc).removeprefix("params: ")) from None
+        raw_params = json.loads(json.dumps(base))
+        for key, value in {**spec.fixed, **spec.controlled(), **p}.items():
+            set_key(raw_params, key, value)
+        validate(raw_params, source=f"{doc.where(('start_from', i))}: 'start_from[{i}]'")
     return spec

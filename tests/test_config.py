@@ -1,0 +1,114 @@
+"""The one config layer (mnist_codec.config): one YAML reader, one check against a pydantic model,
+one message format -- the file and the line, the key's dotted path, the value, what is allowed."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+
+from mnist_codec import config
+from mnist_codec.errors import GateError, ParamsError
+
+
+class Item(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(json_schema_extra={"accepts": "a name"})]
+    size: Annotated[int, Strict(), Field(ge=1, le=9)] = 1
+    share: Annotated[float, Strict(), Field(gt=0, lt=1)] = 0.5
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    low: int = 0
+    high: int = 1
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Section:
+        if self.low > self.high:
+            raise ValueError(f"low = {self.low} is above high = {self.high}")
+        return self
+
+
+class File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["a", "b"] = "a"
+    widths: tuple[Annotated[int, Strict(), Field(ge=1)], ...] = (1,)
+    items: list[Item] = []
+    by_name: dict[str, Item] = {}
+    section: Section = Section()
+
+
+def refused(tmp_path, text: str, error=ParamsError) -> str:
+    path = tmp_path / "f.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(error) as info:
+        config.check(File, config.read_yaml(path, error=error), error=error)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{path}")
+    return message.removeprefix(str(path))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kind: c\n", ":1: 'kind' = 'c' is not allowed; expected one of a, b"),
+        ("kind: a\nwidths: [1, 0]\n", ":2: 'widths' = [1, 0] is not allowed; expected a list, each an integer >= 1"),
+        (
+            "items:\n  - {name: x}\n  - {name: y, size: 10}\n",
+            ":3: 'items[1].size' = 10 is not allowed; expected an integer from 1 to 9",
+        ),
+        ("items:\n  - {size: 2}\n", ":2: 'items[0].name' is missing; expected a name"),
+        ("items:\n  - {name: x, colour: red}\n", ":2: unknown key 'items[0].colour'; known keys are name, size, share"),
+        (
+            "by_name:\n  one: {name: x, share: 1}\n",
+            ":2: 'by_name.one.share' = 1 is not allowed; expected a number above 0 up to (not including) 1",
+        ),
+        (
+            "items:\n  - {name: x, share: '1e-1'}\n",
+            "expected a number above 0 up to (not including) 1 (YAML reads 1e-3 as text; write 1.0e-3)",
+        ),
+        ("section: {low: 3, high: 2}\n", ":1: 'section': low = 3 is above high = 2"),
+        ("section: [1]\n", ":1: 'section' = [1] is not allowed; expected a mapping of low, high"),
+        ("section:\n  middle: 1\n", ":2: unknown key 'section.middle'; known keys are section.low, section.high"),
+        ("colour: red\n", ":1: unknown key 'colour'; known keys are kind, widths, items, by_name, section"),
+        ("- 1\n", ":1: expected a mapping of kind, widths, items, by_name, section, found list"),
+        ("kind: [\n", ": not valid YAML: "),
+    ],
+)
+def test_a_bad_file_gets_one_line_naming_the_file_line_key_value_and_what_is_allowed(tmp_path, text, message):
+    got = refused(tmp_path, text)
+    assert got.startswith(message) if message.startswith(":") else message in got
+
+
+def test_the_caller_chooses_the_error_and_an_empty_file_is_empty(tmp_path):
+    assert refused(tmp_path, "kind: c\n", GateError).startswith(":1: 'kind'")
+    (tmp_path / "empty.yaml").write_text("")
+    assert config.check(File, config.read_yaml(tmp_path / "empty.yaml")) == File()
+    with pytest.raises(ParamsError, match=r"empty.yaml: expected a mapping of kind, .*, found nothing$"):
+        config.check(File, config.read_yaml(tmp_path / "empty.yaml"), empty_ok=False)
+
+
+def test_a_missing_or_unreadable_file_is_named_with_what_it_is_for(tmp_path):
+    with pytest.raises(GateError, match=rf"^{tmp_path / 'none.yaml'}: not found \(the rules\)$"):
+        config.read_yaml(tmp_path / "none.yaml", error=GateError, what="the rules")
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ParamsError, match=r"bin.yaml: cannot be read"):
+        config.read_yaml(tmp_path / "bin.yaml")
+
+
+def test_data_from_no_file_is_named_by_its_source_without_a_line():
+    with pytest.raises(ParamsError) as info:
+        config.check(File, config.Document("params", {"kind": "c"}))
+    assert str(info.value) == "params: 'kind' = 'c' is not allowed; expected one of a, b"
+
+
+def test_each_key_has_the_line_it_is_written_on(tmp_path):
+    (tmp_path / "f.yaml").write_text("kind: a\nitems:\n  - name: x\n    size: 2\n")
+    doc = config.read_yaml(tmp_path / "f.yaml")
+    assert doc.lines[("kind",)] == 1 and doc.lines[("items",)] == 2
+    assert doc.lines[("items", 0)] == 3 and doc.lines[("items", 0, "size")] == 4
+    assert doc.line(("items", 0, "share")) == 3  # not written: the nearest key above it
+    assert config.dotted(("items", 0, "size")) == "items[0].size" and config.dotted(()) == ""
+    assert config.lookup(doc.data, ("items", 0, "size")) == 2 and config.lookup(doc.data, ("items", 5)) is None
