@@ -237,6 +237,12 @@ def test_values_at_the_edges_of_what_a_key_allows(key, value, ok):
             params.validate(raw)
 
 
+def test_a_missing_params_file_is_named_with_what_it_is_for(tmp_path):
+    with pytest.raises(ParamsError) as err:
+        params.load(tmp_path / "params.yaml")
+    assert str(err.value) == f"{tmp_path / 'params.yaml'}: not found (the pipeline's parameters)"
+
+
 def test_the_default_file_is_params_yaml_in_the_working_directory(monkeypatch):
     monkeypatch.chdir(REPO)
     assert params.load() == params.Params()
