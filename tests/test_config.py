@@ -73,7 +73,7 @@ def refused(tmp_path, text: str, error=ParamsError) -> str:
         ("section: [1]\n", ":1: 'section' = [1] is not allowed; expected a mapping of low, high"),
         ("section:\n  middle: 1\n", ":2: unknown key 'section.middle'; known keys are section.low, section.high"),
         ("colour: red\n", ":1: unknown key 'colour'; known keys are kind, widths, items, by_name, section"),
-        ("- 1\n", ":1: expected a mapping of kind, widths, items, by_name, section, found list"),
+        ("- 1\n", ": expected a mapping of kind, widths, items, by_name, section, found list"),
         ("kind: [\n", ": not valid YAML: "),
     ],
 )
@@ -102,6 +102,17 @@ def test_data_from_no_file_is_named_by_its_source_without_a_line():
     with pytest.raises(ParamsError) as info:
         config.check(File, config.Document("params", {"kind": "c"}))
     assert str(info.value) == "params: 'kind' = 'c' is not allowed; expected one of a, b"
+
+
+def test_a_value_set_on_top_of_the_file_is_not_blamed_on_a_line_of_it(tmp_path):
+    (tmp_path / "f.yaml").write_text("widths: [2]\nkind: a\n")
+    doc = config.read_yaml(tmp_path / "f.yaml").overridden({"kind": "c"})
+    assert doc.data == {"widths": [2], "kind": "c"} and doc.line(("widths",)) == 1
+    with pytest.raises(ParamsError) as info:
+        config.check(File, doc)
+    assert str(info.value) == f"{tmp_path / 'f.yaml'}: 'kind' = 'c' is not allowed; expected one of a, b"
+    listed = config.Document("f.yaml", [1])
+    assert listed.overridden({"kind": "a"}) is listed and doc.overridden({}) is doc
 
 
 def test_each_key_has_the_line_it_is_written_on(tmp_path):

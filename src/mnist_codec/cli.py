@@ -188,7 +188,6 @@ def _frontier(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-
     from .tuning import proof, search, space
     from .workspace import workspace_root
 

@@ -74,8 +74,4 @@ class ServeConfig(BaseModel):
 def load(path: str | Path = FILE, **overrides: object) -> ServeConfig:
     """The checked config in ``path`` (its keys, then ``overrides`` that are not None)."""
     doc = config.read_yaml(path, what="the Ray Serve settings of `make serve-ray`")
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if given and (doc.data is None or isinstance(doc.data, dict)):  # an override has no line in the file
-        lines = {loc: n for loc, n in doc.lines.items() if not (loc and loc[0] in given)}
-        doc = config.Document(doc.source, {**(doc.data or {}), **given}, lines)
-    return config.check(ServeConfig, doc)
+    return config.check(ServeConfig, doc.overridden({k: v for k, v in overrides.items() if v is not None}))

@@ -1,5 +1,6 @@
 """The MLflow store: where it is, the experiment, one process at a time opening a new one,
-a tracking server that does not answer, and the runs a stage could not end.
+a tracking server that does not answer, the runs a stage could not end, and MLflow's own
+progress bars and notes kept out of a stage's log (:func:`quiet_mlflow`).
 
 Store: ``sqlite:///<root>/mlflow.db`` with artifacts in ``<root>/mlruns``, where root is
 ``DVC_ROOT`` (set by DVC for workspace, --temp and queued runs alike) or the repository

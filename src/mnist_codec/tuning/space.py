@@ -125,13 +125,19 @@ def set_key(raw: dict, key: str, value: Any) -> None:
         raw[key] = value
 
 
-def params_for(base: dict, spec: Spec, config: dict) -> Params:
-    """The params a trial trains with: params.yaml (``base``), the file's fixed keys, the
-    search's own (:meth:`Spec.controlled`) and the trial's ``config`` (dotted keys)."""
+def overlay(base: dict, values: dict) -> dict:
+    """A copy of the params mapping ``base`` with ``values`` (dotted keys) set in it."""
     raw = json.loads(json.dumps(base))  # a deep copy of plain YAML data
-    for key, value in {**spec.fixed, **spec.controlled(), **config}.items():
+    for key, value in values.items():
         set_key(raw, key, value)
-    return validate(raw)
+    return raw
+
+
+def params_for(base: dict, spec: Spec, config: dict, source: str = "params") -> Params:
+    """The params a trial trains with: params.yaml (``base``), the file's fixed keys, the
+    search's own (:meth:`Spec.controlled`) and the trial's ``config`` (dotted keys); an error
+    names ``source``."""
+    return validate(overlay(base, {**spec.fixed, **spec.controlled(), **config}), source=source)
 
 
 class suggest:
@@ -272,9 +278,7 @@ def _refuse(doc: config.Document, loc: tuple, what: str) -> ParamsError:
 
 def _check_value(base: dict, doc: config.Document, loc: tuple, key: str, value: Any) -> None:
     """A value the params validation accepts for ``key``, in one line naming the file's key."""
-    raw = json.loads(json.dumps(base))
-    set_key(raw, key, value)
-    validate(raw, source=f"{doc.where(loc)}: '{config.dotted(loc)}'")
+    validate(overlay(base, {key: value}), source=f"{doc.where(loc)}: '{config.dotted(loc)}'")
 
 
 def _params_key(doc: config.Document, loc: tuple, key: str, what: str) -> None:
@@ -339,9 +343,7 @@ def check(doc: config.Document | dict, base: dict) -> Spec:
     for key, value in fixed.items():
         _params_key(doc, ("fixed", key), key, "fixed in the file")
         _check_value(base, doc, ("fixed", key), key, value)
-    fixed_base = json.loads(json.dumps(base))
-    for key, value in fixed.items():
-        set_key(fixed_base, key, value)
+    fixed_base = overlay(base, fixed)
     entries: dict[str, Entry] = {}
     for key, raw in top.space.items():
         if key in fixed:
@@ -367,8 +369,5 @@ def check(doc: config.Document | dict, base: dict) -> Spec:
         Path(doc.source).name,
     )
     for i, p in enumerate(points):  # a whole point is a valid params file too
-        raw_params = json.loads(json.dumps(base))
-        for key, value in {**spec.fixed, **spec.controlled(), **p}.items():
-            set_key(raw_params, key, value)
-        validate(raw_params, source=f"{doc.where(('start_from', i))}: 'start_from[{i}]'")
+        params_for(base, spec, p, source=f"{doc.where(('start_from', i))}: 'start_from[{i}]'")
     return spec
