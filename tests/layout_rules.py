@@ -44,7 +44,7 @@ SIDE_CHANNELS: dict[str, tuple[set[str], str]] = {
     P + "tracking/store.py": (EVERY, "MLflow: where the store is, a server that does not answer"),
     P + "tracking/runs.py": (EVERY, "MLflow: runs, tags, params, metrics"),
     P + "tracking/registry.py": (EVERY, "MLflow: registered versions, their tags, the champion alias"),
-    P + "tracking/fingerprint.py": (TRAININGS, "the registry tags that find a model's version again"),
+    P + "tracking/fingerprint.py": (EVERY, "MLflow: the registry tags that find a model's version again"),
     P + "serving/packaging.py": (TRAININGS, "the MLflow model logged with each training run, and its registration"),
     P + "tracking/figures.py": (TRAININGS, "which figures a training run logs to MLflow"),
     P + "serving/__init__.py": (TRAININGS, "the MLflow model logged with each training run"),
