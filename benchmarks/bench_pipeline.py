@@ -258,7 +258,7 @@ def bench_cluster(args, work: Path, env: dict, log: Path) -> dict:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     from ray.cluster_utils import Cluster
 
-    from mnist_codec.experiments.node import HOME_ENV
+    from mnist_codec.experiments.guard import HOME_ENV
 
     git_id = {
         f"GIT_{w}_{k}": v for w in ("AUTHOR", "COMMITTER") for k, v in (("NAME", "bench"), ("EMAIL", "bench@localhost"))

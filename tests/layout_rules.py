@@ -34,6 +34,7 @@ SIDE_CHANNELS: dict[str, tuple[set[str], str]] = {
         ),
     ),
     P + "config.py": (EVERY, "reads and checks YAML files: the one loader and its messages, behind params validation"),
+    P + "keys.py": (EVERY, "names params' dotted keys: for validation and for the params MLflow records"),
     P + "runner.py": (EVERY, "runs the stage body after checking params and paths; errors, signals, logging"),
     P + "interrupts.py": (EVERY, "when Ctrl-C and SIGTERM are raised, not what is written"),
     P + "timing.py": (EVERY, "times the stage for the benchmark"),
@@ -43,6 +44,7 @@ SIDE_CHANNELS: dict[str, tuple[set[str], str]] = {
     P + "tracking/__init__.py": (EVERY, "MLflow: runs, tags, params, metrics, the registry"),
     P + "tracking/store.py": (EVERY, "MLflow: where the store is, a server that does not answer"),
     P + "tracking/runs.py": (EVERY, "MLflow: runs, tags, params, metrics"),
+    P + "tracking/tags.py": (EVERY, "MLflow: the tags every run carries (commit, host, stage, pipeline)"),
     P + "tracking/registry.py": (EVERY, "MLflow: registered versions, their tags, the champion alias"),
     P + "tracking/fingerprint.py": (EVERY, "MLflow: the registry tags that find a model's version again"),
     P + "serving/packaging.py": (TRAININGS, "the MLflow model logged with each training run, and its registration"),
@@ -106,8 +108,9 @@ _groups: list[tuple[set[str], set[str]]] = [
     (
         {m for m, (_, _) in SIDE_CHANNELS.items() if not m.startswith((P + "evaluation/", P + "reporting/"))}
         | {
-            P + "cli.py",
+            *(P + f"cli/{m}.py" for m in ("__init__", "__main__", "options", "results", "models", "experiments")),
             P + "evaluation/gate.py",
+            P + "evaluation/gate_report.py",
             P + "evaluation/history.py",
             P + "evaluation/acceptance.py",
             P + "evaluation/verdict.py",
@@ -122,6 +125,7 @@ _groups: list[tuple[set[str], set[str]]] = [
             P + "experiments/protocols.py",
             P + "experiments/cluster.py",
             P + "experiments/node.py",
+            P + "experiments/guard.py",
             P + "readme.py",
             P + "machine.py",
             P + "tracking/ui.py",
@@ -133,6 +137,9 @@ _groups: list[tuple[set[str], set[str]]] = [
             P + "tuning/space.py",
             P + "tuning/trial.py",
             P + "tuning/search.py",
+            P + "tuning/study.py",
+            P + "tuning/records.py",
+            P + "tuning/proposals.py",
             P + "tuning/proof.py",
             "benchmarks/bench_pipeline.py",
             "benchmarks/notebook_baseline.py",
@@ -153,7 +160,7 @@ AT_MOST = {
     P + "serving/": set(),
     P + "experiments/": set(),
     P + "tuning/": set(),
-    P + "cli.py": set(),
+    P + "cli/": set(),
     "benchmarks/": set(),
 }
 AT_LEAST = {

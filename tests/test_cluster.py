@@ -26,7 +26,7 @@ import psutil
 import pytest
 import yaml
 
-from mnist_codec.experiments import cluster, node
+from mnist_codec.experiments import cluster, guard, node
 from mnist_codec.experiments.node import Job, Outcome, Point
 
 from conftest import project_copy, project_env
@@ -111,7 +111,7 @@ def test_a_guarded_command_and_its_children_die_with_the_process_that_ran_it(tmp
     pidfile = tmp_path / "grandchild"
     script = (
         f"import sys; sys.path[:0] = {sys.path!r}\n"
-        "from pathlib import Path\nfrom mnist_codec.experiments.node import guarded\n"
+        "from pathlib import Path\nfrom mnist_codec.experiments.guard import guarded\n"
         f"guarded(['sh', '-c', 'sleep 300 & echo $! > {pidfile}; wait'], Path('.'), dict(__import__('os').environ))\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
@@ -137,19 +137,19 @@ def test_a_guarded_command_and_its_children_die_with_the_process_that_ran_it(tmp
 
 
 def test_the_runs_tags_say_where_they_ran_and_bad_ones_are_refused(monkeypatch):
-    from mnist_codec.tracking import runs
+    from mnist_codec.tracking import tags as run_tags
 
-    monkeypatch.setenv(runs.RUN_TAGS_ENV, json.dumps({"mnist_codec.ray_node": "abc", "mnist_codec.ray_host": "vm"}))
-    assert runs.extra_tags() == {"mnist_codec.ray_node": "abc", "mnist_codec.ray_host": "vm"}
-    assert runs.base_tags("train_ae", {"data": {"protocol": "holdout"}})["mnist_codec.ray_node"] == "abc"
-    monkeypatch.setenv(runs.RUN_TAGS_ENV, "{not json")
-    with pytest.raises(runs.RunTagsError, match="MNIST_CODEC_RUN_TAGS is not JSON"):
-        runs.extra_tags()
-    monkeypatch.setenv(runs.RUN_TAGS_ENV, json.dumps({"host": "vm"}))
-    with pytest.raises(runs.RunTagsError, match=r"a JSON object of mnist_codec\.\* tags"):
-        runs.extra_tags()
-    monkeypatch.delenv(runs.RUN_TAGS_ENV)
-    assert runs.extra_tags() == {}
+    monkeypatch.setenv(run_tags.RUN_TAGS_ENV, json.dumps({"mnist_codec.ray_node": "abc", "mnist_codec.ray_host": "vm"}))
+    assert run_tags.extra_tags() == {"mnist_codec.ray_node": "abc", "mnist_codec.ray_host": "vm"}
+    assert run_tags.base_tags("train_ae", {"data": {"protocol": "holdout"}})["mnist_codec.ray_node"] == "abc"
+    monkeypatch.setenv(run_tags.RUN_TAGS_ENV, "{not json")
+    with pytest.raises(run_tags.RunTagsError, match="MNIST_CODEC_RUN_TAGS is not JSON"):
+        run_tags.extra_tags()
+    monkeypatch.setenv(run_tags.RUN_TAGS_ENV, json.dumps({"host": "vm"}))
+    with pytest.raises(run_tags.RunTagsError, match=r"a JSON object of mnist_codec\.\* tags"):
+        run_tags.extra_tags()
+    monkeypatch.delenv(run_tags.RUN_TAGS_ENV)
+    assert run_tags.extra_tags() == {}
 
 
 def test_the_driver_refuses_what_the_nodes_could_not_run(tmp_path):
@@ -248,9 +248,9 @@ def ray_cluster(base):
     process it started is stopped by its PID at the end."""
     from ray.cluster_utils import Cluster
 
-    saved = {k: os.environ.get(k) for k in [*NODE_ENV, node.HOME_ENV, "DVC_SITE_CACHE_DIR"]}
+    saved = {k: os.environ.get(k) for k in [*NODE_ENV, guard.HOME_ENV, "DVC_SITE_CACHE_DIR"]}
     os.environ.update(NODE_ENV)
-    os.environ[node.HOME_ENV] = str(base / "nodes")
+    os.environ[guard.HOME_ENV] = str(base / "nodes")
     os.environ["DVC_SITE_CACHE_DIR"] = str(base / "dvc-site-cache")
     small = {"object_store_memory": 80 * 2**20}
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False, **small})
@@ -481,7 +481,7 @@ def test_a_node_that_dies_mid_experiment_is_run_again_elsewhere_pushed_once_its_
     assert proc.returncode == 0, out + err
 
     # the dead node's clone holds no process: nothing of that attempt runs on
-    dead_clones = [p for p in (Path(os.environ[node.HOME_ENV])).glob(f"*/{dead_id[:16]}-*") if p.is_dir()]
+    dead_clones = [p for p in (Path(os.environ[guard.HOME_ENV])).glob(f"*/{dead_id[:16]}-*") if p.is_dir()]
     assert dead_clones and all(_processes_in(p) == [] for p in dead_clones)
     # run again on another node, pushed once, complete
     where = ran_on(driver, "rd-16")
@@ -521,7 +521,7 @@ def test_ctrl_c_cancels_the_tasks_and_writes_nothing_in_the_driver(ray_cluster, 
     assert proc.returncode == 2, out + err
     assert err.strip().splitlines()[-1].startswith("mnist-codec sweep: error: interrupted: 1 task(s) cancelled")
     time.sleep(3)
-    clones = [p for p in Path(os.environ[node.HOME_ENV]).glob("*/*") if p.is_dir()]
+    clones = [p for p in Path(os.environ[guard.HOME_ENV]).glob("*/*") if p.is_dir()]
     assert all(_processes_in(p) == [] for p in clones)
     status = {r.info.run_id: r.info.status for r in sweep_runs(server, "rd-3")}
     assert set(status.values()) <= {"FAILED", "FINISHED"}  # none left RUNNING
@@ -535,7 +535,7 @@ def test_ctrl_c_cancels_the_tasks_and_writes_nothing_in_the_driver(ray_cluster, 
 def test_a_node_that_cannot_reach_a_remote_or_the_server_says_which_from_which_node(
     team, server, tmp_path, monkeypatch
 ):
-    monkeypatch.setenv(node.HOME_ENV, str(tmp_path / "nodes"))
+    monkeypatch.setenv(guard.HOME_ENV, str(tmp_path / "nodes"))
     commit = git(team["driver"], "rev-parse", "HEAD").strip()
     point = Point("rd-5", ("latent_dim=5",))
     gone = Job(str(tmp_path / "gone.git"), commit, server.url, "s1")
@@ -581,7 +581,7 @@ def test_a_tune_search_runs_its_trials_on_the_clusters_nodes(ray_cluster, server
     on 127.0.0.1; no socket of any process the test started leaves the loopback."""
     import optuna
 
-    from mnist_codec.tuning import search
+    from mnist_codec.tuning import study as tuning_study
 
     spec = {
         "study": "on-cluster",
@@ -617,7 +617,8 @@ def test_a_tune_search_runs_its_trials_on_the_clusters_nodes(ray_cluster, server
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert bad == [] and watch.checks > 3
     study = optuna.load_study(study_name="on-cluster", storage=f"sqlite:///{repo / '.tune/optuna.db'}")
-    assert len(search.finished(study)) == 4 and study.user_attrs[search.RUNS_ATTR][0]["where"].startswith("cluster ")
+    assert len(tuning_study.finished(study)) == 4
+    assert study.user_attrs[tuning_study.RUNS_ATTR][0]["where"].startswith("cluster ")
     from mlflow import MlflowClient
 
     client = MlflowClient(server.url)

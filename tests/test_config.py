@@ -3,12 +3,13 @@ one message format -- the file and the line, the key's dotted path, the value, w
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
-from mnist_codec import config
+from mnist_codec import config, keys
 from mnist_codec.errors import GateError, ParamsError
 
 
@@ -74,7 +75,7 @@ def refused(tmp_path, text: str, error=ParamsError) -> str:
         ("section:\n  middle: 1\n", ":2: unknown key 'section.middle'; known keys are section.low, section.high"),
         ("colour: red\n", ":1: unknown key 'colour'; known keys are kind, widths, items, by_name, section"),
         ("- 1\n", ": expected a mapping of kind, widths, items, by_name, section, found list"),
-        ("kind: [\n", ": not valid YAML: "),
+        ("kind: [\n", ":2: not valid YAML: expected the node content, but found '<stream end>'"),
     ],
 )
 def test_a_bad_file_gets_one_line_naming_the_file_line_key_value_and_what_is_allowed(tmp_path, text, message):
@@ -121,5 +122,128 @@ def test_each_key_has_the_line_it_is_written_on(tmp_path):
     assert doc.lines[("kind",)] == 1 and doc.lines[("items",)] == 2
     assert doc.lines[("items", 0)] == 3 and doc.lines[("items", 0, "size")] == 4
     assert doc.line(("items", 0, "share")) == 3  # not written: the nearest key above it
-    assert config.dotted(("items", 0, "size")) == "items[0].size" and config.dotted(()) == ""
-    assert config.lookup(doc.data, ("items", 0, "size")) == 2 and config.lookup(doc.data, ("items", 5)) is None
+    assert keys.dotted(("items", 0, "size")) == "items[0].size" and keys.dotted(()) == ""
+    assert keys.lookup(doc.data, ("items", 0, "size")) == 2 and keys.lookup(doc.data, ("items", 5)) is None
+
+
+class Kinds(BaseModel):
+    """A field of each kind the message words from its declaration."""
+
+    model_config = ConfigDict(extra="forbid")
+    flag: bool = False
+    text: str = ""
+    table: dict[str, int] = {}
+    anything: dict = {}
+    pair: tuple[int, int] = (1, 2)
+    counts: list[int] = []
+    item: Item | None = None
+    items_at_most_3: Annotated[list[Item], Field(max_length=3)] | None = None
+    two_items: tuple[Item, Item] | None = None
+    where: Path = Path()
+    size_or_name: int | str = 1
+    maybe: int | None = None
+    at_least: Annotated[int, Strict(), Field(ge=0)] = 0
+    above: Annotated[int, Strict(), Field(gt=0)] = 1
+    at_most: Annotated[int, Strict(), Field(le=5)] = 0
+    below: Annotated[int, Strict(), Field(lt=5)] = 0
+    rate: Annotated[
+        float, Strict(), Field(gt=0, json_schema_extra={"accepts": "a rate such as 1.0e-4 (YAML reads 1e-4 as text)"})
+    ] = 0.1
+    ratio: Annotated[float, Strict(), Field(gt=0)] = 1.0
+    even: int = 0
+
+    @field_validator("even")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        assert value % 2 == 0, "an even integer"
+        return value
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("flag", "true or false"),
+        ("text", "a text"),
+        ("table", "a mapping"),
+        ("anything", "a mapping"),
+        ("pair", "a list"),
+        ("counts", "a list, each an integer"),
+        ("item", "a mapping of name, size, share or null"),
+        ("where", "Path"),
+        ("size_or_name", "an integer or a text"),
+        ("maybe", "an integer or null"),
+        ("at_least", "an integer >= 0"),
+        ("above", "an integer above 0"),
+        ("at_most", "an integer <= 5"),
+        ("below", "an integer below 5"),
+    ],
+)
+def test_what_a_field_allows_is_worded_from_its_declaration(name, words):
+    assert config.allowed(config.fields(Kinds)[name]) == words
+
+
+def kinds(data: dict) -> str:
+    with pytest.raises(ParamsError) as info:
+        config.check(Kinds, config.Document("k", data))
+    return str(info.value)
+
+
+def test_messages_follow_lists_of_mappings_however_their_field_is_wrapped():
+    assert kinds({"items_at_most_3": [{"name": "x", "size": 0}]}) == (
+        "k: 'items_at_most_3[0].size' = 0 is not allowed; expected an integer from 1 to 9"
+    )
+    # a tuple of two mappings is no list of one kind: its key names the error
+    assert kinds({"two_items": [{"name": "x"}, {"name": "y", "size": 0}]}) == (
+        "k: 'two_items' = [{'name': 'x'}, {'name': 'y', 'size': 0}] is not allowed; expected a list or null"
+    )
+    assert kinds({"item": {"name": "x", "colour": 1}}) == (
+        "k: unknown key 'item.colour'; known keys are item.name, item.size, item.share"
+    )
+
+
+def test_the_float_hint_is_given_to_numeric_text_only_and_once():
+    assert kinds({"ratio": "abc"}) == "k: 'ratio' = 'abc' is not allowed; expected a number above 0"
+    assert kinds({"ratio": "1e3"}) == (
+        "k: 'ratio' = '1e3' is not allowed; expected a number above 0 (YAML reads 1e-3 as text; write 1.0e-3)"
+    )
+    assert kinds({"above": "1e3"}) == "k: 'above' = '1e3' is not allowed; expected an integer above 0"
+    assert kinds({"rate": "1e-4"}) == (
+        "k: 'rate' = '1e-4' is not allowed; expected a rate such as 1.0e-4 (YAML reads 1e-4 as text)"
+    )
+
+
+def test_an_assertion_of_a_validator_is_worded_as_its_own():
+    assert kinds({"even": 3}) == "k: 'even' = 3 is not allowed; expected an even integer"
+
+
+def test_an_error_at_no_declared_field_keeps_pydantics_words():
+    doc = config.Document("k", {"ghost": 1})
+    err = {"type": "int_type", "loc": ("ghost",), "msg": "Input should be a valid integer", "input": 1}
+    assert config.message(Kinds, doc, err) == "k: 'ghost' = 1 is not allowed; expected Input should be a valid integer"
+    err = {"type": "missing", "loc": ("ghost",), "msg": "Field required", "input": {}}
+    assert config.message(Kinds, doc, err) == "k: 'ghost' is missing; expected Field required"
+    err = {"type": "value_error", "loc": (), "msg": "Value error, the words", "input": {}}
+    assert config.message(Kinds, doc, err) == "k: Value error, the words"
+
+
+def test_lookup_finds_nothing_past_the_data():
+    data = {"items": [{"name": "x"}], "n": 5}
+    assert keys.lookup(data, ("items", 0, "name")) == "x"
+    assert keys.lookup(data, ("items", 1)) is None and keys.lookup(data, ("items", -1)) is None
+    assert keys.lookup(data, ("n", "deeper")) is None and keys.lookup(data, ("items", "name")) is None
+
+
+def test_a_missing_file_without_a_purpose_and_bad_yaml_say_what_they_are(tmp_path):
+    with pytest.raises(ParamsError) as info:
+        config.read_yaml(tmp_path / "none.yaml")
+    assert str(info.value) == f"{tmp_path / 'none.yaml'}: not found"
+    (tmp_path / "bad.yaml").write_text("kind: [\n")
+    with pytest.raises(ParamsError) as info:
+        config.read_yaml(tmp_path / "bad.yaml")
+    assert str(info.value) == (
+        f"{tmp_path / 'bad.yaml'}:2: not valid YAML: expected the node content, but found '<stream end>'; "
+        "while parsing a flow node"
+    )
+    (tmp_path / "tab.yaml").write_text("kind: a\n\tsize: 2\n")
+    with pytest.raises(ParamsError, match=r"tab.yaml:2: not valid YAML: found character '\\t' that cannot start any"):
+        config.read_yaml(tmp_path / "tab.yaml")

@@ -13,7 +13,7 @@ from scipy import stats as scipy_stats
 
 from mnist_codec import cli
 from mnist_codec.errors import GateError
-from mnist_codec.evaluation import gate
+from mnist_codec.evaluation import gate, gate_report
 from mnist_codec.evaluation.stats import summarize, t_quantile, welch
 
 from conftest import REPO
@@ -185,7 +185,7 @@ def test_other_seeds_or_settings_fall_back_to_welch_and_say_why(current, basis):
         cur["deep"]["mse"] = summarize([0.0083, 0.0098])
     check = _deep(gate.compare(base, cur, PAIRED_RULES))
     assert check.test == "Welch" and check.basis == basis and check.ok
-    assert basis in gate.format_checks([check])
+    assert basis in gate_report.format_checks([check])
 
 
 def test_a_headline_metrics_file_is_refused_with_the_file_to_use():
@@ -200,10 +200,10 @@ def test_the_table_of_every_check_fits_120_columns():
     worse["ae"]["mse_digit"]["3"]["mean"] *= 1.5
     worse["ae"]["mse_digit"]["3"]["per_seed"] = [v * 1.5 for v in worse["ae"]["mse_digit"]["3"]["per_seed"]]
     checks = gate.compare(baseline, worse, gate.load_rules(REPO / "metrics_gate.yaml"))
-    text = gate.format_checks(checks)
+    text = gate_report.format_checks(checks)
     assert max(len(line) for line in text.splitlines()) <= 120
     assert "ae.mse_digit.3" in text and "ae.mse_digit.4" not in text  # the failure, not every digit
-    assert "ae.mse_digit.4" in gate.format_checks(checks, every=True)
+    assert "ae.mse_digit.4" in gate_report.format_checks(checks, every=True)
 
 
 def test_committed_baseline_is_fully_covered_by_committed_rules():

@@ -241,19 +241,22 @@ def test_bad_revisions_are_one_clear_line(repo, capsys, args, message):
     ("text", "message"),
     [
         ("accepted: [", "not valid YAML"),
-        ("accepted:\n  - results: abc\n", "lacks date, reason, regressions"),
+        ("accepted:\n  - results: 0123456789abcdef\n", ":2: 'accepted[0].date' is missing; expected a date"),
         (
             "accepted:\n  - results: 0123456789abcdef\n    date: 2026-12-07\n    reason: ''\n    regressions: []\n",
-            ":4: the reason is empty",
+            ":4: 'accepted[0].reason' = '' is not allowed; expected a text that says why",
         ),
         (
             (
                 "accepted:\n  - results: 0123456789abcdef\n    date: 2026-12-07\n    reason: ok\n    regressions:\n"
                 "      - {metric: deep_relu.msee, base: 0123456789abcdef, change: '+1%'}\n"
             ),
-            ":6: 'deep_relu.msee' is no metric the gate knows",
+            ":6: 'accepted[0].regressions[0].metric' = 'deep_relu.msee' is not allowed; expected a metric a rule",
         ),
-        ("accepted:\n  - results: 12\n    date: 2026-12-07\n    reason: ok\n    regressions: []\n", ":2: results '12'"),
+        (
+            "accepted:\n  - results: 12\n    date: 2026-12-07\n    reason: ok\n    regressions: []\n",
+            ":2: 'accepted[0].results' = 12 is",
+        ),
         ("acepted: []\n", "unknown key 'acepted'"),
     ],
 )

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mnist_codec.errors import GateError
-from mnist_codec.evaluation import gate
+from mnist_codec.evaluation import gate, gate_report
 from mnist_codec.evaluation.gate import Rule, check_summary, check_value, compare, gated_metrics, pairing
 from mnist_codec.evaluation.stats import summarize
 
@@ -350,7 +350,7 @@ def test_a_rules_file_is_read_whole(tmp_path):
         ("rules:\n  - {metric: a, direction: lower, paired_abs: -0.1}\n", r"'rules\[0\].paired_abs' = -0.1 .* >= 0$"),
         ("rules: []\n", r":1: 'rules' = \[\] is not allowed; expected a non-empty list of rules$"),
         ("", r"rules.yaml: expected a mapping of alpha, rules, found nothing$"),
-        ("rules: [\n", r"rules.yaml: not valid YAML: "),
+        ("rules: [\n", r"rules.yaml:2: not valid YAML: "),
     ],
 )
 def test_a_bad_rules_file_names_the_rule_and_the_problem(tmp_path, text, message):
@@ -421,7 +421,7 @@ CHECKS = [
 
 
 def test_the_table_of_checks_shows_the_headline_and_the_failures():
-    assert gate.format_checks(CHECKS).splitlines() == [
+    assert gate_report.format_checks(CHECKS).splitlines() == [
         "metric           baseline    current   change      limit  test    basis                        result",
         "ae.mse             0.0138    0.01449   +5.00%   0.014007  paired  same 3 seeds and settings    regressed",
         "ae.psnr              18.6      18.61   +0.05%      18.58  Welch   other seeds                  ok",
@@ -429,7 +429,7 @@ def test_the_table_of_checks_shows_the_headline_and_the_failures():
         "(and 3 more checks, all passed: floor 1, paired 2; --all lists them)",
         "gate: 4 passed, 2 failed",
     ]
-    every = gate.format_checks(CHECKS, every=True).splitlines()
+    every = gate_report.format_checks(CHECKS, every=True).splitlines()
     assert len(every) == 1 + len(CHECKS) + 1 and every[-1] == "gate: 4 passed, 2 failed"
     assert every[4].split() == [
         "ae.mse_digit.4",

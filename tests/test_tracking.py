@@ -6,6 +6,7 @@ import pytest
 
 from mnist_codec.tracking import runs as truns
 from mnist_codec.tracking import store as tstore
+from mnist_codec.tracking import tags as ttags
 
 
 def test_root_comes_from_dvc_root_then_the_repo_above_cwd(tmp_path, monkeypatch):
@@ -29,8 +30,8 @@ def test_flatten_and_pipeline_id():
         "train.lr": 0.001,
         "activation": "relu,tanh",
     }
-    a = truns.pipeline_id("abc", "workspace", {"seed": 1})
-    assert a == truns.pipeline_id("abc", "workspace", {"seed": 1}) != truns.pipeline_id("abc", "exp-1", {"seed": 1})
+    a = ttags.pipeline_id("abc", "workspace", {"seed": 1})
+    assert a == ttags.pipeline_id("abc", "workspace", {"seed": 1}) != ttags.pipeline_id("abc", "exp-1", {"seed": 1})
 
 
 def test_run_logs_params_history_and_tags(mlflow_store, monkeypatch):

@@ -17,7 +17,8 @@ import yaml
 from mnist_codec.errors import ParamsError
 from mnist_codec.experiments import frontier
 from mnist_codec.params import validate
-from mnist_codec.tuning import proof, search, space
+from mnist_codec.tuning import proof, proposals, search, space
+from mnist_codec.tuning import study as tuning_study
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -125,10 +126,10 @@ def test_a_spent_study_searches_nothing_and_leaves_the_store_alone(tmp_path, mon
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     spec = space.check({**RAW, "budget": {"trials": 40, "time_s": 100}}, BASE)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    search.open_study(storage, spec.study).set_user_attr(search.RUNS_ATTR, [{"wall_seconds": 101.0}])
+    tuning_study.open_study(storage, spec.study).set_user_attr(tuning_study.RUNS_ATTR, [{"wall_seconds": 101.0}])
     assert search.run(tmp_path, spec, BASE, storage=storage) == {"trials_this_run": 0, "skipped": True}
     assert not (tmp_path / "mlflow.db").exists()
-    assert search.TUNING_RUN_ATTR not in search.open_study(storage, spec.study).user_attrs
+    assert tuning_study.TUNING_RUN_ATTR not in tuning_study.open_study(storage, spec.study).user_attrs
 
 
 def test_a_bf16_search_on_a_machine_without_bf16_is_refused_before_anything_starts(monkeypatch, tmp_path):
@@ -158,20 +159,20 @@ def test_a_missing_or_broken_file_is_named(tmp_path):
     with pytest.raises(ParamsError, match=r"nope.yaml: not found \(the search space of `make tune`\)"):
         space.load(tmp_path / "nope.yaml", BASE)
     (tmp_path / "t.yaml").write_text("space: [")
-    with pytest.raises(ParamsError, match=r"t.yaml: not valid YAML"):
+    with pytest.raises(ParamsError, match=r"t.yaml:\d+: not valid YAML"):
         space.load(tmp_path / "t.yaml", BASE)
 
 
 def test_optuna_proposes_only_from_the_declared_space_and_each_proposal_is_valid_params():
     spec = space.check(RAW, BASE)
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=3, n_startup_trials=8))
-    define = space.suggest(spec)
+    define = proposals.suggest(spec)
     entries = {e.key: e for e in spec.space}
     seen_arch = set()
     for k in range(24):
         t = study.ask()
         define(t)
-        config = space.decode(t.params)
+        config = proposals.decode(t.params)
         for key, value in config.items():
             assert entries[key].contains(value), (key, value)
         active = {}
@@ -221,16 +222,16 @@ def test_the_winner_is_the_lowest_validation_score_among_trials_that_ran_every_e
             (0.002, 3, "cut by the time budget"),
         ]
     )
-    best = search.winner(study, 5)
+    best = tuning_study.winner(study, 5)
     assert best.value == 0.003 and best.number == 2
-    assert search.winner(_study_with([(0.001, 2, "asha stopped at epoch 2")]), 5) is None
+    assert tuning_study.winner(_study_with([(0.001, 2, "asha stopped at epoch 2")]), 5) is None
 
 
 def test_the_record_states_the_search_the_winner_and_what_it_replaces():
     spec = space.check({**RAW, "asha": {"max_epochs": 5, "grace_epochs": 1, "reduction_factor": 3}}, BASE)
     study = _study_with([(0.004, 5, "finished"), (0.001, 2, "asha stopped at epoch 2"), (0.003, 5, "finished")])
     study.set_user_attr(
-        search.RUNS_ATTR,
+        tuning_study.RUNS_ATTR,
         [
             {"wall_seconds": 100.0, "where": "local", "precision": "fp32"},
             {"wall_seconds": 50.5, "where": "local", "precision": "fp32"},
@@ -307,18 +308,19 @@ def test_a_tiny_search_on_a_local_ray_then_resumed_then_proven_by_make_tune(tmp_
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     storage = f"sqlite:///{repo / '.tune/optuna.db'}"
     study = optuna.load_study(study_name="tiny", storage=storage)
-    trials = search.finished(study)
+    trials = tuning_study.finished(study)
     assert len(trials) == 6
-    first = space.decode(trials[0].params)  # a new study starts from start_from
+    first = proposals.decode(trials[0].params)  # a new study starts from start_from
     assert first == TINY_SEARCH["start_from"][0]
     ended = [t.user_attrs["ended"] for t in trials]
     assert sum(e.startswith("asha stopped at epoch") for e in ended) >= 1, ended  # ASHA stopped some early
     assert all(e == "finished" or e.startswith("asha stopped") for e in ended)
     for t in trials:  # every proposal from the declared space
-        config = space.decode(t.params)
+        config = proposals.decode(t.params)
         assert 1e-5 <= config["train.lr"] <= 3e-2 and config["deep.hidden"] in ([32], [64, 16])
         stopped = t.user_attrs["ended"].startswith("asha")
-        assert (search.epochs_run(t) < 4) == stopped and len(t.intermediate_values) >= search.epochs_run(t) - 1
+        epochs = tuning_study.epochs_run(t)
+        assert (epochs < 4) == stopped and len(t.intermediate_values) >= epochs - 1
     # every trial an MLflow run under one tuning run, with its curve and how it ended
     runs, client = store_runs(repo, "tune")
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
@@ -330,11 +332,11 @@ def test_a_tiny_search_on_a_local_ray_then_resumed_then_proven_by_make_tune(tmp_
         r = by_id[t.user_attrs["mlflow_run_id"]]
         assert r.info.status == ("KILLED" if t.user_attrs["ended"].startswith("asha") else "FINISHED")
         history = client.get_metric_history(r.info.run_id, "val_mse")
-        assert [m.step for m in history] == list(range(1, search.epochs_run(t) + 1))
+        assert [m.step for m in history] == list(range(1, tuning_study.epochs_run(t) + 1))
         assert history[-1].value == pytest.approx(t.value)
         assert r.data.tags["mnist_codec.ray_node_ip"] == "127.0.0.1"  # Ray kept its node on loopback
         assert r.data.params["data.protocol"] == "validation" and r.data.params["searched.train.lr"]
-    record = study.user_attrs[search.RUNS_ATTR]
+    record = study.user_attrs[tuning_study.RUNS_ATTR]
     assert len(record) == 1 and record[0]["trials_this_run"] == 6 and record[0]["where"] == "local"
     assert record[0]["asha_stopped"] == sum(e.startswith("asha") for e in ended)
     # resumed: the study goes on where it stopped, under the same tuning run, with new proposals
@@ -343,12 +345,12 @@ def test_a_tiny_search_on_a_local_ray_then_resumed_then_proven_by_make_tune(tmp_
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     study = optuna.load_study(study_name="tiny", storage=storage)
-    again = search.finished(study)
+    again = tuning_study.finished(study)
     assert [t.number for t in again] == list(range(8))
-    assert all(space.decode(t.params) != first for t in again[6:])  # start_from is not run twice
+    assert all(proposals.decode(t.params) != first for t in again[6:])  # start_from is not run twice
     runs, _ = store_runs(repo, "tune")
     assert len([r for r in runs if "mlflow.parentRunId" not in r.data.tags]) == 1 and len(runs) == 9
-    assert [r["trials_before"] for r in study.user_attrs[search.RUNS_ATTR]] == [0, 6]
+    assert [r["trials_before"] for r in study.user_attrs[tuning_study.RUNS_ATTR]] == [0, 6]
     # proven: `make tune` (the study's budget of trials spent: no search left) runs the winner on the test images
     stamp = tmp_path / "installed"
     stamp.touch()
@@ -363,7 +365,7 @@ def test_a_tiny_search_on_a_local_ray_then_resumed_then_proven_by_make_tune(tmp_
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     rec = json.loads((repo / "reports/frontier.json").read_text())
-    best = search.winner(study, 4)
+    best = tuning_study.winner(study, 4)
     assert rec["command"] == "make tune" and rec["selection"]["search"]["winner"]["optuna_trial"] == best.number
     assert rec["selection"]["search"]["trials"] == 8 and rec["protocol"] == "holdout" and rec["n_seeds"] == 2
     assert rec["replaces"]["command"] == "make frontier" and rec["precision"] == {"search": "fp32", "test run": "fp32"}
@@ -417,8 +419,8 @@ def test_a_study_on_postgresql_is_joined_from_a_second_machine_through_one_track
             assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
             assert pg.password not in proc.stdout + proc.stderr  # the URL's password is never shown
         study = optuna.load_study(study_name="team", storage=storage)
-        assert [t.number for t in search.finished(study)] == [0, 1, 2, 3]
-        assert [r["trials_before"] for r in study.user_attrs[search.RUNS_ATTR]] == [0, 2]
+        assert [t.number for t in tuning_study.finished(study)] == [0, 1, 2, 3]
+        assert [r["trials_before"] for r in study.user_attrs[tuning_study.RUNS_ATTR]] == [0, 2]
         from mlflow import MlflowClient
 
         client = MlflowClient(srv.url)
@@ -427,7 +429,7 @@ def test_a_study_on_postgresql_is_joined_from_a_second_machine_through_one_track
         parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
         assert len(parents) == 1 and len(runs) == 5
         assert {r.data.tags.get("mnist_codec.tune_trial") for r in runs if r not in parents} == {
-            t.user_attrs["ray_trial_id"] for t in search.finished(study)
+            t.user_attrs["ray_trial_id"] for t in tuning_study.finished(study)
         }
     finally:
         if srv is not None:

@@ -1,5 +1,5 @@
 """The verdict over the gate's questions, built in memory: what passes, what an acceptance
-covers, which row fails which question, and the report a reviewer reads of it.
+covers, which question fails (the report a reviewer reads of it: tests/test_gate_report.py).
 
 tests/test_gate_history.py asks the same questions through git and the CLI; here each
 comparison is made directly, so that every decision is held by a test of milliseconds.
@@ -12,69 +12,13 @@ from pathlib import Path
 import pytest
 
 from mnist_codec.errors import GateError
-from mnist_codec.evaluation import history, verdict
-from mnist_codec.evaluation.acceptance import Acceptance, Accepted, Regression
-from mnist_codec.evaluation.gate import Check, Rule, compare
+from mnist_codec.evaluation import gate_report, history, verdict
+from mnist_codec.evaluation.acceptance import Acceptance, Accepted
+from mnist_codec.evaluation.gate import Check, compare
 from mnist_codec.evaluation.history import Results, Revision
 from mnist_codec.evaluation.stats import summarize
 from mnist_codec.evaluation.verdict import Comparison, Verdict
-
-RULES = [
-    Rule("pca.mse", "lower", rel_floor=0.002),
-    Rule("*.mse", "lower", rel_floor=0.005, paired_rel=0.015),
-    Rule("*.psnr", "higher", abs_floor=0.02),
-    Rule("*.code_size", "equal"),
-]
-SEEDS = [1, 2, 3]
-
-
-def codec(mse: list[float], psnr: float = 20.0) -> dict:
-    seeds = SEEDS[: len(mse)] if len(mse) > 1 else [1]
-    return {
-        "mse": summarize(mse),
-        "psnr": summarize([psnr] * len(mse)),
-        "code_size": 32,
-        "seeds": seeds,
-        "settings": {"train": {"epochs": 10}},
-    }
-
-
-def content(ae: float = 1.0, deep: float = 1.0, pca: float = 1.0, drop: str = "", ae_psnr: float = 20.0) -> dict:
-    out = {
-        "pca": codec([0.0172 * pca]),
-        "ae": codec([0.0138 * ae, 0.0140 * ae, 0.0136 * ae], ae_psnr),
-        "deep_tanh": codec([0.0110 * deep, 0.0112 * deep, 0.0108 * deep]),
-    }
-    out.pop(drop, None)
-    return out
-
-
-def results(label: str, data: dict, sha: str | None = None) -> Results:
-    return Results(f"{label} {sha[:7]}" if sha else label, data, Revision(label, sha) if sha else None)
-
-
-BASE = results("base", content(), "b" * 40)
-
-
-def comparison(question: str, reference: Results | None, current: Results, how: str = "how") -> Comparison:
-    checks = () if reference is None else tuple(compare(reference.content, current.content, RULES))
-    return Comparison(question, reference, current, checks, how)
-
-
-def judged(head: Results, fresh: dict | None = None, accepted: Accepted | None = None, drift=None) -> Verdict:
-    comps = []
-    if fresh is not None:
-        comps.append(comparison("reproduce", head, results("fresh run", fresh), "the workspace's reports/"))
-    comps.append(comparison("regress", BASE, head, "the results before the last change to them, bbbbbbb"))
-    if drift is not None:
-        comps.append(drift)
-    return Verdict(comps, accepted or Accepted(Path("metrics_accepted.yaml")), head)
-
-
-def accepting(head: Results, *metrics: str, base: str | None = None, line: int = 10) -> Accepted:
-    regs = tuple(Regression(m, base or BASE.digest, "+5.00%", line + 4 + i) for i, m in enumerate(metrics))
-    return Accepted(Path("metrics_accepted.yaml"), (Acceptance(head.digest, "2026-12-07", "slower, kept", regs, line),))
-
+from verdicts import BASE, RULES, accepting, content, judged, results
 
 # --- what passes --------------------------------------------------------------------------------
 
@@ -84,7 +28,7 @@ def test_an_unchanged_result_passes_every_question():
     v = judged(head, fresh=content())
     assert v.passed and not v.failed() and not v.accepted_outcomes() and not v.stale()
     assert [v.status(q) for q in ("reproduce", "regress", "drift")] == ["passed", "passed", "skipped"]
-    assert {r.codec: r.verdict for r in verdict.rows(v)} == {"pca": "pass", "ae": "pass", "deep_tanh": "pass"}
+    assert {r.codec: r.verdict for r in gate_report.rows(v)} == {"pca": "pass", "ae": "pass", "deep_tanh": "pass"}
 
 
 def test_a_regression_fails_regress_and_its_codec_only():
@@ -94,7 +38,7 @@ def test_a_regression_fails_regress_and_its_codec_only():
     assert {o.check.metric for o in v.failed()} == {"ae.mse"}
     assert {o.comparison.question for o in v.failed()} == {"regress"}
     assert (v.status("reproduce"), v.status("regress")) == ("passed", "failed")
-    rows = {r.codec: r for r in verdict.rows(v)}
+    rows = {r.codec: r for r in gate_report.rows(v)}
     assert rows["ae"].verdict == "FAIL: regress" and rows["pca"].verdict == "pass"
     assert rows["ae"].changes["base"] == "+5.00%" and rows["ae"].changes["fresh"] == "+0.00%"
     assert rows["ae"].limit == "+1.50%" and rows["ae"].test == "paired"
@@ -105,14 +49,14 @@ def test_a_regression_fails_regress_and_its_codec_only():
 
 def test_an_improvement_passes_and_says_better_in_either_direction():
     head = results("HEAD", content(deep=0.9), "a" * 40)
-    rows = {r.codec: r for r in verdict.rows(judged(head))}
+    rows = {r.codec: r for r in gate_report.rows(judged(head))}
     assert rows["deep_tanh"].verdict == "pass, better" and rows["ae"].verdict == "pass"
     lower = Check("x.mse", 1.0, 0.9, 1.05, True, "ok")
     higher = Check("x.psnr", 20.0, 20.5, 19.98, True, "ok")
-    assert verdict._better(lower) and verdict._better(higher)
-    assert not verdict._better(Check("x.mse", 1.0, 0.96, 1.05, True, "ok"))  # within the margin: noise
-    assert not verdict._better(Check("x.psnr", 20.0, 20.01, 19.98, True, "ok"))
-    assert not verdict._better(Check("x.mse", 1.0, 0.95, 1.05, True, "ok"))  # exactly the margin: not beyond it
+    assert gate_report._better(lower) and gate_report._better(higher)
+    assert not gate_report._better(Check("x.mse", 1.0, 0.96, 1.05, True, "ok"))  # within the margin: noise
+    assert not gate_report._better(Check("x.psnr", 20.0, 20.01, 19.98, True, "ok"))
+    assert not gate_report._better(Check("x.mse", 1.0, 0.95, 1.05, True, "ok"))  # exactly the margin: not beyond it
 
 
 def test_the_fresh_run_must_reproduce_and_no_acceptance_excuses_it():
@@ -122,7 +66,7 @@ def test_the_fresh_run_must_reproduce_and_no_acceptance_excuses_it():
     (failed,) = v.failed()
     assert failed.comparison.question == "reproduce" and failed.accepted is None
     assert failed.comparison.digests is None
-    assert {r.codec: r.verdict for r in verdict.rows(v)}["ae"] == "FAIL: reproduce"
+    assert {r.codec: r.verdict for r in gate_report.rows(v)}["ae"] == "FAIL: reproduce"
     assert v.status("reproduce") == "failed" and v.status("regress") == "passed"
 
 
@@ -132,7 +76,7 @@ def test_an_acceptance_covers_exactly_the_results_and_base_it_names():
     assert v.passed and v.status("regress") == "accepted"
     (o,) = v.accepted_outcomes()
     assert o.check.metric == "ae.mse" and o.passed and not o.check.ok
-    assert {r.codec: r.verdict for r in verdict.rows(v)}["ae"] == "accepted"
+    assert {r.codec: r.verdict for r in gate_report.rows(v)}["ae"] == "accepted"
     # another metric, other results or another base: not covered
     assert not judged(head, accepted=accepting(head, "deep_tanh.mse")).passed
     other = results("HEAD", content(ae=1.06), "c" * 40)
@@ -156,7 +100,7 @@ def test_a_verdict_without_checks_passes_and_reproduce_has_no_digests():
     assert Comparison("regress", None, head).digests is None
     assert Comparison("regress", head, None).digests is None
     assert Comparison("drift", BASE, head).digests == (BASE.digest, head.digest)
-    assert verdict._summary(empty) == "passed, nothing compared (every question skipped)"
+    assert gate_report._summary(empty) == "passed, nothing compared (every question skipped)"
 
 
 def test_the_tags_a_tracking_store_keeps():
@@ -174,203 +118,6 @@ def test_the_tags_a_tracking_store_keeps():
     assert alone.tags("g")["g.base"] == "none" and alone.tags("g")["g"] == "passed"
     unread = Verdict([Comparison("regress", results("base", content()), head, ())], Accepted(Path("x")), head)
     assert unread.tags("g")["g.base"] == "none"  # a base read from a file, not a commit
-
-
-def test_a_dropped_codec_is_a_row_and_fails():
-    head = results("HEAD", content(drop="deep_tanh"), "a" * 40)
-    v = judged(head)
-    rows = {r.codec: r for r in verdict.rows(v)}
-    assert list(rows) == ["pca", "ae", "deep_tanh"]  # HEAD's codecs, then the one only the base has
-    assert rows["deep_tanh"].verdict == "FAIL: regress" and rows["deep_tanh"].values["head"] is None
-    assert rows["deep_tanh"].test == "-" and rows["deep_tanh"].limit == "-"
-
-
-def test_the_row_shows_the_guarding_question_regress_first():
-    head = results("HEAD", content(ae=1.01), "a" * 40)
-    anchor = results("accepted", content(ae=0.99), "d" * 40)
-    drift = comparison("drift", anchor, head, "2026-12-01, metrics_accepted.yaml line 9")
-    v = judged(head, fresh=content(ae=1.01), drift=drift)
-    row = {r.codec: r for r in verdict.rows(v)}["ae"]
-    assert row.limit == "+1.50%"  # regress's limit, against the base's 0.0138
-    assert row.changes == {"base": "+1.00%", "accepted": "+2.02%", "fresh": "+0.00%"}
-    assert row.values["accepted"] == pytest.approx(0.0138 * 0.99)
-    only_repro = Verdict(
-        [comparison("reproduce", head, results("fresh run", content(ae=1.02)))], Accepted(Path("x")), head
-    )
-    row = {r.codec: r for r in verdict.rows(only_repro)}["ae"]
-    assert row.values["base"] is None and row.changes["fresh"] == "+0.99%" and row.test == "paired"
-
-
-def test_changes_in_percent():
-    assert verdict._pct(2.0, 2.1) == "+5.00%" and verdict._pct(2.0, 1.9) == "-5.00%"
-    assert verdict._pct(None, 1.0) == verdict._pct(1.0, None) == verdict._pct(0.0, 1.0) == "-"
-    assert verdict._num(None) == "-" and verdict._num(0.0123456789) == "0.012346"
-
-
-def test_the_questions_in_the_order_the_gate_asks_them():
-    head = results("HEAD", content(ae=1.05), "a" * 40)
-    anchor = results("accepted", content(), "d" * 40)
-    v = judged(head, fresh=content(ae=1.10), drift=comparison("drift", anchor, head))
-    assert verdict._questions(v.failed()) == ["reproduce", "regress", "drift"]
-    assert verdict._summary(v) == "FAILED: ae (reproduce, regress, drift)"
-    assert v.of("drift") is v.comparisons[2] and v.of("nothing") is None
-
-
-# --- the report ---------------------------------------------------------------------------------
-
-
-def rich() -> Verdict:
-    """Every kind of row and note: a regression, an accepted one, a failed check beyond the MSE,
-    a stale entry, a dropped codec, a fresh run that does not reproduce, drift."""
-    head = results("HEAD", content(ae=1.05, deep=0.9, drop="pca", ae_psnr=19.5), "a" * 40)
-    anchor = results("accepted", content(), "d" * 40)
-    reason = "a smaller learning rate: slower to converge, kept for stability"
-    regs = (Regression("ae.mse", BASE.digest, "+5.00%", 14), Regression("ae.psnr", "0" * 16, "-0.10", 17))
-    acc = Accepted(Path("metrics_accepted.yaml"), (Acceptance(head.digest, "2026-12-07", reason, regs, 10),))
-    drift = comparison("drift", anchor, head, "2026-12-01, metrics_accepted.yaml line 20")
-    return judged(head, fresh=content(ae=1.05, deep=0.95, drop="pca", ae_psnr=19.5), accepted=acc, drift=drift)
-
-
-EXPECTED = Path(__file__).parent / "expected"
-
-
-def test_the_terminal_report_of_every_kind_of_row_and_note():
-    """The whole text, as a reviewed file (a change to it is a diff a reviewer reads): the rows
-    and notes say which codec failed which question, the limit applied, the reason accepted."""
-    text = verdict.format_terminal(rich())
-    assert text + "\n" == (EXPECTED / "gate_terminal.txt").read_text(encoding="utf-8")
-    assert max(len(line) for line in text.splitlines()) <= 120
-
-
-def test_the_markdown_report_of_every_kind_of_row_and_note():
-    text = verdict.report_markdown(rich(), "mnist-codec HEAD: the gate", "2-core CPU")
-    assert text == (EXPECTED / "gate_report.md").read_text(encoding="utf-8")
-    assert len(text.splitlines()) <= verdict.REPORT_LINES
-
-
-def accepted_and_named() -> Verdict:
-    """Results named by the user (a revision with spaces in its name), every regression accepted,
-    HEAD's results the accepted results: no fresh run, nothing fails."""
-    head = Results(
-        "exp-lr main@{1 day ago} aaaaaaa",
-        content(ae=1.05, deep=1.05, pca=1.01, ae_psnr=19.0),
-        Revision("exp", "a" * 40),
-    )
-    metrics = ["pca.mse", "ae.mse", "ae.psnr", "deep_tanh.mse"]
-    regs = tuple(Regression(m, BASE.digest, "+5%", 12 + i) for i, m in enumerate(metrics))
-    reason = "slower-but-steadier training, kept"
-    acc = Accepted(Path("metrics_accepted.yaml"), (Acceptance(head.digest, "2026-12-07", reason, regs, 10),))
-    how = "HEAD's results are the accepted results (2026-12-07, metrics_accepted.yaml line 10)"
-    return Verdict(
-        [comparison("regress", BASE, head, "--base main"), Comparison("drift", head, head, how=how)], acc, head
-    )
-
-
-def test_the_report_of_accepted_regressions_of_named_results():
-    v = accepted_and_named()
-    assert v.passed and verdict._judged(v) == "exp-lr main@{1 day ago}"
-    text = verdict.format_terminal(v)
-    assert text + "\n" == (EXPECTED / "gate_terminal_accepted.txt").read_text(encoding="utf-8")
-    markdown = verdict.report_markdown(v, "mnist-codec exp: the gate", "2-core CPU")
-    assert markdown == (EXPECTED / "gate_report_accepted.md").read_text(encoding="utf-8")
-
-
-def test_a_skipped_question_and_the_sides_names():
-    head = results("HEAD", content(), "a" * 40)
-    v = Verdict(
-        [
-            Comparison("regress", None, head, skipped="a shallow clone"),
-            comparison("reproduce", head, results("fresh run", content())),
-        ],
-        Accepted(Path("x")),
-        head,
-    )
-    assert verdict._question_lines(v) == [
-        "regress: SKIPPED: a shallow clone",
-        "reproduce: fresh run against HEAD aaaaaaa (how): 9 of 9 checks passed",
-    ]
-    assert verdict._side(None) == "-" and verdict._side(results("fresh run", {})) == "fresh"
-    assert verdict._side(head) == "aaaaaaa" and verdict._reference(v, "drift") is None
-    assert verdict._reference(v, "reproduce") is head
-    assert verdict._summary(v) == "passed"
-    lines = verdict.format_terminal(v).splitlines()
-    assert lines[2].split()[:3] == ["codec", "base", "-"] and lines[-1] == "gate: passed; 9 of 9 checks passed"
-
-
-def test_better_is_beyond_the_margin_in_the_rules_direction():
-    assert verdict._better(Check("x.mse", 1.0, 0.9, 1.0, True, "ok"))  # no margin: any improvement
-    assert not verdict._better(Check("x.mse", 1.0, 1.0, 1.0, True, "ok"))
-    assert not verdict._better(Check("x.psnr", 20.0, 20.5, 19.5, True, "ok"))  # exactly the margin
-    assert verdict._better(Check("x.psnr", 20.0, 20.6, 19.5, True, "ok"))
-
-
-def test_many_failed_codecs_are_counted_in_the_summary():
-    head = results("HEAD", {f"c{i}": codec([1.0, 1.1, 1.2]) for i in range(6)}, "a" * 40)
-    base = results("base", {f"c{i}": codec([0.5, 0.55, 0.6]) for i in range(6)}, "b" * 40)
-    v = Verdict([comparison("regress", base, head)], Accepted(Path("x")), head)
-    assert verdict._summary(v) == "FAILED: 6 codecs (regress)"
-    five = Verdict(
-        [
-            comparison(
-                "regress",
-                base,
-                results("HEAD", {**base.content, **{f"c{i}": head.content[f"c{i}"] for i in range(5)}}, "a" * 40),
-            )
-        ],
-        Accepted(Path("x")),
-        head,
-    )
-    assert verdict._summary(five) == "FAILED: c0, c1, c2, c3, c4 (regress)"
-
-
-def crowded() -> Verdict:
-    """Five codecs with long names, each failing four checks beyond its MSE, and a long reason
-    for the base: more notes than fit, and lines that wrap."""
-    names = ["conv_leaky_relu", "deep_leaky_relu", "deep_silu_wide", "deep_gelu_wide", "conv_tanh_wide"]
-
-    def side(f: float) -> dict:
-        out = {}
-        for n in names:
-            c = codec([0.011 * f, 0.0112 * f, 0.0108 * f], 20.0 / f)
-            c["mse_digit"] = {str(d): summarize([0.01 * f * (1 + d / 10)] * 3) for d in range(3)}
-            out[n] = c
-        return out
-
-    head, base = results("HEAD", side(1.05), "a" * 40), results("base", side(1.0), "b" * 40)
-    how = (
-        "the merge-base with origin/main, the pull-request's base as the CI service hands it over in GATE_BASE "
-        "(re-run on a self-hosted runner)"
-    )
-    checks = tuple(compare(base.content, head.content, [*RULES, Rule("*.mse_digit.*", "lower", rel_floor=0.005)]))
-    return Verdict([Comparison("regress", base, head, checks, how)], Accepted(Path("metrics_accepted.yaml")), head)
-
-
-def test_a_crowded_report_wraps_within_120_columns_and_counts_what_did_not_fit():
-    v = crowded()
-    text = verdict.format_terminal(v)
-    assert text + "\n" == (EXPECTED / "gate_terminal_crowded.txt").read_text(encoding="utf-8")
-    assert max(len(line) for line in text.splitlines()) <= 120
-    markdown = verdict.report_markdown(v, "mnist-codec HEAD: the gate", "2-core CPU")
-    assert markdown == (EXPECTED / "gate_report_crowded.md").read_text(encoding="utf-8")
-    assert len(markdown.splitlines()) == verdict.REPORT_LINES
-
-
-def test_notes_beyond_the_room_are_counted_and_the_hint_kept_last():
-    notes = verdict._notes(rich(), 3, str)
-    assert notes == [
-        "missing (regress, drift): pca and its 5 checks: the results lack it",
-        "and 3 more: `mnist-codec gate --all` lists every check",
-        "to accept: mnist-codec accept --reason ..., then commit metrics_accepted.yaml",
-    ]
-    head = results("HEAD", content(), "a" * 40)
-    assert verdict._notes(judged(head, fresh=content(ae=1.1)), 5, str) == []  # reproduce: no hint to accept
-
-
-def test_a_report_of_many_acceptances_and_failures_stays_within_30_lines():
-    head = results("HEAD", content(ae=1.2, deep=1.2, ae_psnr=15.0), "a" * 40)
-    v = judged(head, fresh=content(ae=1.3, deep=1.3, ae_psnr=14.0))
-    text = verdict.report_markdown(v, "t", "m")
-    assert len(text.splitlines()) <= verdict.REPORT_LINES and text.endswith("\n")
 
 
 # --- asked in a repository: ask, accept and drift read committed results -----------------------

@@ -145,7 +145,7 @@ def test_the_committed_serve_yaml_is_valid_and_one_replica_per_cpu():
             ":2: 'batch_wait_timeout_s' = 5 is not allowed; expected a number from 0 to 1",
         ),
         ("- 1\n", ": expected a mapping of port, replicas,"),
-        ("port: [\n", ": not valid YAML"),
+        ("port: [\n", ":2: not valid YAML"),
     ],
 )
 def test_a_bad_serve_yaml_is_refused_by_key(tmp_path, text, message):

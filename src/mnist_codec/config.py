@@ -1,7 +1,6 @@
 """The one config layer: the YAML files the project reads (``params.yaml``, ``tune.yaml``,
-``serve.yaml``, ``metrics_gate.yaml``) are read by :func:`read_yaml` and checked against a
-pydantic model by :func:`check`. (``metrics_accepted.yaml`` still reads its own YAML nodes in
-:mod:`mnist_codec.evaluation.acceptance`, for their lines; it is next to move here.)
+``serve.yaml``, ``metrics_gate.yaml``, ``metrics_accepted.yaml``) are read by :func:`read_yaml`
+and checked against a pydantic model by :func:`check`.
 
 A bad file gets one line, in one format, from :func:`message`: the file and the line, the
 key's dotted path (``rules[0].direction``, ``train.epochs``), the value found and what is
@@ -24,9 +23,9 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from .errors import MnistCodecError, ParamsError
+from .keys import Loc, dotted, lookup
 
 M = TypeVar("M", bound=BaseModel)
-Loc = tuple[str | int, ...]
 FLOAT_HINT = "YAML reads 1e-3 as text; write 1.0e-3"
 
 
@@ -75,6 +74,11 @@ def read_yaml(path: str | Path, *, error: type[MnistCodecError] = ParamsError, w
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:  # where the parser stopped, in the file's own lines
+        mark = exc.problem_mark or exc.context_mark
+        at = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        words = "; ".join(w for w in (exc.problem, exc.context) if w)
+        raise error(f"{at}: not valid YAML: {words}") from None
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     finally:
@@ -97,15 +101,23 @@ def _lines(node: yaml.Node, loc: Loc, out: dict[Loc, int]) -> None:
             _lines(item, (*loc, i), out)
 
 
-def check(model: type[M], doc: Document, *, error: type[MnistCodecError] = ParamsError, empty_ok: bool = True) -> M:
-    """``doc``'s data as ``model``; the first problem raises ``error`` in one line (:func:`message`)."""
+def check(
+    model: type[M],
+    doc: Document,
+    *,
+    error: type[MnistCodecError] = ParamsError,
+    empty_ok: bool = True,
+    context: dict[str, Any] | None = None,
+) -> M:
+    """``doc``'s data as ``model``; the first problem raises ``error`` in one line (:func:`message`).
+    ``context`` reaches the model's validators (what a value is checked against besides the file)."""
     data = doc.data
     if data is None and empty_ok:
         data = {}
     if not isinstance(data, dict):
         raise error(f"{doc.where()}: expected a mapping of {', '.join(fields(model))}, found {_kind(data)}")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise error(message(model, doc, exc.errors()[0])) from None
 
@@ -116,26 +128,25 @@ def message(model: type[BaseModel], doc: Document, err: ErrorDetails) -> str:
     key = dotted(loc)
     where = doc.where(loc)
     if err["type"] == "extra_forbidden":
-        above = loc[:-1] if loc[-2:-1] and not isinstance(loc[-2], int) else ()  # an item of a list: its own keys
-        known = ", ".join(dotted((*above, k)) for k in fields(parent)) if parent else ""
+        above = loc[:-1] if len(loc) > 1 and not isinstance(loc[-2], int) else ()  # an item of a list: its own keys
+        known = ", ".join(dotted((*above, k)) for k in fields(parent))
         return f"{where}: unknown key '{key}'; known keys are {known}"
     if not key:  # a check of the whole file (a model validator)
         return f"{where}: {_own_words(err)}"
-    value = lookup(doc.data, loc)
+    expected = allowed(fld) if fld is not None else err["msg"]  # no field: pydantic's words
     if err["type"] == "missing":
-        return f"{where}: '{key}' is missing; expected {allowed(fld) if fld else 'a value'}"
+        return f"{where}: '{key}' is missing; expected {expected}"
+    value = lookup(doc.data, loc)
     section = _model_of(fld.annotation) if fld is not None else None  # a field holding mappings
     if err["type"] in ("value_error", "assertion_error"):
         if section is not None:  # a check of a whole section
             return f"{where}: '{key}': {_own_words(err)}"
-        what = _own_words(err)
-    elif section is not None and err["type"] in ("model_type", "model_attributes_type"):
-        what = "a mapping of " + ", ".join(fields(section))
-    else:
-        what = allowed(fld) if fld is not None else err["msg"]
-    if isinstance(value, str) and _numeric(value) and "number" in what and "write 1.0e" not in what:
-        what += f" ({FLOAT_HINT})"
-    return f"{where}: '{key}' = {value!r} is not allowed; expected {what}"
+        expected = _own_words(err)
+    elif section is not None and err["type"] == "model_type":
+        expected = "a mapping of " + ", ".join(fields(section))
+    if isinstance(value, str) and _numeric(value) and "number" in expected and "write 1.0e" not in expected:
+        expected += f" ({FLOAT_HINT})"
+    return f"{where}: '{key}' = {value!r} is not allowed; expected {expected}"
 
 
 def _numeric(text: str) -> bool:
@@ -147,8 +158,9 @@ def _numeric(text: str) -> bool:
 
 
 def _own_words(err: ErrorDetails) -> str:
+    """A validator's own message, its first line (an ``assert`` adds the failed expression)."""
     ctx = err.get("ctx") or {}
-    return str(ctx.get("error", err["msg"]))
+    return str(ctx.get("error", err["msg"])).split("\n")[0]
 
 
 def fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
@@ -156,31 +168,13 @@ def fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
     return {f.alias or name: f for name, f in model.model_fields.items()}
 
 
-def dotted(loc: Loc) -> str:
-    """('rules', 0, 'direction') -> 'rules[0].direction'; ('train', 'epochs') -> 'train.epochs'."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def lookup(data: Any, loc: Loc) -> Any:
-    """The value at ``loc`` in plain YAML data, or None where there is none."""
-    for part in loc:
-        if isinstance(part, int):
-            data = data[part] if isinstance(data, list) and -len(data) <= part < len(data) else None
-        else:
-            data = data.get(part) if isinstance(data, dict) else None
-    return data
-
-
-def _resolve(model: type[BaseModel], loc: Loc) -> tuple[Loc, FieldInfo | None, type[BaseModel] | None]:
+def _resolve(model: type[BaseModel], loc: Loc) -> tuple[Loc, FieldInfo | None, type[BaseModel]]:
     """The part of pydantic's ``loc`` a user names (a position in a list of values belongs to
     its key; one in a list of mappings is kept), the field there and the model holding it."""
     out: list[str | int] = []
     current: type[BaseModel] | None = model
     fld: FieldInfo | None = None
-    parent: type[BaseModel] | None = model
+    parent: type[BaseModel] = model
     keyed = False  # the next part is a key of a mapping of models
     for part in loc:
         if keyed:
@@ -199,10 +193,8 @@ def _resolve(model: type[BaseModel], loc: Loc) -> tuple[Loc, FieldInfo | None, t
             keyed = current is not None and get_origin(_strip(fld.annotation)) is dict
         elif current is not None and fld is not None and _is_sequence(fld.annotation):
             out.append(part)  # the position of a mapping in a list of them
-        elif fld is not None:
-            break  # a position in a list of values: the key names it
         else:
-            out.append(part)
+            break  # a position in a list of values: the key names it
     return tuple(out), fld, parent
 
 
@@ -282,6 +274,8 @@ def _one(annotation: Any, metadata: list[Any]) -> str:
     if get_origin(annotation) in (list, tuple):
         items = [a for a in get_args(annotation) if a is not Ellipsis]
         return f"a list, each {_one(items[0], [])}" if len(items) == 1 else "a list"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "a mapping of " + ", ".join(fields(annotation))
     if annotation not in (int, float):
         return getattr(annotation, "__name__", str(annotation))
     text = "an integer" if annotation is int else "a number"

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
-from . import config
+from . import config, keys
 from .config import allowed
 from .errors import ParamsError
 
@@ -284,7 +284,7 @@ def reference() -> list[dict[str, str]]:
     """One row per key, from the schema itself: the docs' params reference (it cannot drift)."""
     defaults = Params().to_dict()
     return [
-        {"key": key, "default": _value(defaults, key), "accepts": allowed(f), "meaning": f.description or ""}
+        {"key": key, "default": keys.get(defaults, key), "accepts": allowed(f), "meaning": f.description or ""}
         for key, f in SCHEMA.items()
     ]
 
@@ -300,13 +300,7 @@ def validate(raw: Any, source: str = "params") -> Params:
 
 def missing_keys(raw: dict) -> list[str]:
     """The schema's keys (``section.key`` for sections) that ``raw`` does not set."""
-    missing = []
-    for key in SCHEMA:
-        section, _, sub = key.partition(".")
-        present = isinstance(raw.get(section), dict) and sub in raw[section] if sub else key in raw
-        if not present:
-            missing.append(key)
-    return missing
+    return [key for key in SCHEMA if not keys.has(raw, key)]
 
 
 def read(path: str | Path = "params.yaml") -> tuple[Params, dict]:
@@ -323,15 +317,9 @@ def load(path: str | Path = "params.yaml", complete: bool = False) -> Params:
     missing = missing_keys(raw) if complete else []
     if missing:
         defaults = params.to_dict()
-        shown = ", ".join(f"'{k}' (default {_value(defaults, k)!r})" for k in missing)
+        shown = ", ".join(f"'{k}' (default {keys.get(defaults, k)!r})" for k in missing)
         raise ParamsError(
             f"{path}: does not set {shown}; every key a stage reads is written there, "
             "where DVC tracks it, not taken from a default"
         )
     return params
-
-
-def _value(d: dict, key: str) -> Any:
-    for part in key.split("."):
-        d = d[part]
-    return d

@@ -12,7 +12,8 @@ gate saw in them: the metric, the results it was compared with (by digest) and t
   results against them, so small steps, each within its tolerance of the one before, cannot
   add up (drift).
 * A malformed file, an entry without a reason, or one naming a metric no rule of the gate
-  covers is an error naming the file and the line.
+  covers is an error naming the file and the line (the config layer's one line,
+  :mod:`mnist_codec.config`).
 """
 
 from __future__ import annotations
@@ -21,19 +22,20 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
-from .. import fileio
+from .. import config, fileio
 from ..errors import GateError
 from .digest import DIGEST_CHARS
 from .gate import Rule, rule_for
 
 FILENAME = "metrics_accepted.yaml"
-ACCEPTANCE_KEYS = ("results", "date", "reason", "regressions")
-REGRESSION_KEYS = ("metric", "base", "change")
 _DIGEST = re.compile(rf"^[0-9a-f]{{{DIGEST_CHARS}}}$")
+DIGEST = f"a results digest ({DIGEST_CHARS} hex digits, 0-9 a-f)"
+METRIC = "a metric a rule of metrics_gate.yaml covers, as codec.metric"
 
 HEADER = f"""\
 # Regressions of the committed results that a person accepted, each with its reason.
@@ -95,87 +97,91 @@ class Accepted:
         ]
 
 
-def _fail(path: Path, node: yaml.Node, what: str) -> GateError:
-    return GateError(f"{path}:{node.start_mark.line + 1}: {what}")
+def _date(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.date) else value  # YAML reads 2026-12-07 as a date
 
 
-def _mapping(path: Path, node: yaml.Node, keys: tuple[str, ...], what: str) -> dict[str, yaml.Node]:
-    if not isinstance(node, yaml.MappingNode):
-        raise _fail(path, node, f"{what} must be a mapping of {', '.join(keys)}")
-    out: dict[str, yaml.Node] = {}
-    for key_node, value in node.value:
-        key = key_node.value
-        if key not in keys:
-            raise _fail(path, key_node, f"{what} has an unknown key '{key}'; allowed: {', '.join(keys)}")
-        out[key] = value
-    missing = [k for k in keys if k not in out]
-    if missing:
-        raise _fail(path, node, f"{what} lacks {', '.join(missing)}")
-    return out
-
-
-def _scalar(path: Path, node: yaml.Node, what: str) -> str:
-    if not isinstance(node, yaml.ScalarNode):
-        raise _fail(path, node, f"{what} must be a single value")
-    return str(node.value).strip()
-
-
-def _digest(path: Path, node: yaml.Node, what: str) -> str:
-    value = _scalar(path, node, what)
-    if not _DIGEST.match(value):
-        raise _fail(path, node, f"{what} '{value}' is not a results digest ({DIGEST_CHARS} hex digits)")
+def _iso_date(value: str) -> str:
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(DATE) from None
     return value
 
 
+def _reason(value: str) -> str:
+    if not value.strip():
+        raise ValueError(REASON)
+    return value.strip()
+
+
+Digest = Annotated[str, Field(pattern=_DIGEST.pattern, json_schema_extra={"accepts": DIGEST})]
+DATE = "a date, YYYY-MM-DD"
+REASON = "a text that says why the regression is accepted (not empty)"
+
+
+class RegressionEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+    metric: Annotated[str, Field(json_schema_extra={"accepts": METRIC})]
+    base: Digest
+    change: str
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, metric: str, info: ValidationInfo) -> str:
+        rules = (info.context or {}).get("rules")
+        if rules is not None and ("." not in metric or rule_for(metric, rules) is None):
+            raise ValueError(METRIC)
+        return metric
+
+
+class AcceptanceEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+    results: Digest
+    date: Annotated[str, BeforeValidator(_date), AfterValidator(_iso_date), Field(json_schema_extra={"accepts": DATE})]
+    reason: Annotated[
+        str,
+        BeforeValidator(lambda v: "" if v is None else v),
+        AfterValidator(_reason),
+        Field(json_schema_extra={"accepts": REASON}),
+    ]
+    regressions: list[RegressionEntry]
+
+
+class AcceptedFile(BaseModel):
+    """metrics_accepted.yaml as written: ``accepted``, a list of acceptances (empty or none)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    accepted: list[AcceptanceEntry] | None = None
+
+
 def load(path: str | Path, rules: list[Rule]) -> Accepted:
-    """The file's acceptances, checked; a missing file accepts nothing."""
+    """The file's acceptances, checked (each metric against ``rules``); a missing file accepts
+    nothing. A problem raises :class:`GateError` in the config layer's one line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         return Accepted(path)
-    except OSError as exc:
-        raise GateError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        raise GateError(f"{path}: not valid YAML: {exc}") from None
-    if root is None:
-        return Accepted(path)
-    top = _mapping(path, root, ("accepted",), "the file")
-    items = top["accepted"]
-    if isinstance(items, yaml.ScalarNode) and items.value in ("", "~", "null"):
-        return Accepted(path)
-    if not isinstance(items, yaml.SequenceNode):
-        raise _fail(path, items, "'accepted' must be a list of acceptances")
-    return Accepted(path, tuple(_acceptance(path, node, rules) for node in items.value))
-
-
-def _acceptance(path: Path, node: yaml.Node, rules: list[Rule]) -> Acceptance:
-    fields = _mapping(path, node, ACCEPTANCE_KEYS, "an acceptance")
-    reason = _scalar(path, fields["reason"], "reason")
-    if not reason or reason in ("~", "null"):
-        raise _fail(path, fields["reason"], "the reason is empty: say why this regression is accepted")
-    date = _scalar(path, fields["date"], "date")
-    try:
-        dt.date.fromisoformat(date)
-    except ValueError:
-        raise _fail(path, fields["date"], f"date '{date}' is not YYYY-MM-DD") from None
-    regs = fields["regressions"]
-    if not isinstance(regs, yaml.SequenceNode):
-        raise _fail(path, regs, "'regressions' must be a list (empty where none)")
-    regressions = tuple(_regression(path, reg, rules) for reg in regs.value)
-    results = _digest(path, fields["results"], "results")
-    return Acceptance(results, date, reason, regressions, node.start_mark.line + 1)
-
-
-def _regression(path: Path, node: yaml.Node, rules: list[Rule]) -> Regression:
-    fields = _mapping(path, node, REGRESSION_KEYS, "a regression")
-    metric = _scalar(path, fields["metric"], "metric")
-    if "." not in metric or rule_for(metric, rules) is None:
-        raise _fail(path, fields["metric"], f"'{metric}' is no metric the gate knows (metrics_gate.yaml)")
-    base = _digest(path, fields["base"], "base")
-    return Regression(metric, base, _scalar(path, fields["change"], "change"), node.start_mark.line + 1)
+    doc = config.read_yaml(path, error=GateError)
+    file = config.check(AcceptedFile, doc, error=GateError, context={"rules": rules})
+    return Accepted(
+        path,
+        tuple(
+            Acceptance(
+                entry.results,
+                entry.date,
+                entry.reason,
+                tuple(
+                    Regression(reg.metric, reg.base, reg.change, doc.lines["accepted", i, "regressions", j])
+                    for j, reg in enumerate(entry.regressions)
+                ),
+                doc.lines["accepted", i],
+            )
+            for i, entry in enumerate(file.accepted or ())
+        ),
+    )
 
 
 def _header(path: Path) -> str:

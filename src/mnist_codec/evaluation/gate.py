@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
-from .. import config, fileio
+from .. import config, fileio, keys
 from ..errors import GateError
 from .stats import is_summary, one_sided_p, t_quantile, welch
 
@@ -75,15 +75,6 @@ class Pairing:
     why: str
 
 
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix.rstrip("."): d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}."))
-    return out
-
-
 def pairing(baseline: dict, current: dict) -> Pairing:
     """Paired when both sides name the same seeds, in the same order, and the same settings."""
     bs, cs = baseline.get("seeds") or [], current.get("seeds") or []
@@ -94,7 +85,7 @@ def pairing(baseline: dict, current: dict) -> Pairing:
         return Pairing(False, f"{len(bs)} seeds vs {len(cs)}")
     if bs != cs:
         return Pairing(False, "other seeds")
-    b, c = _flat(baseline.get("settings") or {}), _flat(current.get("settings") or {})
+    b, c = keys.flatten(baseline.get("settings") or {}), keys.flatten(current.get("settings") or {})
     differ = sorted(k for k in b.keys() | c.keys() if b.get(k) != c.get(k))
     if differ:
         shown = ", ".join(differ[:2]) + (f" +{len(differ) - 2}" if len(differ) > 2 else "")
@@ -292,29 +283,8 @@ def is_headline(metric: str) -> bool:
     return metric.partition(".")[2] in HEADLINE_METRICS
 
 
-def _change(c: Check) -> str:
-    return "-" if c.current is None or c.baseline == 0 else f"{(c.current / c.baseline - 1) * 100:+.2f}%"
-
-
-def format_checks(checks: list[Check], every: bool = False) -> str:
-    """The gate's table for a terminal (under 120 columns): every codec's headline checks and
-    any other check that failed; ``every`` lists all of them. ``limit`` is the worst value that
-    passes; ``test`` says how it was set and ``basis`` why that test."""
-    shown = [c for c in checks if every or is_headline(c.metric) or not c.ok]
-    width = max([len("metric"), *(len(c.metric) for c in shown)])
-    header = f"{'metric':<{width}} {'baseline':>10} {'current':>10} {'change':>8} {'limit':>10}  "
-    lines = [header + f"{'test':<6}  {'basis':<27}  result"]
-    for c in shown:
-        cur = "-" if c.current is None else f"{c.current:.6g}"
-        lim = "-" if c.limit is None else f"{c.limit:.6g}"
-        lines.append(
-            f"{c.metric:<{width}} {c.baseline:>10.6g} {cur:>10} {_change(c):>8} {lim:>10}  "
-            f"{c.test:<6}  {c.basis:<27}  {c.why}"
-        )
-    hidden = [c for c in checks if c not in shown]
-    if hidden:
-        tests = ", ".join(f"{t} {sum(c.test == t for c in hidden)}" for t in sorted({c.test for c in hidden}))
-        lines.append(f"(and {len(hidden)} more checks, all passed: {tests}; --all lists them)")
-    failed = sum(not c.ok for c in checks)
-    lines.append(f"gate: {len(checks) - failed} passed, {failed} failed")
-    return "\n".join(lines)
+def change_text(reference: float | None, current: float | None) -> str:
+    """``current`` against ``reference`` in percent, as the gate shows and records it: '+10.60%'."""
+    if reference is None or current is None or reference == 0:
+        return "-"
+    return f"{(current / reference - 1) * 100:+.2f}%"

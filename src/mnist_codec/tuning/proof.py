@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 import yaml
 
 from ..errors import MnistCodecError
-from .space import Spec, decode
+from .proposals import decode
+from .space import Spec
 
 if TYPE_CHECKING:
     import optuna
@@ -73,19 +74,19 @@ def overrides(spec: Spec, searched: dict, precision: str | None = None) -> tuple
 def shown_storage(storage: str, root: Path | None = None) -> str:
     """The study's storage as a record shows it: no password, and the repository's own
     SQLite file relative to the repository (a path of one machine means nothing on another)."""
-    from .search import _redact
+    from .study import redact
 
     if root is not None:
         prefix = f"sqlite:///{Path(root).resolve()}/"
         if storage.startswith(prefix):
             return "sqlite:///" + storage[len(prefix) :] + " (in the repository)"
-    return _redact(storage)
+    return redact(storage)
 
 
 def search_record(study: optuna.Study, spec: Spec, storage: str) -> dict:
     """What the study says of the search: its space, budget, ASHA, trials and every run
     (``storage`` as the record shows it: :func:`shown_storage`)."""
-    from .search import RUNS_ATTR, _redact, ended, epochs_run, finished, winner
+    from .study import RUNS_ATTR, ended, epochs_run, finished, redact, winner
 
     trials = finished(study)
     best = winner(study, spec.max_epochs)
@@ -98,7 +99,7 @@ def search_record(study: optuna.Study, spec: Spec, storage: str) -> dict:
     ends = [ended(t) for t in trials]
     return {
         "study": spec.study,
-        "storage": _redact(storage),
+        "storage": redact(storage),
         "file": spec.source,
         "sampler": f"Optuna TPESampler (seed {spec.seed} + the trials already in the study), define-by-run space",
         "scheduler": (
@@ -184,7 +185,7 @@ def run(
     from ..codecs.device import machine_name
     from ..experiments import frontier
     from ..experiments.exps import show as exp_show
-    from .search import open_study
+    from .study import open_study
 
     study = open_study(storage, spec.study)
     search = search_record(study, spec, shown_storage(storage, root))

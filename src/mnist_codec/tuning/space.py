@@ -18,18 +18,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StringConstraints, model_validator
 
-from .. import config
+from .. import config, keys
 from ..codecs.trainer import PRECISIONS
 from ..errors import ParamsError
 from ..params import SCHEMA, Params, StrictInt, validate
-
-if TYPE_CHECKING:
-    import optuna
-
 
 FILE = "tune.yaml"
 # set by the search for every trial, never searched nor fixed by the file
@@ -116,20 +112,11 @@ def _same(a: Any, b: Any) -> bool:
     return (type(a) is type(b) and a == b) or (type(a) in (int, float) and type(b) in (int, float) and a == b)
 
 
-def set_key(raw: dict, key: str, value: Any) -> None:
-    """Set a dotted params key in a nested params mapping."""
-    section, _, sub = key.partition(".")
-    if sub:
-        raw.setdefault(section, {})[sub] = value
-    else:
-        raw[key] = value
-
-
 def overlay(base: dict, values: dict) -> dict:
     """A copy of the params mapping ``base`` with ``values`` (dotted keys) set in it."""
     raw = json.loads(json.dumps(base))  # a deep copy of plain YAML data
     for key, value in values.items():
-        set_key(raw, key, value)
+        keys.put(raw, key, value)
     return raw
 
 
@@ -138,50 +125,6 @@ def params_for(base: dict, spec: Spec, config: dict, source: str = "params") -> 
     search's own (:meth:`Spec.controlled`) and the trial's ``config`` (dotted keys); an error
     names ``source``."""
     return validate(overlay(base, {**spec.fixed, **spec.controlled(), **config}), source=source)
-
-
-class suggest:
-    """Optuna's define-by-run space: asks the trial for every key active under its earlier
-    choices, in the file's order. List values go to Optuna as JSON text (its choices are
-    plain scalars) and come back as lists in :func:`decode`. A class, not a closure, so that
-    Ray Tune can pickle the searcher holding it into its experiment checkpoint."""
-
-    def __init__(self, spec: Spec):
-        self.spec = spec
-
-    def __call__(self, trial: optuna.Trial) -> None:
-        config: dict = {}
-        for e in self.spec.space:
-            if not e.active(config):
-                continue
-            if e.kind == "choice":
-                picked = trial.suggest_categorical(e.key, [_encode(v) for v in e.values])
-                config[e.key] = _decode_value(picked)
-            elif e.kind == "int":
-                config[e.key] = trial.suggest_int(e.key, e.values[0], e.values[1], log=e.log)
-            else:
-                config[e.key] = trial.suggest_float(e.key, e.values[0], e.values[1], log=e.log)
-        return None
-
-
-def _encode(value: Any) -> Any:
-    return json.dumps(value) if isinstance(value, list) else value
-
-
-def _decode_value(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith("["):
-        return json.loads(value)
-    return value
-
-
-def decode(config: dict) -> dict:
-    """A trial's config as params values (Optuna's JSON text back to lists)."""
-    return {k: _decode_value(v) for k, v in config.items()}
-
-
-def encode(point: dict) -> dict:
-    """A start_from point as Optuna takes it (lists as JSON text)."""
-    return {k: _encode(v) for k, v in point.items()}
 
 
 # --- the file's schema ---------------------------------------------------------------------------
@@ -273,12 +216,12 @@ class TuneFile(_Section):
 
 
 def _refuse(doc: config.Document, loc: tuple, what: str) -> ParamsError:
-    return ParamsError(f"{doc.where(loc)}: '{config.dotted(loc)}' {what}")
+    return ParamsError(f"{doc.where(loc)}: '{keys.dotted(loc)}' {what}")
 
 
 def _check_value(base: dict, doc: config.Document, loc: tuple, key: str, value: Any) -> None:
     """A value the params validation accepts for ``key``, in one line naming the file's key."""
-    validate(overlay(base, {key: value}), source=f"{doc.where(loc)}: '{config.dotted(loc)}'")
+    validate(overlay(base, {key: value}), source=f"{doc.where(loc)}: '{keys.dotted(loc)}'")
 
 
 def _params_key(doc: config.Document, loc: tuple, key: str, what: str) -> None:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..params import Params
-from .space import Spec, decode, params_for
+from .proposals import decode
+from .space import Spec, params_for
 
 if TYPE_CHECKING:
     import torch
