@@ -36,6 +36,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gate_calibration_report import CODECS, markdown
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
@@ -170,9 +172,6 @@ def gate(repo: Path, baseline: Path, current: Path) -> tuple[int, str]:
     return proc.returncode, proc.stdout + proc.stderr
 
 
-CODECS = ["ae", "deep_relu", "deep_tanh", "deep_leaky_relu"]
-
-
 def rebuilt(base: dict, changes: dict) -> dict:
     """The detail file a condition wrote, rebuilt from the baseline and each seed's recorded
     change (MSE and per-digit MSE; PSNR follows from the MSE): what the gate is asked about
@@ -242,63 +241,6 @@ def summarize(results: dict, rules_path: Path) -> dict:
             "smallest_caught_elsewhere": tol + max((-m for m in means), default=0.0) + 0.0,
         }
     return out
-
-
-def _pct(x: float) -> str:
-    return f"{x * 100:+.2f}%"
-
-
-def markdown(record: dict) -> str:
-    from mnist_codec.evaluation.table import display_name
-
-    lines = [
-        "<!-- written by benchmarks/gate_calibration.py: do not edit by hand -->",
-        (
-            f"Measured on {record['machine']}, the default profile ({record['profile']}), "
-            f"{record['date']}; the baseline is `make repro` on the same machine. Each cell is the change of "
-            "the codec's mean MSE against the baseline (each seed against its own); *worst seed*, the largest "
-            "change of one seed."
-        ),
-        "",
-        "| Condition | Kind | What | " + " | ".join(display_name(c) for c in CODECS) + " | Worst seed | Gate |",
-        "|---|---|---|" + "---:|" * len(CODECS) + "---:|---|",
-    ]
-    for name, r in record["conditions"].items():
-        ch = r["changes"]
-        cells = [_pct(ch[c]["mse"]["mean"]) if c in ch else "-" for c in CODECS]
-        worst = max((x for c in ch.values() for x in c["mse"]["per_seed"]), key=abs, default=float("nan"))
-        verdict = "pass" if not r["failed"] else "**fail**: " + ", ".join(f"`{m}`" for m in r["failed"][:3])
-        verdict += f" +{len(r['failed']) - 3} more" if len(r["failed"]) > 3 else ""
-        lines.append(f"| `{name}` | {r['kind']} | {r['what']} | {' | '.join(cells)} | {_pct(worst)} | {verdict} |")
-    lines += [
-        "",
-        "What the perturbations measured, per codec, and the paired tolerance `metrics_gate.yaml` gives it:",
-        "",
-        (
-            "| Codec | Seeds' changes | RMS a seed | Largest seed | Largest mean | Largest digit | Tolerance "
-            "| False alarms | Caught elsewhere from |"
-        ),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for codec, s in record["noise"].items():
-        far = f"{s['false_alarm']:.0e}" if s["false_alarm"] > 0 else "0"
-        lines.append(
-            f"| {display_name(codec)} | {s['seed_changes']} | {s['sigma'] * 100:.2f}% | {s['max_abs_seed'] * 100:.2f}% "
-            f"| {s['max_abs_mean'] * 100:.2f}% | {s['max_abs_digit'] * 100:.2f}% | {s['tolerance'] * 100:.2f}% "
-            f"| {far} | {s['smallest_caught_elsewhere'] * 100:.2f}% |"
-        )
-    lines += [
-        "",
-        (
-            "*False alarms*: the chance that an unchanged codec's mean over "
-            f"{max((s['n_seeds'] for s in record['noise'].values()), default=3)} seeds moves past the tolerance, "
-            "were each seed's change normal with the RMS above and independent (0 where nothing moved). "
-            "*Caught elsewhere from*: the smallest regression still caught when the float paths also move the "
-            "codec by the largest improvement measured above; on the baseline's own machine every regression "
-            "beyond the tolerance fails."
-        ),
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def machine() -> str:

@@ -1,4 +1,4 @@
-"""Locust users for ``benchmarks/bench_serve.py`` (``make bench ONLY=serve``): one case a run.
+"""Locust users for ``benchmarks/bench/serve.py`` (``make bench ONLY=serve``): one case a run.
 
 Run by the benchmark, headless, against 127.0.0.1 only; it sets these variables:
 
@@ -21,6 +21,8 @@ import random
 import numpy as np
 from locust import FastHttpUser, constant, constant_throughput, events, task
 
+from mnist_codec.serving.wire import npy_bytes
+
 CASE = os.environ.get("SERVE_CASE", "single")
 BATCH = 256
 TOLERANCE = 1e-5  # a batch's rows may take other float paths than the in-process call's
@@ -30,19 +32,13 @@ Y = _expected["y"] if _expected is not None else np.zeros((BATCH, 784), np.float
 tally = {"requests": 0, "failures": 0, "wrong": 0, "checked_rows": 0, "latency_ms": []}
 
 
-def _npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
 def _bodies() -> list[tuple[int, bytes]]:
     """(first row, body) of each request this case sends, built once."""
     if CASE in ("single", "soak"):
         return [(i, json.dumps({"inputs": X[i : i + 1].tolist()}).encode()) for i in range(len(X))]
     starts = range(0, len(X) - BATCH + 1, BATCH)
     if CASE == "batch-npy":
-        return [(s, _npy(X[s : s + BATCH])) for s in starts]
+        return [(s, npy_bytes(X[s : s + BATCH])) for s in starts]
     return [(s, json.dumps({"inputs": X[s : s + BATCH].tolist()}).encode()) for s in starts]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import http.server
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -15,13 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mnist_codec.loopback import keep_ray_on_loopback
+
+from services import copy_project as project_copy  # noqa: F401 -- the tests take it from here
+
 REPO = Path(__file__).resolve().parents[1]
 if REPO.name == "mutants":  # make mutation runs the tests from mutmut's copy, mutants/: the repository is above it
     REPO = REPO.parent
 
 # Ray reads these when it is imported: every Ray node a test starts stays on 127.0.0.1 (on Linux
 # Ray would take the machine's network address otherwise), and Ray sends no usage statistics.
-os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+keep_ray_on_loopback()
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 
@@ -172,30 +175,6 @@ def sh(root: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess
     if check:
         assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
-
-
-def project_copy(root: Path, overrides: dict[str, dict]) -> Path:
-    """A git repo at ``root`` holding the project's files (what a clone has), params overridden."""
-    import yaml
-
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.split("\0")
-    for rel in filter(None, listed):
-        src = REPO / rel
-        if src.is_file():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, root / rel)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for section, values in overrides.items():
-        if isinstance(values, dict):
-            params[section].update(values)
-        else:
-            params[section] = values
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
-        sh(root, *cmd)
-    return root
 
 
 def store_runs(root: Path, stage: str | None = None) -> tuple[list, object]:

@@ -1,12 +1,17 @@
-"""Real services for the team tests, each started on 127.0.0.1 on a free port and stopped by
-its PID: a throw-away PostgreSQL cluster, ``mnist-codec server`` (MLflow's tracking server),
-and moto's S3-compatible server (a stand-in for S3). A service that cannot start fails the
-test that asked for it, with its log; nothing is skipped."""
+"""The one home of the processes and services tests and benchmarks start: a process on a free
+port of 127.0.0.1 in its own session, waited for until it answers and stopped by its PID
+(:class:`Service`); polling with a deadline (:func:`wait_for`), processes waited for until they
+are gone (:func:`gone`), lines read until one appears (:func:`read_until`), posting a body
+(:func:`post`); and the team's services: a throw-away PostgreSQL cluster, ``mnist-codec server``
+(MLflow's tracking server), moto's S3-compatible server. A service that cannot start fails the
+test that asked for it, with its log; nothing is skipped. The benchmarks import it too
+(``benchmarks/`` puts ``tests/`` on their path)."""
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import pwd
 import re
@@ -18,9 +23,51 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+T = TypeVar("T")
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
+if REPO.name == "mutants":  # make mutation runs the tests from mutmut's copy, mutants/: the repository is above it
+    REPO = REPO.parent
+GIT = ["git", "-c", "user.name=mnist-codec tests", "-c", "user.email=tests@mnist-codec.invalid"]
+
+
+def copy_project(root: Path, overrides: dict, ref: str | None = None, unrun: bool = False) -> Path:
+    """A git repository at ``root`` holding the project as a clone has it: the working tree's
+    files (tracked, and untracked but not ignored), or those of the commit ``ref``; params.yaml's
+    sections updated from ``overrides`` (``{'data': {'protocol': 'notebook'}, 'n_seeds': 1}``).
+    ``unrun``: without dvc.lock and the committed metrics, as a repository never run here."""
+    import yaml
+
+    root.mkdir(parents=True, exist_ok=True)
+    if ref is not None:
+        archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=REPO, check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
+    else:
+        listed = subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.split("\0")
+        for rel in filter(None, listed):
+            if (REPO / rel).is_file():
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO / rel, root / rel)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for section, values in overrides.items():
+        if isinstance(values, dict):
+            params[section].update(values)
+        else:
+            params[section] = values
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if unrun:
+        for rel in ("dvc.lock", "reports/metrics.json", "reports/metrics_detail.json"):
+            (root / rel).unlink(missing_ok=True)
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "a copy of mnist-codec"]):
+        subprocess.run([*GIT, *cmd], cwd=root, check=True, capture_output=True)
+    return root
 
 
 def ctrl_c_as_in_a_terminal() -> None:
@@ -34,6 +81,83 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for(
+    condition: Callable[[], T], timeout: float, what: str, proc: subprocess.Popen | None = None, every: float = 0.2
+) -> T:
+    """Call ``condition`` until it returns something true, and return that. A process ``proc``
+    that exits first, or the deadline, fails naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what}: the process exited with {proc.returncode} first")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(every)
+
+
+def alive(pids: Iterable[int]) -> set[int]:
+    """Those of ``pids`` that still run (a zombie has ended: only its parent has not read it)."""
+    import psutil
+
+    out = set()
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.add(pid)
+    return out
+
+
+def gone(pids: Iterable[int], timeout: float) -> set[int]:
+    """Wait until ``pids`` have ended (psutil.wait_procs; zombies count as ended); those that
+    still run after ``timeout``."""
+    import psutil
+
+    procs = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            procs.append(psutil.Process(pid))
+    deadline = time.monotonic() + timeout
+    while procs and time.monotonic() < deadline:  # wait_procs takes a zombie for a live process
+        _, procs = psutil.wait_procs(procs, timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+        procs = [p for p in procs if p.pid in alive([p.pid])]
+    return alive(p.pid for p in procs)
+
+
+def read_until(proc: subprocess.Popen, seen: Callable[[str], bool]) -> list[str]:
+    """The lines of ``proc``'s text output up to and including the first that ``seen`` is true
+    of (all of them, where none is)."""
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if seen(line):
+            break
+    return lines
+
+
+class Reply(NamedTuple):
+    status: int
+    body: bytes
+    content_type: str
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def post(url: str, body: bytes | str, content_type: str = "application/json", timeout: float = 60) -> Reply:
+    """POST ``body`` to ``url``; the reply, an HTTP error's too."""
+    data = body.encode() if isinstance(body, str) else body
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return Reply(resp.status, resp.read(), resp.headers.get("Content-Type", ""))
+    except urllib.error.HTTPError as err:
+        return Reply(err.code, err.read(), err.headers.get("Content-Type", ""))
 
 
 class Service:
@@ -62,26 +186,39 @@ class Service:
         )
         self.pid = self.proc.pid
 
-    def wait_until(self, ready, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} while starting:\n{self.tail()}")
-            if ready():
-                return
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"{self.name} did not become ready in {timeout:.0f} s:\n{self.tail()}")
+    def wait_until(self, ready: Callable[[], object], timeout: float = 90) -> None:
+        """Until ``ready()`` is true; the service's log in the error where it exits or the time runs out."""
+        try:
+            wait_for(ready, timeout, f"{self.name} becoming ready", self.proc)
+        except AssertionError as exc:
+            exited = self.proc.poll() is not None
+            self.stop()
+            raise RuntimeError(
+                f"{self.name} exited with {self.proc.returncode} while starting:\n{self.tail()}"
+                if exited
+                else f"{self.name} did not become ready in {timeout:.0f} s:\n{self.tail()}"
+            ) from exc
+
+    def processes(self) -> list:
+        """The service's process and its descendants (psutil.Process objects)."""
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
 
     def tail(self, n: int = 4000) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_bytes()[-n:].decode(errors="replace")
 
-    def stop(self, timeout: float = 10) -> None:
-        """SIGTERM to the process group led by our PID, SIGKILL if it lingers."""
+    def stop(self, timeout: float = 10, sig: int = signal.SIGTERM) -> None:
+        """``sig`` (SIGINT: as Ctrl-C) to the process group led by our PID, SIGKILL if it lingers."""
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGTERM)
+                os.killpg(self.pid, sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -119,6 +256,16 @@ def http_ok(url: str) -> bool:
             return r.status < 500
     except urllib.error.HTTPError as e:
         return e.code < 500
+    except OSError:
+        return False
+
+
+def answers(url: str) -> bool:
+    """True once the server itself answers /ping with 200 (Ray's proxy answers 404 before the
+    application is up)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
     except OSError:
         return False
 

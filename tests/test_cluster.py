@@ -28,9 +28,10 @@ import yaml
 
 from mnist_codec.experiments import cluster, guard, node
 from mnist_codec.experiments.node import Job, Outcome, Point
+from mnist_codec.loopback import RAY_LOOPBACK
 
 from conftest import project_copy, project_env
-from services import ctrl_c_as_in_a_terminal, off_loopback
+from services import ctrl_c_as_in_a_terminal, gone, off_loopback, wait_for
 
 TINY = {
     "n_seeds": 1,
@@ -115,10 +116,9 @@ def test_a_guarded_command_and_its_children_die_with_the_process_that_ran_it(tmp
         f"guarded(['sh', '-c', 'sleep 300 & echo $! > {pidfile}; wait'], Path('.'), dict(__import__('os').environ))\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
-    deadline = time.monotonic() + 30
-    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    grandchild = int(pidfile.read_text())
+    grandchild = int(
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 30, "the command's pid", parent)
+    )
     assert psutil.pid_exists(grandchild)
     if how != "the worker dies":
         for child in psutil.Process(parent.pid).children():  # the direct children only: the guard
@@ -126,14 +126,7 @@ def test_a_guarded_command_and_its_children_die_with_the_process_that_ran_it(tmp
         time.sleep(0.5)
     parent.kill()  # no chance to clean up
     parent.wait()
-    deadline = time.monotonic() + 15
-    while (
-        psutil.pid_exists(grandchild)
-        and psutil.Process(grandchild).status() != psutil.STATUS_ZOMBIE
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.1)
-    assert not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
+    assert not gone([grandchild], 15), "the guarded command outlived the process that ran it"
 
 
 def test_the_runs_tags_say_where_they_ran_and_bad_ones_are_refused(monkeypatch):
@@ -218,7 +211,7 @@ def test_make_sweep_with_a_cluster_runs_the_cluster_command():
 # --- a real cluster ---------------------------------------------------------------------------------
 
 NODE_ENV = {
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    **RAY_LOOPBACK,
     "RAY_USAGE_STATS_ENABLED": "0",
     "DVC_NO_ANALYTICS": "1",
     "GIT_AUTHOR_NAME": "mnist-codec tests",
@@ -434,20 +427,17 @@ def test_a_sweep_over_two_nodes_runs_pushes_and_reports_every_experiment(ray_clu
 
 def _wait_for_training(server, point: str, proc: subprocess.Popen, timeout: float = 600, stage: str | None = None):
     """The first run of ``point`` that a training stage (or ``stage``) has open."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        running = [
-            r
-            for r in sweep_runs(server, point)
-            if r.info.status == "RUNNING"
-            and r.data.tags.get("mnist_codec.stage") in ((stage,) if stage else ("train_ae", "train_deep"))
-        ]
-        if running:
-            return running[0]
-        time.sleep(0.5)
-    proc.kill()
-    raise AssertionError(f"no training run of {point} in {timeout:.0f} s:\n{proc.communicate()}")
+    stages = (stage,) if stage else ("train_ae", "train_deep")
+
+    def training() -> list:
+        runs = sweep_runs(server, point)
+        return [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("mnist_codec.stage") in stages]
+
+    try:
+        return wait_for(training, timeout, f"a training run of {point}", proc, every=0.5)[0]
+    except AssertionError as exc:
+        proc.kill()
+        raise AssertionError(f"{exc}:\n{proc.communicate()}") from None
 
 
 def _processes_in(folder: Path) -> list[int]:

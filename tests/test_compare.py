@@ -12,12 +12,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import TINY, project_copy, project_env, sh
+from services import wait_for
 
 pytestmark = pytest.mark.full
 
@@ -60,14 +60,13 @@ class Terminal:
     def run(self, command: str, timeout: float = 300) -> list[str]:
         """Type ``command`` at the prompt; the screen's lines once it has finished."""
         self._tmux("send-keys", "-t", "t", "clear; " + command + "; echo END-OF-$((6*7))", "Enter")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def finished() -> tuple[list[str]] | None:  # a tuple: true even where no line came before the end
             screen = self._tmux("capture-pane", "-t", "t", "-p").stdout.splitlines()
-            if any(line.strip() == "END-OF-42" for line in screen):
-                end = max(i for i, line in enumerate(screen) if line.strip() == "END-OF-42")
-                return screen[:end]
-            time.sleep(0.5)
-        raise AssertionError(f"{command!r} did not finish in {timeout} s")
+            ends = [i for i, line in enumerate(screen) if line.strip() == "END-OF-42"]
+            return (screen[: max(ends)],) if ends else None
+
+        return wait_for(finished, timeout, f"{command!r} finishing", every=0.5)[0]
 
     def stop(self) -> None:
         os.kill(self.pid, signal.SIGTERM)

@@ -110,7 +110,7 @@ def test_the_benchmarks_notebook_baseline_runs_from_the_repository_alone(tmp_pat
     assert all(0 < v < 1 for v in result["mse"].values())  # pixels in [0, 1]: an MSE below 1
     assert {"fetch", "pca", "train_ae", "train_deep"} <= set(result["seconds"])
     assert (tmp_path / "pca_2d.png").read_bytes()[:4] == b"\x89PNG"
-    default = re.search(r'"--notebook".*?default=([^,]+)', (REPO / "benchmarks/bench_pipeline.py").read_text(), re.S)
+    default = re.search(r'"--notebook".*?default=([^,]+)', (REPO / "benchmarks/bench/run.py").read_text(), re.S)
     assert "shared" not in default.group(1) and "benchmarks/notebook_baseline.py" in default.group(1)
 
 

@@ -8,14 +8,8 @@ processes on 127.0.0.1, and the server is stopped by its PID.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +21,7 @@ from mnist_codec.tracking import fingerprint, registry
 from mnist_codec.tracking import tags as ttags
 
 from conftest import REPO, clean_env, full_params
+from services import Service, free_port, http_ok, post
 from smoke import CODECS, env_for, make_project, params_for
 from smoke import train_and_evaluate as run_pipeline
 
@@ -224,7 +219,7 @@ def test_the_fingerprint_covers_the_code_that_makes_a_model_and_nothing_else(tmp
     ):
         touch(rel)
         assert digest() == first, rel
-    for rel in ("codecs/models.py", "codecs/trainer.py", "pipeline/training.py", "pipeline/pca.py"):
+    for rel in ("codecs/models.py", "codecs/trainer.py", "pipeline/training.py", "pipeline/pca.py", "machine.py"):
         touch(rel)
         assert digest() != first, rel
         first = digest()
@@ -357,20 +352,9 @@ def test_the_command_line_refuses_bad_input_clearly(project, client, tmp_path):
 # --- the scoring server --------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def post(url: str, body: bytes | str) -> tuple[int, dict]:
-    data_ = body.encode() if isinstance(body, str) else body
-    req = urllib.request.Request(url, data=data_, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+def post_json(url: str, body: str) -> tuple[int, dict]:
+    reply = post(url, body, timeout=120)
+    return reply.status, reply.json()
 
 
 @pytest.fixture(scope="module")
@@ -379,37 +363,19 @@ def server(project):
     free port, from a shell whose PATH lacks the venv, as without an activated venv; stopped by its PID."""
     port = free_port()
     env = {**env_for(project), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.Popen(
+    service = Service(
+        "the scoring server",
         [str(Path(sys.executable).parent / "mnist-codec"), "serve", "--port", str(port)],
-        cwd=project,
+        project / "scoring-server.log",
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        cwd=project,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode() if proc.poll() is not None else "(still starting)"
-                pytest.fail(f"the scoring server did not start on {url}:\n{out}")
-            time.sleep(0.3)
+        service.wait_until(lambda: http_ok(f"{url}/ping"), timeout=120)
         yield url + "/invocations"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the server and its uvicorn worker
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        proc.stdout.close()
+        service.stop(timeout=30)  # the server and its uvicorn worker: the whole group
 
 
 def test_the_server_answers_like_the_model_in_process(project, server):
@@ -417,14 +383,14 @@ def test_the_server_answers_like_the_model_in_process(project, server):
 
     x = eval_split(project)[:16]
     model = mlflow.pyfunc.load_model("models:/mnist-codec@champion")
-    status, body = post(server, json.dumps({"inputs": x.tolist()}))
+    status, body = post_json(server, json.dumps({"inputs": x.tolist()}))
     assert status == 200
     assert np.allclose(np.array(body["predictions"]), model.predict(x), atol=1e-6)
-    status, body = post(server, json.dumps({"inputs": x.tolist(), "params": {"mode": "encode"}}))
+    status, body = post_json(server, json.dumps({"inputs": x.tolist(), "params": {"mode": "encode"}}))
     codes = np.array(body["predictions"], dtype=np.float32)
     assert status == 200 and codes.shape == (16, 32)
     assert np.allclose(codes, model.predict(x, params={"mode": "encode"}), atol=1e-6)
-    status, body = post(server, json.dumps({"inputs": codes.tolist(), "params": {"mode": "decode"}}))
+    status, body = post_json(server, json.dumps({"inputs": codes.tolist(), "params": {"mode": "decode"}}))
     assert status == 200 and np.allclose(np.array(body["predictions"]), model.predict(x), atol=1e-5)
 
 
@@ -448,10 +414,10 @@ ROW = "[" + ",".join(["0.5"] * 783)
     ],
 )
 def test_each_bad_request_gets_a_4xx_naming_it_and_the_server_keeps_serving(server, body, says):
-    status, answer = post(server, body)
+    status, answer = post_json(server, body)
     assert 400 <= status < 500, answer
     assert says in json.dumps(answer)
-    ok, good = post(server, json.dumps({"inputs": [[0.5] * 784]}))
+    ok, good = post_json(server, json.dumps({"inputs": [[0.5] * 784]}))
     assert ok == 200 and len(good["predictions"][0]) == 784
 
 

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from starlette.requests import Request
 
+from mnist_codec.loopback import RAY_LOOPBACK
 from mnist_codec.serving import config, ray_serve
+from mnist_codec.serving.wire import npy_bytes
 
 LIMIT = 200_000  # bytes: this test's body limit
 
@@ -37,12 +39,6 @@ def served(smoke, monkeypatch):
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model(f"models:/mnist-codec/{version}")
     return server, model
-
-
-def npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
 
 
 def request(
@@ -80,11 +76,11 @@ def call(server, req: Request):
 def test_npy_and_json_requests_are_answered_as_the_model_answers(served, digits):
     server, model = served
     x = digits[0][:4]
-    resp = call(server, request(npy(x)))
+    resp = call(server, request(npy_bytes(x)))
     assert resp.status_code == 200 and resp.media_type == "application/x-npy"
     assert np.allclose(np.load(io.BytesIO(resp.body)), model.predict(x), rtol=0, atol=1e-5)
     codes = model.predict(x, params={"mode": "encode"})
-    resp = call(server, request(npy(codes), query="mode=decode"))
+    resp = call(server, request(npy_bytes(codes), query="mode=decode"))
     assert np.allclose(np.load(io.BytesIO(resp.body)), model.predict(codes, params={"mode": "decode"}), atol=1e-5)
     doc = json.dumps({"inputs": x.tolist(), "params": {"mode": "encode"}}).encode()
     resp = call(server, request(doc, "application/json"))
@@ -105,16 +101,16 @@ def test_refusals_carry_their_status_and_mlflows_error_body(served, digits):
     server, _ = served
     x = digits[0][:2]
     cases = [
-        (request(npy(x), "text/csv"), 415, "is not supported"),
-        (request(npy(x[:, :700])), 400, "expected 784 pixels per row, got 700"),
+        (request(npy_bytes(x), "text/csv"), 415, "is not supported"),
+        (request(npy_bytes(x[:, :700])), 400, "expected 784 pixels per row, got 700"),
         (request(b"\x93NUMPY broken"), 400, "not a readable .npy array"),
-        (request(npy(x), query="mode=zip"), 400, "mode 'zip' is not one of"),
+        (request(npy_bytes(x), query="mode=zip"), 400, "mode 'zip' is not one of"),
         # declared over the limit: refused before the body is read
-        (request(npy(np.zeros((100, 784), np.float32))), 413, "over the limit of 200,000"),
+        (request(npy_bytes(np.zeros((100, 784), np.float32))), 413, "over the limit of 200,000"),
         # no length declared (chunked): refused once the limit is crossed
-        (request(npy(np.zeros((100, 784), np.float32)), declare=False, chunks=8), 413, "over the limit"),
+        (request(npy_bytes(np.zeros((100, 784), np.float32)), declare=False, chunks=8), 413, "over the limit"),
         # a body that keeps the server waiting: cut off at body_timeout_s
-        (request(npy(x), chunks=6, delay=0.2), 408, "did not arrive within 0.5 s"),
+        (request(npy_bytes(x), chunks=6, delay=0.2), 408, "did not arrive within 0.5 s"),
     ]
     for req, status, message in cases:
         resp = call(server, req)
@@ -181,7 +177,7 @@ def test_the_replicas_grpc_server_is_bound_to_the_loopback(monkeypatch):
 def test_serve_environment_keeps_a_local_ray_on_the_loopback(monkeypatch):
     import os
 
-    for key in (*config.SERVE_ENV, *config.LOOPBACK_ENV):
+    for key in (*config.SERVE_ENV, *RAY_LOOPBACK):
         monkeypatch.delenv(key, raising=False)
     config.ray_environment(local=False)
     assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ  # a cluster's nodes keep their own

@@ -21,8 +21,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -30,39 +28,16 @@ import psutil
 import pytest
 
 from mnist_codec.data.splits import load_split
+from mnist_codec.loopback import RAY_LOOPBACK
+from mnist_codec.serving.wire import npy_bytes
 
-from services import BIN, Service, free_port, off_loopback, port_open
+from services import BIN, Service, answers, free_port, gone, off_loopback, port_open, post, wait_for
 
 pytestmark = pytest.mark.full
 
 REPO = Path(__file__).resolve().parents[1]
 BODY_TIMEOUT_S = 4  # the test config's: a slow body is cut off after it
 MAX_BODY = 4 * 2**20  # the test config's: 4 MiB
-
-
-def npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
-def post(url: str, body: bytes, content_type: str, timeout: float = 30) -> tuple[int, bytes, str]:
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read(), resp.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as err:
-        return err.code, err.read(), err.headers.get("Content-Type", "")
-
-
-def answers(url: str) -> bool:
-    """True once the server itself answers /ping with 200 (Ray's proxy answers 404 before the
-    application is up)."""
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
 
 
 def replica_pids(root: int) -> set[int]:
@@ -123,7 +98,8 @@ def served(smoke, tmp_path_factory):
     ray_env.pop("DVC_ROOT", None)
     # as in a user's shell: `make serve-ray` keeps Ray on the loopback by itself (the test
     # process sets it for the clusters it starts)
-    ray_env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+    for key in RAY_LOOPBACK:
+        ray_env.pop(key, None)
     ray_env["RAY_TMPDIR"] = ray_tmp = tempfile.mkdtemp(prefix="mc-ray-")  # Ray's sessions, removed at the end
     ray_server = Service(
         "make serve-ray",
@@ -175,14 +151,14 @@ def test_json_and_npy_answer_as_the_model_does_and_json_as_mlflows_server(served
             answers[name] = np.asarray(json.loads(body)["predictions"], dtype=np.float32)
         assert answers["ray"].shape == answers["mlflow"].shape == want.shape
         assert np.allclose(answers["ray"], answers["mlflow"], rtol=0, atol=1e-5)
-        status, body, media = post(f"{served['ray']}/invocations?mode={mode}", npy(rows), "application/x-npy")
+        status, body, media = post(f"{served['ray']}/invocations?mode={mode}", npy_bytes(rows), "application/x-npy")
         assert status == 200 and media == "application/x-npy"
         got = np.load(io.BytesIO(body), allow_pickle=False)
         assert got.dtype == np.float32 and got.shape == (len(rows), 784 if mode != "encode" else latent)
         assert np.allclose(got, want, rtol=0, atol=1e-5)
     # uint8 pixels, as a PNG holds them, read as value/255
     as_bytes = np.round(x * 255).astype(np.uint8)
-    status, body, _ = post(f"{served['ray']}/invocations", npy(as_bytes), "application/x-npy")
+    status, body, _ = post(f"{served['ray']}/invocations", npy_bytes(as_bytes), "application/x-npy")
     want = model.predict(as_bytes.astype(np.float32) / 255)
     assert status == 200 and np.allclose(np.load(io.BytesIO(body)), want, rtol=0, atol=1e-5)
 
@@ -210,12 +186,12 @@ def test_bad_json_gets_mlflows_status_from_both_servers(served, k):
 @pytest.mark.parametrize(
     ("body", "query", "status", "message"),
     [
-        (npy(np.zeros((2, 783), np.float32)), "", 400, "expected 784 pixels per row, got 783"),
-        (npy(np.zeros((2, 784), np.int64)), "", 400, "dtype int64 is not accepted"),
-        (npy(np.full((2, 784), 1.5, np.float32)), "", 400, "pixels must lie in [0, 1]"),
-        (npy(np.zeros((2, 784), np.float32)), "?mode=zip", 400, "mode 'zip' is not one of"),
+        (npy_bytes(np.zeros((2, 783), np.float32)), "", 400, "expected 784 pixels per row, got 783"),
+        (npy_bytes(np.zeros((2, 784), np.int64)), "", 400, "dtype int64 is not accepted"),
+        (npy_bytes(np.full((2, 784), 1.5, np.float32)), "", 400, "pixels must lie in [0, 1]"),
+        (npy_bytes(np.zeros((2, 784), np.float32)), "?mode=zip", 400, "mode 'zip' is not one of"),
         (b"\x93NUMPY garbage", "", 400, "not a readable .npy array"),
-        (npy(np.zeros((10_001, 100), np.uint8)), "", 400, "over the limit of 10000 per request"),
+        (npy_bytes(np.zeros((10_001, 100), np.uint8)), "", 400, "over the limit of 10000 per request"),
     ],
 )
 def test_bad_npy_gets_the_same_4xx_with_mlflows_error_body(served, body, query, status, message):
@@ -250,7 +226,7 @@ def test_with_a_cluster_named_it_deploys_there_and_ctrl_c_deletes_only_the_appli
 
     import smoke as run
 
-    env = {**run.env_for(smoke), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # the cluster's nodes' own
+    env = {**run.env_for(smoke), **RAY_LOOPBACK}  # the cluster's nodes' own
     env.pop("DVC_ROOT", None)
     version = str(
         mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).get_model_version_by_alias("mnist-codec", "champion").version
@@ -272,17 +248,14 @@ def test_with_a_cluster_named_it_deploys_there_and_ctrl_c_deletes_only_the_appli
         driver.wait_until(lambda: "replica(s) on the Ray cluster at" in driver.tail(), timeout=240)
         assert answers(f"http://127.0.0.1:{port}/ping")
         x = load_split(smoke / "data/processed", "eval")[0][:3]
-        status, body, _ = post(f"http://127.0.0.1:{port}/invocations", npy(x), "application/x-npy")
+        status, body, _ = post(f"http://127.0.0.1:{port}/invocations", npy_bytes(x), "application/x-npy")
         assert status == 200 and np.load(io.BytesIO(body)).shape == (3, 784)
         # the replicas are the cluster's processes, not the driver's
         assert not replica_pids(driver.pid)
         assert any(replica_pids(pid) for pid in started)
         os.killpg(driver.pid, signal.SIGINT)
         driver.proc.wait(timeout=90)
-        deadline = time.monotonic() + 30
-        while port_open(port) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert not port_open(port)
+        wait_for(lambda: not port_open(port), 30, f"port {port} closing after Ctrl-C")
         nodes = [cluster.head_node, *cluster.worker_nodes]
         assert all(n.remaining_processes_alive() for n in nodes), "Ctrl-C stopped the cluster's nodes"
         assert not any(replica_pids(pid) for pid in started)
@@ -311,7 +284,7 @@ class Load:
     def _one(self, i: int) -> tuple[int, float, bool]:
         start = time.monotonic()
         try:
-            status, body, _ = post(self.url, npy(self.x[i : i + 1]), "application/x-npy", timeout=self.timeout)
+            status, body, _ = post(self.url, npy_bytes(self.x[i : i + 1]), "application/x-npy", timeout=self.timeout)
         except OSError:  # a timeout or a dropped connection: the client sees no answer
             return -1, time.monotonic() - start, False
         right = status == 200 and np.allclose(np.load(io.BytesIO(body)), self.want[i : i + 1], rtol=0, atol=1e-5)
@@ -344,15 +317,16 @@ def test_a_replica_killed_under_load_is_replaced_and_no_answer_is_wrong(served):
     time.sleep(3)
     victim = sorted(before)[0]
     os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:  # Ray starts another replica in its place
+
+    def replaced() -> set[int] | None:  # Ray starts another replica in its place
         now = replica_pids(root)
-        if victim not in now and len(now) == len(before):
-            break
-        time.sleep(0.5)
-    time.sleep(3)
-    results = load.stop()
-    assert victim not in now and len(now) == len(before), f"no replica replaced {victim}: {now}"
+        return now if victim not in now and len(now) == len(before) else None
+
+    try:
+        wait_for(replaced, 90, f"a replica in place of {victim}", every=0.5)
+        time.sleep(3)
+    finally:
+        results = load.stop()
     statuses = [r[0] for r in results]
     assert -1 not in statuses, "a request hung past its timeout or lost its connection"
     assert all(s == 200 or s >= 500 for s in statuses), sorted(set(statuses))
@@ -377,7 +351,7 @@ def test_a_body_over_the_limit_is_refused_without_starving_others(served):
             assert answer.startswith(b"HTTP/1.1 413") and time.monotonic() - start < 10, answer[:200]
             assert b"over the limit of 4,194,304" in answer
         # chunked, no length declared: refused once the limit is crossed
-        big = npy(np.zeros((MAX_BODY // 3136 + 10, 784), np.float32))
+        big = npy_bytes(np.zeros((MAX_BODY // 3136 + 10, 784), np.float32))
         chunks = iter([big[i : i + 2**20] for i in range(0, len(big), 2**20)])
         status, body, _ = post(f"{served['ray']}/invocations", chunks, "application/x-npy")  # type: ignore[arg-type]
         assert status == 413 and b"over the limit" in body
@@ -389,7 +363,7 @@ def test_a_body_over_the_limit_is_refused_without_starving_others(served):
 def test_a_client_sending_a_byte_a_second_is_cut_off_and_others_are_served(served):
     x, want = served["x"], served["model"].predict(served["x"])
     load = Load(f"{served['ray']}/invocations", x, want, threads=2)
-    body = npy(x[:1])
+    body = npy_bytes(x[:1])
     try:
         with socket.create_connection(("127.0.0.1", served["ray_port"]), timeout=BODY_TIMEOUT_S + 20) as sock:
             sock.sendall(
@@ -426,13 +400,7 @@ def test_ctrl_c_on_make_serve_ray_stops_ray_and_every_replica(served):
     assert replica_pids(service.pid) and len(pids) > 4
     os.killpg(service.pid, signal.SIGINT)  # what Ctrl-C in its terminal sends: the foreground group
     service.proc.wait(timeout=90)
-    deadline = time.monotonic() + 60
-    alive = pids
-    while time.monotonic() < deadline:
-        alive = {p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}
-        if not alive:
-            break
-        time.sleep(0.5)
-    assert not alive, [" ".join(psutil.Process(p).cmdline())[:120] for p in alive]
+    left = gone(pids, 60)
+    assert not left, [" ".join(psutil.Process(p).cmdline())[:120] for p in left]
     assert not port_open(served["ray_port"])
     assert "stopping" in service.tail()

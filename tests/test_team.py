@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from conftest import TINY, drain_queue, project_copy, project_env
-from services import Postgres, S3Server, TrackingServer
+from services import Postgres, S3Server, TrackingServer, wait_for
 
 pytestmark = pytest.mark.full
 
@@ -215,9 +215,7 @@ def test_an_interrupted_push_to_s3_completes_when_run_again(published, team):
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 120
-        while count() == 0 and push.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: count() > 0 or push.poll() is not None, 120, "the push's first object", every=0.02)
         os.killpg(push.pid, signal.SIGKILL)  # part-way: some objects are there, not all
         push.wait(30)
         partial = count()
@@ -344,14 +342,16 @@ def start_stage(root: Path, url: str, retries: int) -> subprocess.Popen:
 
 def wait_for_first_point(url: str, proc: subprocess.Popen, exclude: set[str]) -> list:
     """The train_deep seed runs once one has logged its first epoch (runs in ``exclude`` skipped)."""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
+
+    def logged() -> list | None:
         runs, client = server_runs(url, stage="train_deep")
         seed_runs = [r for r in runs if "mlflow.parentRunId" in r.data.tags and r.info.run_id not in exclude]
-        if any(client.get_metric_history(r.info.run_id, "eval_loss") for r in seed_runs):
-            return seed_runs
-        time.sleep(0.1)
-    raise AssertionError(f"no epoch was logged:\n{proc.communicate()[0] if proc.poll() is not None else ''}")
+        return seed_runs if any(client.get_metric_history(r.info.run_id, "eval_loss") for r in seed_runs) else None
+
+    try:
+        return wait_for(logged, 300, "a first epoch logged", proc, every=0.1)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}:\n{proc.communicate()[0] if proc.poll() is not None else ''}") from None
 
 
 def test_a_server_restarted_within_the_retry_window_loses_no_metric_point(fault_repo, fault_server):

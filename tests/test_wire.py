@@ -1,5 +1,5 @@
-"""The Ray Serve server's bodies and settings, without a server: JSON (MLflow's format) and npy
-requests parsed and checked, answers written, every refusal with its status; serve.yaml."""
+"""The Ray Serve server's bodies, without a server: JSON (MLflow's format) and npy requests parsed
+and checked, answers written, every refusal with its status (serve.yaml: tests/test_serve_config.py)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,11 @@ import numpy as np
 import orjson
 import pytest
 
-from mnist_codec.errors import ParamsError
-from mnist_codec.serving import config, wire
-from mnist_codec.serving.wire import JSON, NPY, Refused
+from mnist_codec.serving import wire
+from mnist_codec.serving.wire import JSON, NPY, Refused, npy_bytes
 
 LATENT = 8
 REPO = Path(__file__).resolve().parents[1]
-
-
-def npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
 
 
 def refusal(body: bytes, fmt: str, mode: str | None = None, max_rows: int = 100) -> Refused:
@@ -52,13 +45,13 @@ def test_json_in_mlflows_formats_reads_the_same_rows(pixels):
 
 
 def test_npy_takes_float_pixels_uint8_pixels_and_codes(pixels):
-    assert np.array_equal(wire.parse(npy(pixels), NPY, None, LATENT).rows, pixels)
-    assert np.array_equal(wire.parse(npy(pixels.astype(np.float64)), NPY, None, LATENT).rows, pixels)
+    assert np.array_equal(wire.parse(npy_bytes(pixels), NPY, None, LATENT).rows, pixels)
+    assert np.array_equal(wire.parse(npy_bytes(pixels.astype(np.float64)), NPY, None, LATENT).rows, pixels)
     as_bytes = np.round(pixels * 255).astype(np.uint8)
-    req = wire.parse(npy(as_bytes), NPY, "encode", LATENT)
+    req = wire.parse(npy_bytes(as_bytes), NPY, "encode", LATENT)
     assert req.mode == "encode" and np.array_equal(req.rows, as_bytes.astype(np.float32) / np.float32(255))
     codes = np.full((2, LATENT), 3.5, np.float32)  # codes are not pixels: any finite value
-    assert np.array_equal(wire.parse(npy(codes), NPY, "decode", LATENT).rows, codes)
+    assert np.array_equal(wire.parse(npy_bytes(codes), NPY, "decode", LATENT).rows, codes)
 
 
 @pytest.mark.parametrize(
@@ -66,17 +59,23 @@ def test_npy_takes_float_pixels_uint8_pixels_and_codes(pixels):
     [
         (b"", NPY, None, 400, "empty request body"),
         (b"not an array", NPY, None, 400, "does not start with numpy.save's header"),
-        (npy(np.zeros((2, 784), np.float32))[:100], NPY, None, 400, "not a readable .npy array"),
+        (npy_bytes(np.zeros((2, 784), np.float32))[:100], NPY, None, 400, "not a readable .npy array"),
         (b"\x93NUMPY" + b"\x01\x00" + b"x" * 30, NPY, None, 400, "not a readable .npy array"),
-        (npy(np.zeros((2, 784), np.int32)), NPY, None, 400, "dtype int32 is not accepted: pixels are float32"),
-        (npy(np.zeros((2, LATENT), np.uint8)), NPY, "decode", 400, "codes are float32 or float64"),
-        (npy(np.zeros(784, np.float32)), NPY, None, 400, "expected a 2-D batch"),
-        (npy(np.zeros((2, 783), np.float32)), NPY, None, 400, "expected 784 pixels per row, got 783"),
-        (npy(np.full((1, 784), 2.0, np.float32)), NPY, None, 400, "pixels must lie in [0, 1]"),
-        (npy(np.full((1, 784), np.nan, np.float32)), NPY, None, 400, "NaN or infinite"),
-        (npy(np.zeros((101, 784), np.float32)), NPY, None, 400, "batch of 101 rows is over the limit of 100"),
-        (npy(np.zeros((1, 784), np.float32)), NPY, "decode", 400, f"expected {LATENT} code values per row, got 784"),
-        (npy(np.zeros((1, 784), np.float32)), NPY, "zip", 400, "mode 'zip' is not one of reconstruct, encode"),
+        (npy_bytes(np.zeros((2, 784), np.int32)), NPY, None, 400, "dtype int32 is not accepted: pixels are float32"),
+        (npy_bytes(np.zeros((2, LATENT), np.uint8)), NPY, "decode", 400, "codes are float32 or float64"),
+        (npy_bytes(np.zeros(784, np.float32)), NPY, None, 400, "expected a 2-D batch"),
+        (npy_bytes(np.zeros((2, 783), np.float32)), NPY, None, 400, "expected 784 pixels per row, got 783"),
+        (npy_bytes(np.full((1, 784), 2.0, np.float32)), NPY, None, 400, "pixels must lie in [0, 1]"),
+        (npy_bytes(np.full((1, 784), np.nan, np.float32)), NPY, None, 400, "NaN or infinite"),
+        (npy_bytes(np.zeros((101, 784), np.float32)), NPY, None, 400, "batch of 101 rows is over the limit of 100"),
+        (
+            npy_bytes(np.zeros((1, 784), np.float32)),
+            NPY,
+            "decode",
+            400,
+            f"expected {LATENT} code values per row, got 784",
+        ),
+        (npy_bytes(np.zeros((1, 784), np.float32)), NPY, "zip", 400, "mode 'zip' is not one of reconstruct, encode"),
         (b"{not json", JSON, None, 400, "body is not valid JSON"),
         (b"[[0.5]]", JSON, None, 400, "expected a JSON object"),
         (b'{"rows": [[0.5]]}', JSON, None, 400, "exactly one of inputs, instances, dataframe_split"),
@@ -123,39 +122,3 @@ def test_answers_read_back_as_the_same_float32(pixels):
     assert np.array_equal(
         np.asarray(json.loads(json.dumps({"predictions": out.tolist()}))["predictions"], np.float32), got
     )
-
-
-def test_the_committed_serve_yaml_is_valid_and_one_replica_per_cpu():
-    settings = config.load(REPO / "serve.yaml")
-    assert settings.port == 5002 and settings.replicas == "cpus"
-    assert settings.replica_count(2.0) == 2 and settings.replica_count(64.0) == settings.max_replicas
-    assert settings.replica_count(0.5) == 1
-    assert config.load(REPO / "serve.yaml", port=6000, replicas=None).port == 6000
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("replica: 2\n", ":1: unknown key 'replica'; known keys are port, replicas, max_replicas,"),
-        ("port: 0\n", ":1: 'port' = 0 is not allowed; expected an integer from 1 to 65535"),
-        ("port: lots\n", ":1: 'port' = 'lots' is not allowed; expected an integer from 1 to 65535"),
-        ("replicas: all\n", ":1: 'replicas' = 'all' is not allowed; expected an integer above 0 or one of cpus"),
-        (
-            "port: 5002\nbatch_wait_timeout_s: 5\n",
-            ":2: 'batch_wait_timeout_s' = 5 is not allowed; expected a number from 0 to 1",
-        ),
-        ("- 1\n", ": expected a mapping of port, replicas,"),
-        ("port: [\n", ":2: not valid YAML"),
-    ],
-)
-def test_a_bad_serve_yaml_is_refused_by_key(tmp_path, text, message):
-    path = tmp_path / "serve.yaml"
-    path.write_text(text)
-    with pytest.raises(ParamsError, match=None) as err:
-        config.load(path)
-    assert message in str(err.value) and str(path) in str(err.value)
-
-
-def test_a_missing_serve_yaml_is_named(tmp_path):
-    with pytest.raises(ParamsError, match="not found"):
-        config.load(tmp_path / "none.yaml")

@@ -22,9 +22,12 @@ from pydantic.fields import FieldInfo
 
 from . import config, keys
 from .config import allowed
+from .data import N_PIXELS
 from .errors import ParamsError
 
-N_PIXELS = 784
+Precision = Literal["fp32", "bf16"]  # the number formats a training may use
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+
 Activation = Literal["relu", "tanh", "leaky_relu", "gelu", "elu", "silu"]
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 StrictInt = Annotated[int, Strict()]  # no bools, no floats, no numeric strings
@@ -140,7 +143,7 @@ class TrainParams(_Section):
         ),
     ] = 0.0
     precision: Annotated[
-        Literal["fp32", "bf16"],
+        Precision,
         Field(
             description=(
                 "number format of the training products: `fp32` (the notebook's) or `bf16` (autocast: the forward and "

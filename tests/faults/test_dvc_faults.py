@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, drain_queue, project_copy, project_env, sh, store_runs
-from services import ctrl_c_as_in_a_terminal
+from services import ctrl_c_as_in_a_terminal, read_until
 
 pytestmark = pytest.mark.full
 
@@ -35,11 +35,7 @@ def test_two_repros_at_once_one_runs_the_other_gets_the_lock_error(repo):
         )
 
     first = start()
-    seen = []
-    for line in first.stdout:  # the first holds the repo lock once it runs its first stage
-        seen.append(line)
-        if line.startswith("Running stage"):
-            break
+    seen = read_until(first, lambda line: line.startswith("Running stage"))  # it holds the repo lock then
     second = start()
     out2, _ = second.communicate(timeout=300)
     rest, _ = first.communicate(timeout=900)
@@ -105,12 +101,9 @@ def test_ctrl_c_during_a_training_stage_then_dvc_repro_resumes_and_succeeds(repo
             stderr=subprocess.STDOUT,
             text=True,
         )
-        seen = []
-        for line in proc.stdout:
-            seen.append(line)
-            if "deep_relu/seed1: epoch 3/40" in line:
-                os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole group
-                break
+        seen = read_until(proc, lambda line: "deep_relu/seed1: epoch 3/40" in line)
+        assert seen and "epoch 3/40" in seen[-1], "".join(seen)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole group
         rest = proc.stdout.read()
         assert proc.wait(timeout=120) != 0, "".join(seen) + rest
         assert not (repo / "models" / "deep").exists()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..params import PRECISIONS
 from ..params import read as read_params
 from .options import overrides, set_param
 
@@ -69,7 +70,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--proof-only", action="store_true", help="run the study's best on the test images only")
     n.add_argument(
         "--proof-precision",
-        choices=["fp32", "bf16"],
+        choices=PRECISIONS,
         default=None,
         help="train.precision of the test run (default: the search's)",
     )

@@ -1,28 +1,16 @@
-"""The one place that chooses the compute device and CPU threads."""
+"""The one place that chooses the compute device and CPU threads (what the CPU is and how many
+cores this process may use: :mod:`mnist_codec.machine`)."""
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from ..errors import TrainingError
+from ..machine import cpu_flags as _cpu_flags  # a name of its own here: tests set the flags
+from ..machine import cpu_model, usable_cores
 
 if TYPE_CHECKING:
     import torch
-
-
-def usable_cores() -> int:
-    """CPU cores this process may use: those it may run on (affinity masks, cgroups' cpusets),
-    or fewer where ``OMP_NUM_THREADS`` says so (as a scheduler such as Ray sets it to the CPUs
-    a task declared)."""
-    try:
-        cores = max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        cores = max(1, os.cpu_count() or 1)
-    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if limit.isdigit() and int(limit) > 0:
-        return min(cores, int(limit))
-    return cores
 
 
 def configure_cpu(threads: int) -> None:
@@ -52,19 +40,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise TrainingError("params: 'device' = 'cuda' but no CUDA device is available; use auto or cpu")
     return torch.device(name)
-
-
-def _cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (``flags`` on x86, ``Features`` on ARM); empty elsewhere."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key.strip() in ("flags", "Features"):
-                    return set(value.split())
-    except OSError:
-        pass
-    return set()
 
 
 def bf16_support(device: torch.device) -> tuple[bool, str]:
@@ -116,18 +91,6 @@ def device_label(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
     return f"cpu:{cpu_model()}, {usable_cores()} cores"
-
-
-def cpu_model() -> str:
-    import platform
-
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
-    except OSError:  # not Linux
-        pass
-    return model
 
 
 def cpu_plan(n_models: int, cores: int | None = None) -> tuple[int, int]:

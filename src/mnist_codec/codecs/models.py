@@ -16,10 +16,8 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
+from ..data import N_PIXELS, SIDE
 from ..errors import DataError
-
-N_PIXELS = 784
-SIDE = 28  # images are SIDE x SIDE
 
 ACTIVATION_LAYERS = {
     "relu": nn.ReLU,

@@ -42,11 +42,12 @@ from torch import nn
 
 from ..errors import TrainingError
 from ..interrupts import deferred
+from ..params import PRECISIONS
 from .checkpoints import read_checkpoint
 from .device import configure_cpu, cpu_plan, stack_sizes, usable_cores
 from .graphs import GraphedSteps, cuda_capture
 from .stacking import layout
-from .trainer import PRECISIONS, EpochResult, Job, StackTrainer
+from .trainer import EpochResult, Job, StackTrainer
 
 __all__ = ["PRECISIONS", "EpochResult", "Job", "StackTrainer", "fit", "fit_many"]
 

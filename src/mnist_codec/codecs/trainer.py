@@ -25,8 +25,6 @@ from .checkpoints import CHECKPOINT_FORMAT, Checkpoint
 from .schedules import make_optimizer, make_scheduler
 from .stacking import make_stack
 
-PRECISIONS = ("fp32", "bf16")
-
 Snapshot = tuple[dict[str, torch.Tensor], dict[torch.Tensor, dict[str, torch.Tensor]]]
 
 

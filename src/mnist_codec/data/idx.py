@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from . import N_PIXELS, SIDE
 
-IMAGE_SIDE = 28
-N_PIXELS = IMAGE_SIDE * IMAGE_SIDE
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 
@@ -40,7 +39,7 @@ def parse_idx(raw: bytes, magic: int, ndim: int, name: str) -> np.ndarray:
 
 def parse_images(raw: bytes, name: str) -> np.ndarray:
     images = parse_idx(raw, IMAGES_MAGIC, 3, name)
-    if images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+    if images.shape[1:] != (SIDE, SIDE):
         raise DataError(f"{name}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28")
     return images
 

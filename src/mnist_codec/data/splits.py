@@ -17,8 +17,8 @@ import numpy as np
 from .. import fileio
 from ..atomic import atomic_dir
 from ..errors import DataError
+from . import N_PIXELS
 
-N_PIXELS = 784
 PROTOCOLS = ("holdout", "validation", "notebook")
 VALIDATION_SHARE = 6  # the validation protocol holds out the last 1/6 of the training images: 10,000 of 60,000
 

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..data import SIDE
+
 if TYPE_CHECKING:
     from types import ModuleType
 
@@ -49,7 +51,7 @@ def reconstruction_grid(
     for r, (name, imgs) in enumerate(rows):
         for c in range(n):
             ax = axes[r, c]
-            ax.imshow(np.clip(imgs[c], 0, 1).reshape(28, 28), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(np.clip(imgs[c], 0, 1).reshape(SIDE, SIDE), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:

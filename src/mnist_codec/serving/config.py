@@ -12,12 +12,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from .. import config
+from ..loopback import keep_ray_on_loopback
 from .wire import MAX_BODY_BYTES
 
 FILE = "serve.yaml"
-# Ray on Linux binds its nodes to this machine's network address unless this is "0"; Ray reads
-# it when it is imported.
-LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 # Ray Serve's settings for many small requests, those of its RAY_SERVE_THROUGHPUT_OPTIMIZED mode
 # that keep to the loopback: the request's code in the replica's own event loop, the router in
 # the proxy's, request logs buffered. (That mode's gRPC path from proxy to replica, and its
@@ -42,7 +40,7 @@ def ray_environment(local: bool) -> None:
     for key, value in SERVE_ENV.items():
         os.environ.setdefault(key, value)
     if local:
-        os.environ.update(LOOPBACK_ENV)
+        keep_ray_on_loopback()
 
 
 class ServeConfig(BaseModel):

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
+from ..data import N_PIXELS, SIDE
 from .model import BadInput, check_batch
-
-SIDE = 28
 
 
 def read_digit_png(path: str | Path) -> np.ndarray:
@@ -34,7 +33,7 @@ def read_digit_png(path: str | Path) -> np.ndarray:
             f"{path}: image is {size[0]}x{size[1]} pixels; the codec takes {SIDE}x{SIDE} "
             f"(MNIST's size), white digit on black: resize it first"
         )
-    return (np.asarray(gray, dtype=np.float32) / 255.0).reshape(1, SIDE * SIDE)
+    return (np.asarray(gray, dtype=np.float32) / 255.0).reshape(1, N_PIXELS)
 
 
 def write_digit_png(path: str | Path, pixels: np.ndarray) -> None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import fileio
+from ..data import N_PIXELS
 from ..errors import DataError, MnistCodecError
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from ..codecs.models import Codec
 
 
-N_PIXELS = 784
 MODES = ("reconstruct", "encode", "decode")
 DEFAULT_MODE = "reconstruct"
 MAX_ROWS = 10_000  # per request: 10,000 images are 31 MB as float32 and about 60 MB as JSON

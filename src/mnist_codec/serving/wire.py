@@ -98,6 +98,14 @@ def parse(body: bytes, fmt: str, query_mode: str | None, latent_dim: int, max_ro
     return Request(rows, mode, fmt)
 
 
+def npy_bytes(array: np.ndarray) -> bytes:
+    """``array`` as an npy body (numpy.save's format, no pickle): what a client sends and what
+    the server answers in npy."""
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
 def read_npy(body: bytes) -> np.ndarray:
     if not body:
         raise Refused(400, "empty request body: send one .npy array (numpy.save's format)")
@@ -152,9 +160,7 @@ def answer(out: np.ndarray, fmt: str) -> tuple[bytes, str]:
     """(body, Content-Type) of the answer ``out`` in format ``fmt``."""
     out = np.ascontiguousarray(out, dtype=np.float32)
     if fmt == NPY:
-        buf = io.BytesIO()
-        np.save(buf, out, allow_pickle=False)
-        return buf.getvalue(), NPY
+        return npy_bytes(out), NPY
     import orjson
 
     # orjson writes each float32 in its shortest form, which reads back as the same float32.

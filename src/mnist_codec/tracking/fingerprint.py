@@ -17,11 +17,14 @@ FINGERPRINT_TAG = "mnist_codec.fingerprint"
 
 PACKAGE = Path(__file__).resolve().parents[1]
 # The code that computes a model's weights: the codecs (models, PCA, the training loop, stacking,
-# seeding, the device) and the two pipeline modules that build the trainings and run them.
+# seeding, the device), the two pipeline modules that build the trainings and run them, a digit's
+# size (data/__init__.py) and the cores a training plans its threads by (machine.py).
 MODEL_CODE = (
     *sorted((PACKAGE / "codecs").glob("*.py")),
     PACKAGE / "pipeline" / "training.py",
     PACKAGE / "pipeline" / "pca.py",
+    PACKAGE / "data" / "__init__.py",
+    PACKAGE / "machine.py",
 )
 # Run tags a registered version carries too, so it can be traced back without its run.
 VERSION_TAG_KEYS = (

@@ -24,7 +24,6 @@ process on 127.0.0.1) or on a cluster (``--cluster``; the package travels to the
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..loopback import keep_ray_on_loopback
 from . import records
 from .space import Spec
 from .study import DEFAULT_STORAGE_DIR, RUNS_ATTR, TuneError, default_storage, finished, open_study, tuning_run
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
-
-LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's nodes keep 127.0.0.1 (read when ray is imported)
 
 
 @dataclass(frozen=True)
@@ -63,8 +61,7 @@ def start_ray(where: Where, cpus: float | None) -> None:
     import mnist_codec
 
     if where.address is None:
-        # Ray swaps 127.0.0.1 for the machine's address unless told not to: a local search stays on loopback
-        os.environ.setdefault(LOOPBACK_ENV, "0")
+        keep_ray_on_loopback()  # a local search stays on 127.0.0.1
         ray.init(
             address="local",
             num_cpus=int(cpus) if cpus else None,
@@ -133,7 +130,7 @@ def run(
 ) -> dict:
     """Run the search; return this run's record (also appended to the study's ``search_runs``)."""
     if where.address is None:  # read when ray is imported: a local Ray keeps every node on 127.0.0.1
-        os.environ.setdefault(LOOPBACK_ENV, "0")
+        keep_ray_on_loopback()
         from ..codecs import device as devices
 
         # bf16 on a machine without it is refused once, here, not by every trial

@@ -18,14 +18,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StringConstraints, model_validator
 
 from .. import config, keys
-from ..codecs.trainer import PRECISIONS
 from ..errors import ParamsError
-from ..params import SCHEMA, Params, StrictInt, validate
+from ..params import SCHEMA, Params, Precision, StrictInt, validate
 
 FILE = "tune.yaml"
 # set by the search for every trial, never searched nor fixed by the file
@@ -201,7 +200,7 @@ class TuneFile(_Section):
         Field(json_schema_extra={"accepts": "a name of 1 to 100 characters"}),
     ]
     seed: Annotated[StrictInt, Field(ge=0, le=2**32 - 1)] = 0
-    precision: Literal[PRECISIONS] = "fp32"  # type: ignore[valid-type]
+    precision: Precision = "fp32"
     budget: Budget
     asha: Asha
     fixed: dict[str, Any] | None = None

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..data import SIDE
 from ..params import Params
 from .proposals import decode
 from .space import Spec, params_for
@@ -53,7 +54,7 @@ def validation_data(params: Params) -> tuple[torch.Tensor, torch.Tensor]:
     from ..data import idx, mnist, splits
 
     train = idx.load_pair(mnist.bundled_dir(), "train")
-    empty = (np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8))
+    empty = (np.zeros((0, SIDE, SIDE), np.uint8), np.zeros(0, np.uint8))
     parts = splits.make_splits(train, empty, "validation", params.data.train_limit, params.data.eval_limit)
     return (torch.from_numpy(splits.scale(parts["train"][0])), torch.from_numpy(splits.scale(parts["eval"][0])))
 

@@ -24,76 +24,38 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
+from mnist_codec.serving.wire import npy_bytes
+
+from .common import ROOT, section_head
+from services import Service, answers, free_port, post
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-LOCUSTFILE = HERE / "locustfile.py"
+LOCUSTFILE = ROOT / "benchmarks" / "locustfile.py"
 POOL = 1024  # test images the requests are drawn from
 SINGLE_USERS = (1, 8, 32)
-BATCH_USERS = 8
-# The issue's targets, on 2 cores.
-NPY_IMAGES_PER_S = 20_000
-SINGLE_RPS, SINGLE_P99_MS = 1000, 50.0
-SOAK_MEMORY_GROWTH = 0.10
+from .serve_report import BATCH_USERS  # noqa: E402 -- the report names the cases by it
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def post(url: str, body: bytes, content_type: str, timeout: float = 60) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
-
-
-class Server:
-    """A server process started in its own session, stopped by its PID (SIGINT, as Ctrl-C)."""
+class Server(Service):
+    """A server on 127.0.0.1:``port`` in its own session, stopped by its PID with SIGINT, as Ctrl-C."""
 
     def __init__(self, name: str, cmd: list[str], port: int, env: dict, log: Path):
-        self.name, self.port = name, port
-        self.url = f"http://127.0.0.1:{port}"
-        with open(log, "a") as fh:
-            self.proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        self.log = log
+        super().__init__(name, cmd, log, env=env)
+        self.port, self.url = port, f"http://127.0.0.1:{port}"
 
     def wait_ready(self, timeout: float = 240) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/ping", timeout=5) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"serve: {self.name} did not start; see {self.log}")
-            time.sleep(0.5)
-
-    def processes(self) -> list:
-        """The server's process and its descendants (Ray's nodes, actors and replicas)."""
-        import psutil
-
         try:
-            root = psutil.Process(self.proc.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+            self.wait_until(lambda: answers(f"{self.url}/ping"), timeout)
+        except RuntimeError:
+            raise SystemExit(f"serve: {self.name} did not start; see {self.log_path}") from None
 
     def rss_mib(self) -> float:
         import psutil
@@ -104,14 +66,8 @@ class Server:
                 total += p.memory_info().rss
         return total / 2**20
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
+    def stop(self, timeout: float = 60, sig: int = signal.SIGINT) -> None:
+        super().stop(timeout, sig)
 
 
 def locust(
@@ -183,45 +139,13 @@ def in_process(model, x: np.ndarray, calls: int) -> dict:
 
 def handle_floor(npz: Path, env: dict, seconds: float = 10) -> dict:
     """Ray Serve's request path without HTTP, measured by a driver of its own joined to the running
-    Ray (this file run as a script: :func:`handle_calls`)."""
-    cmd = [sys.executable, __file__, "handle-calls", str(npz), str(seconds)]
+    Ray (``handle_calls.py``, run as a script)."""
+    cmd = [sys.executable, str(HERE / "handle_calls.py"), str(npz), str(seconds)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 120)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         raise SystemExit(f"serve: the handle measurement failed:\n{proc.stderr[-2000:]}")
     return json.loads(lines[-1])
-
-
-def handle_calls(npz: str, seconds: float, callers: int = 32) -> dict:
-    """Single images through a DeploymentHandle to the codec's batched method, ``callers`` at once."""
-    import asyncio
-
-    from mnist_codec.serving.config import ray_environment
-
-    ray_environment(local=True)  # before Ray is imported: the server's Ray is on 127.0.0.1
-    import ray
-    from ray import serve
-
-    ray.init(address="auto", namespace="serve", logging_level="ERROR", log_to_driver=False)
-    handle = serve.get_app_handle("mnist-codec")
-    x = np.load(npz)["x"][:1]
-    latencies: list[float] = []
-
-    async def caller(until: float) -> None:
-        while time.perf_counter() < until:
-            start = time.perf_counter()
-            await handle.infer.remote(("reconstruct", x))
-            latencies.append(time.perf_counter() - start)
-
-    async def main() -> float:
-        await handle.infer.remote(("reconstruct", x))
-        start = time.perf_counter()
-        await asyncio.gather(*[caller(start + seconds) for _ in range(callers)])
-        return time.perf_counter() - start
-
-    elapsed = asyncio.run(main())
-    ms = np.asarray(latencies) * 1000
-    return {"rps": len(ms) / elapsed, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
 
 def soak(servers: list[Server], seconds: float, rps: float, work: Path, env: dict) -> dict:
@@ -333,7 +257,7 @@ def bench(args, work: Path, env: dict, log: Path) -> dict:
             for s in servers:
                 key = f"{case}@{users}"
                 if case == "batch-npy" and s.name == "mlflow":  # MLflow's server takes no npy: its answer
-                    status, body = post(f"{s.url}/invocations", npy_body(x[:256]), "application/x-npy")
+                    status, body, _ = post(f"{s.url}/invocations", npy_bytes(x[:256]), "application/x-npy")
                     cases.setdefault(key, {})[s.name] = {
                         "refused": f"HTTP {status}: {body[:120].decode(errors='replace')}"
                     }
@@ -363,147 +287,9 @@ def bench(args, work: Path, env: dict, log: Path) -> dict:
     }
 
 
-def npy_body(array: np.ndarray) -> bytes:
-    import io
+def serve_markdown(result: dict) -> str:
+    from .serve_report import markdown
 
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
-def _fmt(v: float, unit: str = "") -> str:
-    return f"{v:,.0f}{unit}" if v >= 100 else f"{v:.1f}{unit}"
-
-
-NAMES = {"ray": "Ray Serve", "mlflow": "MLflow"}
-CASE_LABELS = {"single": "1 image, JSON", "batch-json": "256 images, JSON", "batch-npy": "256 images, npy"}
-
-
-def markdown(result: dict, head: list[str]) -> str:
-    """The section of benchmarks/RESULTS.md: the cases, both servers side by side, and the targets."""
-    st = result["settings"]
-    lines = [
-        *head,
-        (
-            f"- **Model:** `{result['model']}` ({result['codec']}). **Ray Serve:** {result['replicas']} replicas, "
-            f"`@serve.batch` up to {st['max_batch_size']} requests, {st['batch_wait_timeout_s'] * 1000:g} ms wait "
-            f"(serve.yaml). **MLflow:** `mlflow models serve --env-manager local`, 1 worker (`make serve-model`)."
-        ),
-        (
-            f"- **Load:** Locust on the same machine, headless, {result['case_s']:.0f} s a case (and at most 200,000 "
-            "requests); every answer checked against the in-process model's during the load."
-        ),
-        "",
-        "| Case | Server | requests/s | images/s | p50 | p99 | errors | wrong |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for key, by in result["cases"].items():
-        case, users = key.split("@")
-        label = f"{CASE_LABELS[case]}, {users} user{'s' if users != '1' else ''}"
-        for name in ("ray", "mlflow"):
-            r = by[name]
-            if "refused" in r:
-                lines.append(f"| {label} | {NAMES[name]} | not taken: {r['refused'][:48]}… | | | | | |")
-                continue
-            lines.append(
-                f"| {label} | {NAMES[name]} | {_fmt(r['rps'])} | {_fmt(r['images_per_s'])} | {r['p50_ms']:.1f} ms "
-                f"| {r['p99_ms']:.1f} ms | {r['failures'] - r['wrong']} | {r['wrong']} |"
-            )
-    own, h = result["in_process"], result["handle"]
-    lines += [
-        "",
-        (
-            f"The model in-process, one call at a time: 1 image {own['1']['p50_ms']:.2f} ms p50 "
-            f"({_fmt(own['1']['images_per_s'])} images/s); 256 images {own['256']['p50_ms']:.2f} ms p50 "
-            f"({_fmt(own['256']['images_per_s'])} images/s). Ray Serve's request path without HTTP (a "
-            f"DeploymentHandle, 32 concurrent callers, 1 image each): {_fmt(h['rps'])} requests/s, "
-            f"p50 {h['p50_ms']:.1f} ms, p99 {h['p99_ms']:.1f} ms."
-        ),
-        "",
-        (
-            f"Soak: both servers at once, {result['soak_rps']:g} single-image requests/s each for "
-            f"{result['soak_s']:.0f} s (8 users); memory is the resident size of each server's processes, "
-            "the last minute's mean against the mean of the minute after a minute's warm-up."
-        ),
-        "",
-        "| Server | requests | errors | wrong | p50 | p99 | memory, early | memory, last | growth |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name in ("ray", "mlflow"):
-        r = result["soak"][name]
-        lines.append(
-            f"| {NAMES[name]} | {r['requests']:,} | {r['failures'] - r['wrong']} | {r['wrong']} | "
-            f"{r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | {r['memory_early_mib']:,.0f} MiB | "
-            f"{r['memory_late_mib']:,.0f} MiB | {r['memory_growth'] * 100:+.1f}% |"
-        )
-    lines += ["", *grid_lines(result), *targets(result), ""]
-    return "\n".join(lines)
-
-
-def grid_lines(result: dict) -> list[str]:
-    """How serve.yaml's batching was chosen: Ray Serve alone under each setting tried."""
-    if not result.get("batch_grid"):
-        return []
-    lines = [
-        (
-            f"Batching settings tried (Ray Serve alone, {result['case_s'] / 2:.0f} s a case; the row in bold "
-            "is serve.yaml's):"
-        ),
-        "",
-        "| max_batch_size | wait | 1 image, 32 users: requests/s | p99 | 256 images npy, 8 users: images/s | p99 |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    st = result["settings"]
-    for row in result["batch_grid"]:
-        chosen = (row["max_batch_size"], row["batch_wait_timeout_s"]) == (
-            st["max_batch_size"],
-            st["batch_wait_timeout_s"],
-        )
-        b = "**" if chosen else ""
-        lines.append(
-            f"| {b}{row['max_batch_size']}{b} | {b}{row['batch_wait_timeout_s'] * 1000:g} ms{b} | "
-            f"{_fmt(row['single']['rps'])} | {row['single']['p99_ms']:.1f} ms | {_fmt(row['npy']['images_per_s'])} | "
-            f"{row['npy']['p99_ms']:.1f} ms |"
-        )
-    return [*lines, ""]
-
-
-def targets(result: dict) -> list[str]:
-    """The targets for Ray Serve, each met or not, with MLflow's figure beside it."""
-    npy = result["cases"][f"batch-npy@{BATCH_USERS}"]["ray"]
-    json_mlflow = result["cases"][f"batch-json@{BATCH_USERS}"]["mlflow"]
-    one, one_mlflow = result["cases"]["single@32"]["ray"], result["cases"]["single@32"]["mlflow"]
-    soak_r, soak_m = result["soak"]["ray"], result["soak"]["mlflow"]
-    long_enough = result["soak_s"] >= 600  # Locust's clock ends at the last answer, a moment before
-
-    def met(ok: bool) -> str:
-        return "met" if ok else "**not met**"
-
-    return [
-        "Targets (Ray Serve; MLflow's server beside it):",
-        "",
-        (
-            f"- npy batches ≥ {NPY_IMAGES_PER_S:,} images/s: {_fmt(npy['images_per_s'])} "
-            f"({met(npy['images_per_s'] >= NPY_IMAGES_PER_S)}); MLflow, 256 images as JSON: "
-            f"{_fmt(json_mlflow['images_per_s'])}."
-        ),
-        (
-            f"- single images at 32 users ≥ {SINGLE_RPS:,} requests/s with p99 ≤ {SINGLE_P99_MS:.0f} ms: "
-            f"{_fmt(one['rps'])} requests/s, p99 {one['p99_ms']:.1f} ms "
-            f"({met(one['rps'] >= SINGLE_RPS and one['p99_ms'] <= SINGLE_P99_MS)}); MLflow: "
-            f"{_fmt(one_mlflow['rps'])} requests/s, p99 {one_mlflow['p99_ms']:.1f} ms."
-        ),
-        (
-            f"- no errors in the soak: {soak_r['failures']} failed "
-            f"({met(soak_r['failures'] == 0 and long_enough)}{'' if long_enough else ': shorter than 10 minutes'}); "
-            f"MLflow: {soak_m['failures']}."
-        ),
-        (
-            f"- memory growth in the soak ≤ {SOAK_MEMORY_GROWTH * 100:.0f}%: {soak_r['memory_growth'] * 100:+.1f}% "
-            f"({met(soak_r['memory_growth'] <= SOAK_MEMORY_GROWTH)}); MLflow: {soak_m['memory_growth'] * 100:+.1f}%."
-        ),
-    ]
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["handle-calls"]:
-    print(json.dumps(handle_calls(sys.argv[2], float(sys.argv[3]))))
+    if "cases" not in result:  # measured before the load test: one client, MLflow's server only
+        return ""
+    return markdown(result, section_head("The champion served under load: Ray Serve and MLflow", result))
