@@ -273,3 +273,25 @@ def mutation_cost():
     except (OSError, ValueError, KeyError):
         durations = {}
     return lambda item: durations.get(item.nodeid, float("inf"))
+
+
+@pytest.fixture(scope="session")
+def registered(smoke) -> Path:
+    """The smoke run's project: every codec trained on 2 seeds, evaluated and registered."""
+    return smoke
+
+
+@pytest.fixture
+def registry_client(registered, monkeypatch):
+    """An MlflowClient of the smoke run's store, with this process pointed at it (its
+    environment, its folder, MLflow's fluent API)."""
+    import mlflow
+
+    from smoke import env_for
+
+    for key, value in env_for(registered).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(registered)
+    uri = f"sqlite:///{registered / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)  # the fluent API too: an earlier test's runs may have set another store
+    return mlflow.MlflowClient(uri)

@@ -1,4 +1,10 @@
-from itertools import pairwise
+"""The training loop (mnist_codec.codecs.train): a few epochs lower the loss, the same seed gives the
+same numbers, the last partial batch counts, a non-finite loss stops training by name, the fast
+trainer gives a plain eager loop's losses, bf16 tracks fp32, and Ctrl-C at any moment of threaded
+training stops it (stacks: test_stacking.py; the graphed step: test_graphs.py; schedules:
+test_schedules.py; the device and cores: test_device.py)."""
+
+from __future__ import annotations
 
 import numpy as np
 import pytest
@@ -7,6 +13,7 @@ import torch
 from mnist_codec.codecs import models, schedules, train
 from mnist_codec.codecs.seeding import derive_seed, seed_everything
 from mnist_codec.errors import TrainingError
+from trainings import SPECS, deep_jobs
 
 from services import ctrl_c_as_in_a_terminal
 
@@ -76,7 +83,7 @@ def test_a_non_finite_loss_stops_training_naming_model_and_epoch(digits, alone):
         with pytest.raises(TrainingError, match="ae: training loss became nan in epoch 1"):
             train.fit(model, xt, xt, name="ae", epochs=3, batch_size=64, lr=1e-3, generator=seed_everything(0))
     else:
-        jobs = _jobs(["deep_relu", "deep_tanh"])
+        jobs = deep_jobs(["deep_relu", "deep_tanh"])
         with torch.no_grad():
             jobs[1].model.encoder[0].weight[0, 0] = float("inf")
         with pytest.raises(TrainingError, match="deep_tanh: training loss became nan in epoch 1"):
@@ -119,13 +126,6 @@ def _plain_notebook_loop(model, x, epochs, batch_size, lr, generator, schedule="
     return losses
 
 
-SPECS = {
-    "ae": {"kind": "ae", "latent_dim": 8},
-    "deep": {"kind": "deep", "latent_dim": 8, "hidden": [64, 16], "activation": "relu"},
-    "conv": {"kind": "conv", "latent_dim": 8, "channels": [4, 8], "activation": "leaky_relu"},
-}
-
-
 @pytest.mark.parametrize(
     ("kind", "optim"),
     [
@@ -162,170 +162,6 @@ def test_fast_trainer_gives_the_losses_of_a_plain_eager_loop(digits, kind, optim
     for p, q in zip(fast_model.parameters(), ref_model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
 
-
-def _jobs(names):
-    jobs = []
-    for name in names:
-        generator = seed_everything(derive_seed(3, name))
-        spec = {"kind": "deep", "latent_dim": 8, "hidden": [32, 16], "activation": name.removeprefix("deep_")}
-        jobs.append(train.Job(name, models.build(spec), generator))
-    return jobs
-
-
-def test_a_model_in_a_stack_of_three_matches_it_in_a_stack_of_one(digits):
-    x, _ = digits
-    xt = torch.from_numpy(x)
-    names = ["deep_relu", "deep_tanh", "deep_leaky_relu"]
-    seen = []
-    together = _jobs(names)
-    for job in together:
-        job.on_epoch = lambda r, name=job.name: seen.append((name, r.epoch))
-    # one stack of three on two cores; then each model in a stack of one, on one core
-    histories = train.fit_many(together, xt, xt[:50], epochs=3, batch_size=64, lr=1e-3, cores=2)
-    for job, history in zip(_jobs(names), histories, strict=True):
-        alone = train.fit_many([job], xt, xt[:50], epochs=3, batch_size=64, lr=1e-3, cores=1)[0]
-        assert [r.train_loss for r in alone] == pytest.approx([r.train_loss for r in history], rel=1e-6, abs=0)
-        assert [r.eval_loss for r in alone] == pytest.approx([r.eval_loss for r in history], rel=1e-6, abs=0)
-    assert sorted(seen) == sorted((n, e) for n in names for e in (1, 2, 3))  # every epoch reported once
-    for name in names:  # and in order, per model
-        assert [e for n, e in seen if n == name] == [1, 2, 3]
-
-
-def _conv_job(name, seed):
-    generator = seed_everything(seed)  # before the weights are drawn
-    return train.Job(name, models.build(SPECS["conv"]), generator)
-
-
-def test_conv_models_in_one_vmapped_stack_match_each_trained_alone(digits):
-    # three seeds of a conv AE in one stack (parameters (3, ...), the module under vmap) and
-    # each in a stack of one (the module itself): the same losses and weights
-    from mnist_codec.codecs.stacking import FunctionalStack
-
-    xt = torch.from_numpy(digits[0])
-
-    def jobs():
-        return [_conv_job(f"conv/seed{r}", derive_seed(3, f"c{r}")) for r in range(3)]
-
-    together = jobs()
-    trainer = train.StackTrainer(together, [[], [], []], [None] * 3, xt, 64, 1e-3)
-    assert isinstance(trainer.stack, FunctionalStack) and trainer.stack.size == 3
-    histories = train.fit_many(together, xt, xt[:50], epochs=2, batch_size=64, lr=1e-3, stacks_per_group=1)
-    for job, history in zip(jobs(), histories, strict=True):
-        alone = train.fit_many([job], xt, xt[:50], epochs=2, batch_size=64, lr=1e-3, cores=1)[0]
-        assert [r.train_loss for r in alone] == pytest.approx([r.train_loss for r in history], rel=1e-5)
-        assert [r.eval_loss for r in alone] == pytest.approx([r.eval_loss for r in history], rel=1e-5)
-    for a, b in zip(together, jobs(), strict=True):  # trained weights came back into each job's own module
-        assert not all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True))
-
-
-def test_a_stack_refuses_mixed_structures_and_buffers():
-    from mnist_codec.codecs.stacking import FunctionalStack, make_stack
-
-    with pytest.raises(ValueError, match="one structure"):
-        make_stack([models.build(SPECS["conv"]), models.build({**SPECS["conv"], "channels": [4, 4]})])
-    with pytest.raises(ValueError, match="buffers"):
-        FunctionalStack([torch.nn.Sequential(torch.nn.Linear(784, 8), torch.nn.BatchNorm1d(8))])
-
-
-def test_cpu_plan_gives_each_model_a_core():
-    from mnist_codec.codecs.device import cpu_plan
-
-    assert cpu_plan(1, cores=2) == (1, 2)
-    assert cpu_plan(3, cores=2) == (2, 1)
-    assert cpu_plan(3, cores=16) == (3, 5)
-    assert cpu_plan(3, cores=1) == (1, 1)
-
-
-def test_schedules_start_end_and_peak_where_documented():
-    lr, epochs = 1e-3, 10
-    rates = {s: [schedules.learning_rate(s, lr, e, epochs) for e in range(epochs)] for s in schedules.SCHEDULES}
-    assert rates["constant"] == [lr] * epochs
-    cos = rates["cosine"]
-    assert cos[0] == lr and all(a > b > 0 for a, b in pairwise(cos))
-    assert cos[epochs // 2] == pytest.approx(lr / 2)
-    one = rates["onecycle"]
-    assert one[0] == pytest.approx(lr / 25 + (lr - lr / 25) / 3) and one[2] == pytest.approx(lr) == max(one)
-    assert one[:3] == sorted(one[:3]) and one[2:] == sorted(one[2:], reverse=True)
-    assert one[-1] == pytest.approx(lr / 1e4)
-    assert [schedules.learning_rate("onecycle", lr, e, 1) for e in range(1)] == [lr]  # one epoch: the peak
-    with pytest.raises(ValueError, match="unknown learning-rate schedule 'step'"):
-        schedules.learning_rate("step", lr, 0, epochs)
-
-
-def test_a_schedule_changes_training_and_the_default_is_the_notebooks_adam(digits):
-    xt = torch.from_numpy(digits[0])
-    spec = {"kind": "deep", "latent_dim": 8, "hidden": [32, 16], "activation": "relu"}
-    start = models.build(spec).state_dict()
-
-    def run(**optim):
-        model = models.build(spec)
-        model.load_state_dict(start)
-        return [
-            r.train_loss
-            for r in train.fit(
-                model,
-                xt,
-                xt[:50],
-                name="m",
-                epochs=3,
-                batch_size=64,
-                lr=1e-3,
-                generator=torch.Generator().manual_seed(1),
-                cores=1,
-                **optim,
-            )
-        ]
-
-    default = run()
-    assert run(schedule="constant", weight_decay=0.0) == default
-    assert run(schedule="cosine") != default and run(weight_decay=1e-2) != default
-    trainer = train.StackTrainer([train.Job("m", models.build(spec), torch.Generator())], [[]], [None], xt, 64, 1e-3)
-    assert type(trainer.optimizer) is torch.optim.Adam and trainer.optimizer.defaults["fused"]
-
-
-@pytest.mark.parametrize("optim", [{}, {"schedule": "onecycle", "weight_decay": 1e-2}, {"conv": True}])
-def test_the_graphed_path_replayed_eagerly_equals_eager_steps(digits, optim):
-    # What CUDA captures (static order buffers, a position counter advanced inside the step,
-    # warm-up then restore, the partial batch stepped outside), replayed eagerly on the CPU:
-    # it must train exactly as plain eager steps do.
-    from mnist_codec.codecs.device import configure_cpu
-
-    x = torch.from_numpy(digits[0])  # 400 images at batch 96: four full batches and one of 16
-    names = ["deep_relu", "deep_tanh", "deep_leaky_relu"]
-
-    schedule = optim.get("schedule", "constant")
-    wd = optim.get("weight_decay", 0.0)
-
-    def run(capture):
-        jobs = _jobs(names)
-        if optim.get("conv"):  # vmapped stacks: two seeds of a conv AE, and one alone
-            jobs = [_conv_job(f"conv{r}", r) for r in range(3)]
-        stacks = [
-            train.StackTrainer(jobs[:2], [[], []], [None, None], x, 96, 1e-3, schedule, 3, wd),
-            train.StackTrainer(jobs[2:], [[]], [None], x, 96, 1e-3, schedule, 3, wd),
-        ]  # two stacks, as CUDA may hold
-        histories = [[], [], []]
-
-        def emit(t, results):
-            for k, r in zip([[0, 1], [2]][t], results, strict=True):
-                histories[k].append(r)
-
-        train._fit_together(stacks, x[:50], 3, 96, capture, emit)
-        for t in stacks:
-            t.unstack()
-        return histories, jobs
-
-    configure_cpu(1)
-    replayed, replayed_jobs = run(lambda steps: steps)
-    eager, eager_jobs = run(None)
-    for a, b in zip(replayed, eager, strict=True):
-        assert [(r.train_loss, r.eval_loss) for r in a] == [(r.train_loss, r.eval_loss) for r in b]
-    for ja, jb in zip(replayed_jobs, eager_jobs, strict=True):
-        for p, q in zip(ja.model.parameters(), jb.model.parameters(), strict=True):
-            assert torch.equal(p, q)
-
-
-# --- bf16 ------------------------------------------------------------------------------------
 
 DEEP = {"kind": "deep", "latent_dim": 32, "hidden": [256, 64], "activation": "relu"}
 
@@ -383,107 +219,6 @@ def test_an_unknown_precision_is_refused(digits):
         )
 
 
-def test_bf16_is_judged_by_the_hardware(monkeypatch):
-    """A card before sm_80 and a CPU without bf16 units are refused by name; fp32 is never refused;
-    a CPU that reports AVX512-BF16 (here: pretended) is let through."""
-    from mnist_codec.codecs import device as devices
-
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
-    with pytest.raises(
-        TrainingError,
-        match=r"^params: 'train.precision' = 'bf16' but cuda:Tesla T4 has compute "
-        r"capability 7\.5, below the 8\.0 that bf16 tensor cores need; ",
-    ):
-        devices.check_precision(torch.device("cuda"), "bf16")
-    devices.check_precision(torch.device("cuda"), "fp32")
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
-    devices.check_precision(torch.device("cuda"), "bf16")
-
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    monkeypatch.setattr(devices, "_cpu_flags", lambda: {"avx2", "fma"})
-    with pytest.raises(TrainingError, match=r"has no AVX512-BF16, AMX-BF16 or ARM BF16 \(its widest vector unit"):
-        devices.check_precision(torch.device("cpu"), "bf16")
-    monkeypatch.setattr(devices, "_cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
-    assert devices.bf16_support(torch.device("cpu")) == (True, "AVX512-BF16")
-    devices.check_precision(torch.device("cpu"), "bf16")
-
-
-def test_the_device_description_names_the_precision():
-    from mnist_codec.codecs import device as devices
-
-    text = devices.describe(torch.device("cpu"), 9, "bf16")
-    assert text.startswith(f"cpu:{devices.usable_cores()} cores, bf16, 9 model(s) in ")
-
-
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_the_graphed_step_path_gives_the_eager_losses(digits, precision):
-    """The CUDA-graph path's logic (a static order buffer, a device-side position, the partial
-    batch eagerly after the replays, warm-up leaving no trace), replayed without a graph on the
-    CPU: the same losses as the eager epochs, in both precisions (autocast inside the step)."""
-    x, _ = digits  # 400 images at batch 96: 4 replays and a partial batch of 16
-    xt = torch.from_numpy(x)
-    spec = {"kind": "deep", "latent_dim": 8, "hidden": [64, 16], "activation": "tanh"}
-
-    def trainer():
-        torch.manual_seed(3)
-        job = train.Job("deep_tanh", models.build(spec), seed_everything(3))
-        return train.StackTrainer([job], [[]], [None], xt, 96, 1e-3, epochs=2, precision=precision)
-
-    runs = []
-    for capture in (None, lambda steps: steps):
-        t, seen = trainer(), []
-        train._fit_together([t], xt[:100], 2, 96, capture, lambda k, results, seen=seen: seen.extend(results))
-        runs.append([r.train_loss for r in seen])
-    assert runs[0] == pytest.approx(runs[1], rel=1e-6) and len(runs[0]) == 2
-
-
-def test_bf16_reaches_the_convolutions_of_a_stacked_conv_ae(digits):
-    """vmap's batched convolution runs beneath autocast, so a functional stack casts for it: the
-    stack's convolutions compute in bf16 (its output under the trainer's autocast is bf16), and a
-    conv AE in bf16 gives the same losses stacked with another as alone, within bf16's own
-    rounding (native bf16 kernels, AVX512-BF16 here, round a batched convolution in another
-    order than a single one: 1e-4 apart, where emulated bf16 gave the same numbers)."""
-    x = torch.from_numpy(digits[0][:256])
-    spec = {"kind": "conv", "latent_dim": 8, "channels": [4, 8], "activation": "relu"}
-
-    def losses(n, precision):
-        torch.manual_seed(0)
-        jobs = [train.Job(f"conv/{i}", models.build(spec), seed_everything(i)) for i in range(n)]
-        histories = train.fit_many(
-            jobs, x, x[:64], epochs=2, batch_size=64, lr=1e-3, precision=precision, stacks_per_group=1
-        )
-        return [r.train_loss for r in histories[0]]
-
-    for precision, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
-        jobs = [train.Job(f"conv/{i}", models.build(spec), seed_everything(i)) for i in range(2)]
-        trainer = train.StackTrainer(jobs, [[], []], [None, None], x, 64, 1e-3, precision=precision)
-        with trainer.products():
-            assert trainer.stack(x[:64].expand(2, -1, -1)).dtype == dtype
-    alone, stacked = losses(1, "bf16"), losses(2, "bf16")
-    assert stacked == pytest.approx(alone, rel=1e-3)
-    assert alone != losses(1, "fp32") and alone == pytest.approx(losses(1, "fp32"), rel=0.01)
-
-
-def test_the_cores_used_are_the_affinity_mask_or_fewer_where_omp_num_threads_says(monkeypatch):
-    """A Ray task that declared 2 CPUs gets OMP_NUM_THREADS=2 from Ray: training takes 2 threads."""
-    import os
-
-    from mnist_codec.codecs import device as devices
-
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert devices.usable_cores() == 4
-    monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    assert devices.usable_cores() == 2
-    monkeypatch.setenv("OMP_NUM_THREADS", "16")  # never more than the process may run on
-    assert devices.usable_cores() == 4
-    for junk in ("0", "", "two"):
-        monkeypatch.setenv("OMP_NUM_THREADS", junk)
-        assert devices.usable_cores() == 4
-
-
 CTRL_C_UNDER_LOAD = """
 import os, random, signal, sys, threading, time
 import torch
@@ -494,7 +229,6 @@ from mnist_codec.codecs.seeding import derive_seed, seed_everything
 import concurrent.futures._base as futures_base
 
 interrupts.install()  # as a stage does: SIGINT raised as KeyboardInterrupt in the main thread
-
 
 def slow_enter(self):
     # the window that once hung a stage, widened: wait() takes each future's lock in turn, and
