@@ -10,19 +10,16 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 from .common import copy_tree, section_head, timed
+from services import TrackingServer
 
 CLUSTER_TARGET = 0.10  # the cluster's own work, at most this share of an experiment's run
 
 
 def bench_cluster(args, work: Path, env: dict, log: Path) -> dict:
     """Two default-size sweep points on a one-node mini-cluster (see the module docstring)."""
-    import signal
-    import socket
-    import urllib.request
 
     from mnist_codec.experiments.guard import HOME_ENV
     from mnist_codec.loopback import RAY_LOOPBACK, keep_ray_on_loopback
@@ -50,31 +47,15 @@ def bench_cluster(args, work: Path, env: dict, log: Path) -> dict:
         subprocess.run(cmd, cwd=seed, env=env, check=True, capture_output=True)
     subprocess.run(["git", "clone", "-q", str(origin), str(driver)], check=True)
     timed(["dvc", "repro", "preprocess"], driver, env, log)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with open(log, "a") as fh:
-        server = subprocess.Popen(
-            ["mnist-codec", "server", "--port", str(port), "--dir", str(work / "server")],
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
+    try:
+        server = TrackingServer(work / "server", env=env)  # on a free port of 127.0.0.1, up when it answers
+    except RuntimeError as exc:
+        raise SystemExit(f"cluster: the tracking server did not start: {exc}") from None
+    url = server.url
     saved = {k: os.environ.get(k) for k in (HOME_ENV, *git_id)}
     os.environ.update({HOME_ENV: str(work / "nodes"), **git_id})
     cluster = None
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2).read()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"cluster: the tracking server did not start; see {log}") from None
-                time.sleep(0.3)
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
         cluster.add_node(num_cpus=2)
         cluster.wait_for_nodes()
@@ -106,8 +87,7 @@ def bench_cluster(args, work: Path, env: dict, log: Path) -> dict:
             session = cluster.head_node.get_session_dir_path()
             cluster.shutdown()
             shutil.rmtree(session, ignore_errors=True)
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        server.stop()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

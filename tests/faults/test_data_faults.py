@@ -8,7 +8,6 @@ there was none): never a partial file.
 import contextlib
 import gzip
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from mnist_codec.data import idx, mnist, prepare
 from mnist_codec.errors import DataError
 
 from conftest import MirrorServer, idx_bytes, synthetic_digits, write_raw_dir
+from services import free_port
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -100,9 +100,7 @@ def test_a_damaged_mirror_file_is_refused_and_raw_data_is_kept(
 
 
 def test_a_mirror_that_does_not_answer(previous_raw, tmp_path):
-    with socket.socket() as s:  # a port on 127.0.0.1 that nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port on 127.0.0.1 that nobody listens on
     before = snapshot(previous_raw)
     for source in (f"http://127.0.0.1:{port}/mnist", (tmp_path / "no-such-mirror").as_uri()):
         with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: cannot download"):
