@@ -41,8 +41,13 @@ SMALL = {
     "evaluate": {"n_projection": 200},
 }
 AUTOENCODERS = ["ae", "deep_relu", "deep_leaky_relu"]
-PERTURBATIONS = [c.name for c in calibration.CONDITIONS if c.kind == "perturbation"]
-REGRESSIONS = ["epochs-1", "lr-x0.5", "init-x3"]
+# The perturbations that move the float paths (benchmarks/GATE.md: one thread, and one core, give
+# the baseline's own numbers on 2 cores, +0.00%, so they would re-prove the baseline against
+# itself), and the regressions nearest the threshold (epochs-1) and of both signs at once
+# (init-x3: some codecs better, others worse); half the learning rate, a larger regression in
+# one direction, is caught wherever epochs-1 is (the limits' properties: tests/test_gate_rules.py).
+PERTURBATIONS = ["mkl-cbwr", "aten-default"]
+REGRESSIONS = ["epochs-1", "init-x3"]
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +95,10 @@ def test_the_baseline_passes_against_itself(repo):
 
 @pytest.mark.parametrize("name", PERTURBATIONS)
 def test_the_same_code_on_other_float_paths_passes_paired(repo, name):
-    current, proc = _run(repo, name)
+    _, proc = _run(repo, name)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for codec in AUTOENCODERS:  # each seed compared with its own baseline
         assert _rows(proc)[f"{codec}.mse"][5] == "paired", proc.stdout
-    if name == "one-core":
-        assert current["deep_relu"]["trained_on"].startswith("cpu:1 cores")  # it did run on one core
 
 
 @pytest.mark.parametrize("name", REGRESSIONS)

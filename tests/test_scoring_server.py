@@ -50,7 +50,7 @@ def server(registered):
         service.stop(timeout=30)  # the server and its uvicorn worker: the whole group
 
 
-def test_the_server_answers_like_the_model_in_process(registered, server):
+def test_the_server_answers_like_the_model_in_process(registered, registry_client, server):
     import mlflow
 
     x = eval_split(registered)[:16]

@@ -162,15 +162,17 @@ def test_the_command_reads_exp_show_rows(raw_dir, tmp_path):
 @pytest.mark.full
 def test_make_sweep_runs_the_queue_and_reports_every_size(tmp_path):
     """`make sweep` for real on a tiny profile, from a clone with no outputs: two queued
-    experiments, DVC's queue, the report (PCA's curve on the workspace's splits)."""
-    from conftest import TINY, project_copy, project_env
+    experiments, DVC's queue with two workers at once on one MLflow store, the report (PCA's
+    curve on the workspace's splits). The two workers lose no run and no metric point (this
+    test holds what tests/faults/test_dvc_faults.py's queued sweep held)."""
+    from conftest import TINY, project_copy, project_env, store_runs
 
     repo = project_copy(tmp_path / "repo", TINY)
     stamp = tmp_path / "installed"  # this environment is installed: make must not reinstall into it
     stamp.touch()
     try:
         proc = subprocess.run(
-            ["make", "sweep", f"VENV={sys.prefix}", f"STAMP={stamp}", "SWEEP_SIZES=2 4"],
+            ["make", "sweep", f"VENV={sys.prefix}", f"STAMP={stamp}", "SWEEP_SIZES=2 4", "SWEEP_JOBS=2"],
             cwd=repo,
             env=project_env(repo),
             capture_output=True,
@@ -189,6 +191,23 @@ def test_make_sweep_runs_the_queue_and_reports_every_size(tmp_path):
     assert [line.split("|")[1].strip() for line in table.splitlines()[2:4]] == ["2", "4"]
     rows = (repo / "reports" / "rate_distortion.csv").read_text().splitlines()
     assert sum(r.startswith(("ae,", "deep_relu,", "pca,")) for r in rows) == 6
+    # two workers at once on one store: every run of both experiments there, ended, each curve whole
+    runs, client = store_runs(repo)
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    by = {}
+    for r in runs:
+        by.setdefault((r.data.tags["mnist_codec.dvc_exp"], r.data.tags["mnist_codec.stage"]), []).append(r)
+    for exp in ("rd-2", "rd-4"):  # a codec's parent run with a child per seed (2), and one evaluate run
+        assert {s: len(by.get((exp, s), [])) for s in ("train_ae", "train_deep", "evaluate")} == {
+            "train_ae": 3,
+            "train_deep": 3,
+            "evaluate": 1,
+        }, sorted(by)
+    seeds = [r for r in runs if "mlflow.parentRunId" in r.data.tags and r.data.tags["mnist_codec.stage"] != "pca"]
+    assert len(seeds) == 8
+    for r in seeds:
+        for metric in ("train_loss", "eval_loss"):
+            assert [m.step for m in client.get_metric_history(r.info.run_id, metric)] == [1, 2]
 
 
 def _reader(monkeypatch, script: str) -> None:

@@ -1,4 +1,5 @@
-"""DVC under concurrency: two `dvc repro` at once, and a queued sweep with two workers.
+"""DVC under concurrency and interruption: two `dvc repro` at once, and Ctrl-C during a training
+stage (a queued sweep with two workers: tests/test_sweep.py's `make sweep`).
 
 Slow: each runs the real pipeline on the tiny profile (plumbing, not numbers) in a throw-away
 copy of the project.
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, drain_queue, project_copy, project_env, sh, store_runs
+from conftest import TINY, project_copy, project_env, sh, store_runs
 from services import ctrl_c_as_in_a_terminal, read_until
 
 pytestmark = pytest.mark.full
@@ -52,28 +53,6 @@ def test_two_repros_at_once_one_runs_the_other_gets_the_lock_error(repo):
     # the same result as a run alone
     sh(repo, "dvc", "repro", "--force")
     assert (repo / "reports/metrics.json").read_bytes() == metrics
-
-
-def test_a_queued_sweep_with_two_workers_loses_no_run_and_no_metric_point(repo):
-    sh(repo, "dvc", "repro")
-    runs_before, _ = store_runs(repo)
-    sh(repo, "dvc", "exp", "run", "--queue", "-S", "seed=101,202")
-    sh(repo, "dvc", "queue", "start", "-j", "2")
-    status = drain_queue(repo)
-    assert list(status.values()).count("Success") == 2, status
-    runs, client = store_runs(repo)
-    new = [r for r in runs if r.info.run_id not in {b.info.run_id for b in runs_before}]
-    # a seed re-trains the AE and the deep AE (ReLU), each a parent run with a child per seed
-    # (2 in the tiny profile), and re-evaluates: 3 + 3 + 1 runs per experiment
-    by_stage = {}
-    for r in new:
-        by_stage.setdefault(r.data.tags["mnist_codec.stage"], []).append(r)
-    assert {k: len(v) for k, v in by_stage.items()} == {"train_ae": 6, "train_deep": 6, "evaluate": 2}
-    assert {r.info.status for r in new} == {"FINISHED"}
-    assert len({r.data.tags["mnist_codec.dvc_exp"] for r in new}) == 2  # one name per experiment
-    for r in [r for r in by_stage["train_ae"] + by_stage["train_deep"] if "mlflow.parentRunId" in r.data.tags]:
-        for metric in ("train_loss", "eval_loss"):
-            assert [m.step for m in client.get_metric_history(r.info.run_id, metric)] == [1, 2]
 
 
 def test_ctrl_c_during_a_training_stage_then_dvc_repro_resumes_and_succeeds(repo):
