@@ -6,11 +6,18 @@ benchmarks name the machine without loading it."""
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 
 
 def cpuinfo() -> dict[str, str]:
     """The first processor's fields of ``/proc/cpuinfo`` (``model name``, ``cpu family``,
-    ``model``, ``flags`` on x86, ``Features`` on ARM); empty where there is no such file."""
+    ``model``, ``flags`` on x86, ``Features`` on ARM); empty where there is no such file. Read
+    once a process: the CPU does not change under it."""
+    return dict(_read_cpuinfo())
+
+
+@lru_cache(maxsize=1)
+def _read_cpuinfo() -> tuple[tuple[str, str], ...]:
     fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
@@ -23,7 +30,7 @@ def cpuinfo() -> dict[str, str]:
                 fields.setdefault(key.strip(), value.strip())
     except OSError:  # not Linux
         pass
-    return fields
+    return tuple(fields.items())
 
 
 def cpu_flags() -> set[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import fileio
+from ..data import N_PIXELS
 from ..errors import DataError
 from .models import PCACodec, pca_codec_from_arrays
 
@@ -43,9 +44,10 @@ def load(path: str | Path) -> PCACodec:
         raise DataError(f"{path}: PCA file not found; run the pca stage first") from None
     except (ValueError, KeyError, OSError) as exc:
         raise DataError(f"{path}: not a valid PCA file ({exc})") from None
-    if mean.shape != (784,) or components.ndim != 2 or components.shape[1] != 784:
+    if mean.shape != (N_PIXELS,) or components.ndim != 2 or components.shape[1] != N_PIXELS:
         raise DataError(
-            f"{path}: PCA arrays have shapes {mean.shape} and {components.shape}, expected (784,) and (k, 784)"
+            f"{path}: PCA arrays have shapes {mean.shape} and {components.shape}, "
+            f"expected ({N_PIXELS},) and (k, {N_PIXELS})"
         )
     codec = pca_codec_from_arrays(mean, components)
     codec.eval()

@@ -19,7 +19,6 @@ gate saw in them: the metric, the results it was compared with (by digest) and t
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,8 +32,10 @@ from .digest import DIGEST_CHARS
 from .gate import Rule, rule_for
 
 FILENAME = "metrics_accepted.yaml"
-_DIGEST = re.compile(rf"^[0-9a-f]{{{DIGEST_CHARS}}}$")
+# what each field accepts, in the words of its refusal
 DIGEST = f"a results digest ({DIGEST_CHARS} hex digits, 0-9 a-f)"
+DATE = "a date, YYYY-MM-DD"
+REASON = "a text that says why the regression is accepted (not empty)"
 METRIC = "a metric a rule of metrics_gate.yaml covers, as codec.metric"
 
 HEADER = f"""\
@@ -115,9 +116,7 @@ def _reason(value: str) -> str:
     return value.strip()
 
 
-Digest = Annotated[str, Field(pattern=_DIGEST.pattern, json_schema_extra={"accepts": DIGEST})]
-DATE = "a date, YYYY-MM-DD"
-REASON = "a text that says why the regression is accepted (not empty)"
+Digest = Annotated[str, Field(pattern=rf"^[0-9a-f]{{{DIGEST_CHARS}}}$", json_schema_extra={"accepts": DIGEST})]
 
 
 class RegressionEntry(BaseModel):

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..data import N_PIXELS
 from ..errors import DataError
 
 log = logging.getLogger(__name__)
@@ -195,8 +196,9 @@ def _tuned_markdown(rec: dict) -> str:
     lines = [
         (
             f"**{rec['codec_name']}**, {rec['code_size']} numbers per digit: test MSE per pixel "
-            f"**{rec['test_mse']:.6f} ± {(high - low) / 2:.6f}** ({rec['test_mse'] * 784:.2f} summed over an "
-            f"image's 784 pixels; mean ± half the 95% interval over {rec['n_seeds']} seeds; per seed {per_seed}), "
+            f"**{rec['test_mse']:.6f} ± {(high - low) / 2:.6f}** ({rec['test_mse'] * N_PIXELS:.2f} summed over an "
+            f"image's {N_PIXELS} pixels; mean ± half the 95% interval over {rec['n_seeds']} seeds; "
+            f"per seed {per_seed}), "
             "on the 10,000 test images "
             f"({rec['protocol']} protocol). Target {rec['target_mse']}: {'met' if rec['meets_target'] else 'not met'}."
         ),

@@ -74,7 +74,7 @@ def overrides(spec: Spec, searched: dict, precision: str | None = None) -> tuple
 def shown_storage(storage: str, root: Path | None = None) -> str:
     """The study's storage as a record shows it: no password, and the repository's own
     SQLite file relative to the repository (a path of one machine means nothing on another)."""
-    from .study import redact
+    from ..tracking.server import redact
 
     if root is not None:
         prefix = f"sqlite:///{Path(root).resolve()}/"
@@ -86,7 +86,8 @@ def shown_storage(storage: str, root: Path | None = None) -> str:
 def search_record(study: optuna.Study, spec: Spec, storage: str) -> dict:
     """What the study says of the search: its space, budget, ASHA, trials and every run
     (``storage`` as the record shows it: :func:`shown_storage`)."""
-    from .study import RUNS_ATTR, ended, epochs_run, finished, redact, winner
+    from ..tracking.server import redact
+    from .study import RUNS_ATTR, ended, epochs_run, finished, winner
 
     trials = finished(study)
     best = winner(study, spec.max_epochs)

@@ -29,17 +29,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..loopback import keep_ray_on_loopback
 from . import records
 from .space import Spec
 from .study import DEFAULT_STORAGE_DIR, RUNS_ATTR, TuneError, default_storage, finished, open_study, tuning_run
 from .trial import VAL_METRIC, Context
-
-if TYPE_CHECKING:
-    pass
-
 
 log = logging.getLogger(__name__)
 

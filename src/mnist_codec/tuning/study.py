@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import MnistCodecError
+from ..tracking.server import redact
 from .space import Spec
 
 if TYPE_CHECKING:
@@ -47,12 +48,6 @@ def open_study(storage: str, name: str) -> optuna.Study:
             f"tune: cannot open the Optuna study {name!r} at {redact(storage)}: "
             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from None
-
-
-def redact(url: str) -> str:
-    from ..tracking.server import redact
-
-    return redact(url)
 
 
 def finished(study: optuna.Study) -> list[FrozenTrial]:
