@@ -133,7 +133,8 @@ test-full: install-dev
 # then the score of each module (killed mutants, the reviewed equivalents of
 # tests/mutation_equivalents.yaml not counted), every survivor as a diff, and a failure below the
 # floor. From scratch each time, into mutants/ (its log: mutants/mutmut.log). MUTATION_ARGS adds
-# arguments, e.g. MUTATION_ARGS="--rescore" (score the last run again, after editing the list).
+# arguments, e.g. MUTATION_ARGS="--rescore" (score the last run again, after editing the list), or
+# MUTATION_ARGS="--changed" (CI's: only the modules the change reaches, from the gate's base).
 MUTATION_ARGS ?=
 mutation: install-dev
 	$(RUN) python tests/mutation.py $(MUTATION_ARGS)

@@ -35,6 +35,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 EQUIVALENTS = Path("tests/mutation_equivalents.yaml")
+SCOPE = Path("mutants/modules.json")  # the modules the last run mutated, for --rescore
 FLOOR = 90.0  # percent of a module's non-equivalent mutants that the tests must kill
 
 # mutmut's exit codes for a mutant (mutmut.stats.status_by_exit_code): what the tests did with it
@@ -206,15 +207,43 @@ def read_results(root: Path) -> dict[str, int | None]:
     return results
 
 
-def run_mutmut(root: Path, jobs: int, log: Path) -> None:
+def run_mutmut(root: Path, jobs: int, log: Path, modules: Iterable[str] = ()) -> None:
+    """mutmut from scratch over every module, or over ``modules`` only (their mutants' names)."""
     shutil.rmtree(root / "mutants", ignore_errors=True)  # from scratch: a cached kill may be stale
     (root / "mutants").mkdir()
     mutmut = Path(sys.executable).with_name("mutmut")
+    names = [f"{m}.*" for m in modules]  # a mutant's name: <module>.x_<function>__mutmut_<n>
     with open(log, "w", encoding="utf-8") as out:
-        proc = subprocess.run([str(mutmut), "run", "--max-children", str(jobs)], cwd=root, stdout=out, stderr=out)
+        cmd = [str(mutmut), "run", "--max-children", str(jobs), *names]
+        proc = subprocess.run(cmd, cwd=root, stdout=out, stderr=out)
     if proc.returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
         raise MutationError(f"mutation: mutmut run failed (exit {proc.returncode}); the end of {log}:\n{tail}")
+
+
+def test_selection(root: Path) -> list[str]:
+    """The test files mutmut runs against mutants ([tool.mutmut] pytest_add_cli_args_test_selection)."""
+    import tomllib
+
+    with open(root / "pyproject.toml", "rb") as f:
+        return list(tomllib.load(f)["tool"]["mutmut"].get("pytest_add_cli_args_test_selection", []))
+
+
+def changed_modules(root: Path, modules: list[str]) -> tuple[list[str], str]:
+    """The modules a change reaches (tests/mutation_scope.py), and a line that says from where."""
+    import mutation_scope as scope
+
+    worlds = scope.worlds(root, modules, test_selection(root))
+    base, why = scope.choose_base(root, set().union(*worlds.values(), scope.EVERY_RUN))
+    if base is None:
+        return modules, f"mutation: no base to compare with ({why}): every module"
+    try:
+        reached = scope.reached(worlds, scope.changed_since(root, base))
+    except ValueError as exc:
+        raise MutationError(f"mutation: {exc}") from None
+    named = ", ".join(m.removeprefix("mnist_codec.") for m in reached) or "none"
+    reach = f"reaches {len(reached)} of {len(modules)} modules: {named}"
+    return reached, f"mutation: the change since {base[:7]} ({why}) {reach}"
 
 
 def diffs_of(root: Path, mutants: Iterable[str]) -> dict[str, str]:
@@ -234,20 +263,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutants tested at once")
     parser.add_argument("--floor", type=float, default=FLOOR, help="least score of every module, in percent")
     parser.add_argument("--rescore", action="store_true", help="score the last run's mutants/ without running")
+    parser.add_argument(
+        "--changed",
+        action="store_true",
+        help="only the modules the change reaches, from the gate's base (tests/mutation_scope.py), as CI runs it",
+    )
     args = parser.parse_args(argv)
     root = REPO
     try:
         equivalents = load_equivalents(root / EQUIVALENTS)
-        modules = only_mutate(root)
+        modules = every = only_mutate(root)
         start = time.monotonic()
+        if args.changed and not args.rescore:
+            modules, line = changed_modules(root, every)
+            print(line)
+            if not modules:
+                print("mutation: passed: nothing to mutate (`make mutation` mutates every module)")
+                return 0
         if not args.rescore:
             print(f"mutation: mutmut over {len(modules)} modules, {args.jobs} at a time (log: mutants/mutmut.log)")
             log = root / "mutants.log"
-            run_mutmut(root, args.jobs, log)
+            run_mutmut(root, args.jobs, log, modules if modules != every else ())
             shutil.move(log, root / "mutants" / "mutmut.log")
+            (root / SCOPE).write_text(json.dumps(modules), encoding="utf-8")
+        elif (root / SCOPE).is_file():
+            modules = json.loads((root / SCOPE).read_text(encoding="utf-8"))  # the modules the last run mutated
         results = read_results(root)
         if not results:
             raise MutationError("mutation: no results in mutants/: run `make mutation`")
+        results = {m: code for m, code in results.items() if module_of(m) in modules}
+        equivalents = [e for e in equivalents if module_of(e.mutant) in modules]
         by_name = {e.mutant: e for e in equivalents}
         scores = score(results, modules, by_name)
         survivors = [m for s in scores.values() for m in s.survived]

@@ -6,6 +6,8 @@ records per mutant, and the decisions made from them are held.
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 import mutation
@@ -137,3 +139,63 @@ def test_the_committed_list_is_well_formed_and_names_mutated_modules():
     modules = set(mutation.only_mutate(mutation.REPO))
     assert all(mutation.module_of(e.mutant) in modules for e in entries)
     assert all(len(e.reason) > 20 for e in entries)  # a reason a reviewer can check
+
+
+# --- which modules a change reaches (tests/mutation_scope.py): CI's `make mutation`, --changed ----
+
+
+def test_a_modules_world_is_its_code_what_it_imports_and_the_tests_that_reach_it():
+    import mutation_scope as scope
+
+    selection = mutation.test_selection(mutation.REPO)
+    worlds = scope.worlds(mutation.REPO, [GATE, "mnist_codec.evaluation.promotion"], selection)
+    gate, promotion = worlds[GATE], worlds["mnist_codec.evaluation.promotion"]
+    assert {"src/mnist_codec/evaluation/gate.py", "src/mnist_codec/config.py"} <= gate  # itself, what it imports
+    assert {"tests/test_gate_rules.py", "tests/test_verdict.py", "tests/verdicts.py"} <= gate  # its tests, their helper
+    assert "src/mnist_codec/evaluation/verdict.py" not in gate  # verdict imports gate, not the other way
+    assert "tests/test_promotion.py" in promotion and "tests/test_stats.py" not in promotion
+    assert scope.reached(worlds, {"tests/test_promotion.py"}) == ["mnist_codec.evaluation.promotion"]
+    assert scope.reached(worlds, {"src/mnist_codec/config.py"}) == [GATE]  # promotion does not import the config layer
+    assert scope.reached(worlds, {"README.md", "src/mnist_codec/serving/wire.py"}) == []
+    assert scope.reached(worlds, {"tests/mutation_equivalents.yaml"}) == list(worlds)  # every run reads it
+
+
+def _git(root, *args):
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _commit(root, path, text, message):
+    (root / path).parent.mkdir(parents=True, exist_ok=True)
+    (root / path).write_text(text)
+    _git(root, "add", "-A")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-qm", message)
+    return _git(root, "rev-parse", "HEAD")
+
+
+def test_the_base_is_the_gates_and_on_main_the_parent_of_the_last_change_to_the_code_that_decides(
+    tmp_path, monkeypatch
+):
+    import mutation_scope as scope
+
+    monkeypatch.delenv("GATE_BASE", raising=False)
+    root = tmp_path / "repo"
+    root.mkdir()
+    _git(root, "init", "-q", "-b", "main")
+    first = _commit(root, "src/gate.py", "a = 1\n", "the gate")
+    assert scope.choose_base(root, ["src/gate.py"])[0] is None  # its one change has no parent: every module
+    second = _commit(root, "src/gate.py", "a = 2\n", "the gate, changed")
+    _commit(root, "README.md", "docs\n", "docs only")
+    base, why = scope.choose_base(root, ["src/gate.py"])
+    assert base == first and why.startswith(f"the parent of {second[:7]}")  # main: the newest change, re-proved
+    assert scope.changed_since(root, base) == {"src/gate.py", "README.md"}
+    (root / "new.py").write_text("b = 1\n")  # untracked, and an edit not yet committed: both are the change
+    (root / "README.md").write_text("edited\n")
+    assert scope.changed_since(root, _git(root, "rev-parse", "HEAD")) == {"new.py", "README.md"}
+    _git(root, "update-ref", "refs/remotes/origin/main", second)
+    _git(root, "checkout", "-q", "-b", "topic")
+    _commit(root, "src/other.py", "c = 1\n", "a branch")
+    assert scope.choose_base(root, ["src/gate.py"]) == (second, "the merge-base with origin/main")
+    monkeypatch.setenv("GATE_BASE", first)
+    assert scope.choose_base(root, ["src/gate.py"]) == (first, "GATE_BASE")
+    with pytest.raises(ValueError, match="cannot compare the working tree with 'nope'"):
+        scope.changed_since(root, "nope")
