@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, overload
 
 import torch
 
@@ -34,10 +35,48 @@ def learning_rate(schedule: str, lr: float, epoch: int, epochs: int) -> float:
     raise ValueError(f"unknown learning-rate schedule {schedule!r}; one of {', '.join(SCHEDULES)}")
 
 
+def _unguarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """torch's ``method`` without the compiler guard around it, or the method itself where a
+    torch version has none. The guard (``torch._disable_dynamo``) imports ``torch._dynamo`` the
+    first time it runs: about 1.8 s of every training process, for a compiler nothing here uses."""
+    return getattr(method, "__wrapped__", method)
+
+
+class _Eager:
+    """torch's fused Adam and AdamW, the same kernel and the same numbers, without the compiler
+    guards on the methods a training calls (creating the optimizer, a step, zeroing the
+    gradients, a checkpoint's state). Nothing is compiled here (a CUDA graph is captured, not
+    compiled): the guards only import the compiler."""
+
+    add_param_group = _unguarded(torch.optim.Optimizer.add_param_group)
+    zero_grad = _unguarded(torch.optim.Optimizer.zero_grad)
+    state_dict = _unguarded(torch.optim.Optimizer.state_dict)
+    load_state_dict = _unguarded(torch.optim.Optimizer.load_state_dict)
+
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        with torch.no_grad():  # what the guard does for an optimizer that is not differentiable
+            return _unguarded(torch.optim.Adam.step)(self, closure)  # AdamW's step is Adam's
+
+
+class Adam(_Eager, torch.optim.Adam):
+    pass
+
+
+class AdamW(_Eager, torch.optim.AdamW):
+    pass
+
+
 def make_optimizer(
     params: Iterable[torch.Tensor], lr: float, device: torch.device, weight_decay: float = 0.0, scheduled: bool = False
 ) -> torch.optim.Optimizer:
-    """The notebook's Adam as one fused kernel; capturable on CUDA so a graph can replay it.
+    """The notebook's Adam as one fused kernel (torch's, without its compiler guards: :class:`Adam`);
+    capturable on CUDA so a graph can replay it.
 
     With ``weight_decay`` it is AdamW (decoupled decay). With ``scheduled`` the rate is a
     tensor that :class:`~mnist_codec.codecs.trainer.StackTrainer` overwrites in place each epoch, so a captured CUDA
@@ -46,8 +85,8 @@ def make_optimizer(
     rate = torch.tensor(lr, dtype=torch.float32, device=device) if scheduled else lr
     capturable = device.type == "cuda"
     if weight_decay:
-        return torch.optim.AdamW(params, lr=rate, weight_decay=weight_decay, fused=True, capturable=capturable)
-    return torch.optim.Adam(params, lr=rate, fused=True, capturable=capturable)
+        return AdamW(params, lr=rate, weight_decay=weight_decay, fused=True, capturable=capturable)
+    return Adam(params, lr=rate, fused=True, capturable=capturable)
 
 
 def make_scheduler(
