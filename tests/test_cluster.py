@@ -41,6 +41,10 @@ TINY = {
     "evaluate": {"n_examples": 4, "n_projection": 100},
 }
 BIN = Path(sys.executable).parent
+# The experiments a test kills or interrupts while training runs: long enough (several seconds of
+# the deep AE's training on 2 cores) that training is still on when the test acts on seeing its run
+# open. With one epoch, a training stage's run is open well under a second beyond its start-up.
+MID_TRAINING_EPOCHS = 300
 
 
 def git(root: Path, *args: str) -> str:
@@ -453,7 +457,7 @@ def _processes_in(folder: Path) -> list[int]:
 def test_a_node_that_dies_mid_experiment_is_run_again_elsewhere_pushed_once_its_runs_failed(ray_cluster, team, server):
     driver = team["driver"]
     proc = subprocess.Popen(
-        sweep_cmd(ray_cluster, "--sizes", "16"),
+        sweep_cmd(ray_cluster, "--sizes", "16", "-S", f"train.epochs={MID_TRAINING_EPOCHS}"),
         cwd=driver,
         env=driver_env(team, server),
         stdout=subprocess.PIPE,
@@ -496,7 +500,7 @@ def test_ctrl_c_cancels_the_tasks_and_writes_nothing_in_the_driver(ray_cluster, 
     before = {p: p.read_bytes() for p in (driver / "reports").glob("rate_distortion.*")}
     status_before = git(driver, "status", "--porcelain")
     proc = subprocess.Popen(
-        sweep_cmd(ray_cluster, "--sizes", "3"),
+        sweep_cmd(ray_cluster, "--sizes", "3", "-S", f"train.epochs={MID_TRAINING_EPOCHS}"),
         cwd=driver,
         env=driver_env(team, server),
         stdout=subprocess.PIPE,
