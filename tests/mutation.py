@@ -221,7 +221,7 @@ def run_mutmut(root: Path, jobs: int, log: Path, modules: Iterable[str] = ()) ->
         raise MutationError(f"mutation: mutmut run failed (exit {proc.returncode}); the end of {log}:\n{tail}")
 
 
-def test_selection(root: Path) -> list[str]:
+def selected_test_files(root: Path) -> list[str]:
     """The test files mutmut runs against mutants ([tool.mutmut] pytest_add_cli_args_test_selection)."""
     import tomllib
 
@@ -233,7 +233,7 @@ def changed_modules(root: Path, modules: list[str]) -> tuple[list[str], str]:
     """The modules a change reaches (tests/mutation_scope.py), and a line that says from where."""
     import mutation_scope as scope
 
-    worlds = scope.worlds(root, modules, test_selection(root))
+    worlds = scope.worlds(root, modules, selected_test_files(root))
     base, why = scope.choose_base(root, set().union(*worlds.values(), scope.EVERY_RUN))
     if base is None:
         return modules, f"mutation: no base to compare with ({why}): every module"

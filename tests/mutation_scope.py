@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import ast
 import os
-import subprocess
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
+from mnist_codec.evaluation.history import BASE_ENV, UPSTREAM, Git
+
 TESTS = Path(__file__).resolve().parent
-UPSTREAM = "origin/main"
 PACKAGE = "mnist_codec"
 # Read by every run: a change to one of them can move any module's score.
 EVERY_RUN = (
@@ -36,12 +36,6 @@ EVERY_RUN = (
     "tests/mutation_equivalents.yaml",
     "tests/conftest.py",
 )
-
-
-def git(root: Path, *args: str) -> str | None:
-    """git's output at ``root``, or None where it fails (no repository, unknown revision)."""
-    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-    return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def source_of(module: str) -> str:
@@ -62,7 +56,7 @@ def imported_by(module: str) -> set[str]:
     return {module, *_graph().find_upstream_modules(module)}
 
 
-def test_imports(path: Path) -> tuple[set[str], set[str]]:
+def imports_of(path: Path) -> tuple[set[str], set[str]]:
     """(modules of the package, helper modules of tests/) a test file imports."""
     package, helpers = set(), set()
     local = {p.stem for p in TESTS.glob("*.py")}
@@ -84,8 +78,8 @@ def worlds(root: Path, modules: Iterable[str], test_files: Iterable[str]) -> dic
     """Each module's world: the files (relative to ``root``) whose change can move its score."""
     out = {m: {source_of(d) for d in imported_by(m)} for m in modules}
     for rel in test_files:
-        package, helpers = test_imports(root / rel)
-        reached = set().union(*(imported_by(m) for m in package)) if package else set()
+        package, helpers = imports_of(root / rel)
+        reached = set().union(*(imported_by(m) for m in package))
         helper_files = {f"tests/{h}.py" for h in helpers}
         for m, files in out.items():
             if m in reached:
@@ -95,28 +89,31 @@ def worlds(root: Path, modules: Iterable[str], test_files: Iterable[str]) -> dic
 
 def changed_since(root: Path, base: str) -> set[str]:
     """Files that differ between ``base`` and the working tree (uncommitted edits and new files too)."""
-    diff = git(root, "diff", "--name-only", base, "--")
+    git = Git(root)
+    diff = git.out("diff", "--name-only", base, "--")
     if diff is None:
         raise ValueError(f"git cannot compare the working tree with {base!r}")
-    untracked = git(root, "ls-files", "--others", "--exclude-standard") or ""
+    untracked = git.out("ls-files", "--others", "--exclude-standard") or ""
     return {line for line in f"{diff}\n{untracked}".splitlines() if line}
 
 
 def choose_base(root: Path, files: Iterable[str]) -> tuple[str | None, str]:
-    """(the base revision, how it was chosen); None: no base here, every module is mutated."""
-    explicit = os.environ.get("GATE_BASE", "").strip()
+    """(the base revision, how it was chosen); None: no base here, every module is mutated. The
+    gate's order (mnist_codec.evaluation.history.choose_base), through its git: on main, HEAD's
+    first-parent history, as a push is compared with the commit before it."""
+    git = Git(root)
+    explicit = os.environ.get(BASE_ENV, "").strip()
     if explicit:
-        return explicit, "GATE_BASE"
-    head = git(root, "rev-parse", "HEAD")
-    upstream = git(root, "rev-parse", "--verify", "-q", UPSTREAM)
-    if head and upstream and git(root, "merge-base", "--is-ancestor", head, upstream) is None:
-        fork = git(root, "merge-base", head, upstream)
+        return explicit, BASE_ENV
+    head, upstream = git.commit("HEAD"), git.commit(UPSTREAM)
+    if head and upstream and not git.is_ancestor(head, upstream):
+        fork = git.out("merge-base", head, upstream)
         if fork:
             return fork, f"the merge-base with {UPSTREAM}"
-    last = git(root, "log", "-1", "--format=%H", "--", *sorted(files))
+    last = git.out("log", "--first-parent", "-1", "--format=%H", "HEAD", "--", *sorted(files))
     if not last:
         return None, "no commit changed the code that decides or its tests"
-    parent = git(root, "rev-parse", "--verify", "-q", f"{last}^")
+    parent = git.commit(f"{last}^1")
     if not parent:
         return None, f"the last change to the code that decides ({last[:7]}) has no parent here"
     return parent, f"the parent of {last[:7]}, the last change to the code that decides or its tests"

@@ -147,7 +147,7 @@ def test_the_committed_list_is_well_formed_and_names_mutated_modules():
 def test_a_modules_world_is_its_code_what_it_imports_and_the_tests_that_reach_it():
     import mutation_scope as scope
 
-    selection = mutation.test_selection(mutation.REPO)
+    selection = mutation.selected_test_files(mutation.REPO)
     worlds = scope.worlds(mutation.REPO, [GATE, "mnist_codec.evaluation.promotion"], selection)
     gate, promotion = worlds[GATE], worlds["mnist_codec.evaluation.promotion"]
     assert {"src/mnist_codec/evaluation/gate.py", "src/mnist_codec/config.py"} <= gate  # itself, what it imports
